@@ -1,0 +1,180 @@
+#include "geo/sources.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <memory>
+
+#include <fmt/format.h>
+
+namespace geomx::geo {
+namespace {
+
+std::string read_file(const std::string& path) {
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> f(std::fopen(path.c_str(), "rb"), &std::fclose);
+  if (!f) throw LoadError(fmt::format("{}: {}", path, std::strerror(errno)));
+  std::string data;
+  char buf[1 << 16];
+  for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, f.get())) > 0;) data.append(buf, n);
+  if (std::ferror(f.get())) throw LoadError(fmt::format("{}: {}", path, std::strerror(errno)));
+  return data;
+}
+
+std::string_view trim(std::string_view s) {
+  const auto space = [](char c) { return c == ' ' || c == '\t' || c == '\r'; };
+  while (!s.empty() && space(s.front())) s.remove_prefix(1);
+  while (!s.empty() && space(s.back())) s.remove_suffix(1);
+  return s;
+}
+
+std::string_view unquote(std::string_view s) {
+  s = trim(s);
+  if (s.size() >= 2 && s.front() == '"' && s.back() == '"') s = s.substr(1, s.size() - 2);
+  return trim(s);
+}
+
+// Calls fn(line_number, line) for every line that is not blank or a comment.
+template <class Fn>
+void for_each_line(const std::string& data, Fn fn) {
+  std::size_t line_no = 0;
+  for (std::size_t pos = 0; pos < data.size();) {
+    auto end = data.find('\n', pos);
+    if (end == std::string::npos) end = data.size();
+    auto line = std::string_view(data).substr(pos, end - pos);
+    pos = end + 1;
+    ++line_no;
+    if (auto hash = line.find('#'); hash != std::string_view::npos) line = line.substr(0, hash);
+    line = trim(line);
+    if (!line.empty()) fn(line_no, line);
+  }
+}
+
+// A range endpoint: decimal integer (IPv4 when it fits 32 bits, else IPv6)
+// or address text.
+Address parse_endpoint(std::string_view text) {
+  if (!text.empty() && std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    u128 v = 0;
+    for (char c : text) {
+      const u128 next = v * 10 + static_cast<unsigned>(c - '0');
+      if (text.size() > 39 || next / 10 != v) throw ParseError(fmt::format("'{}' exceeds 128 bits", text));
+      v = next;
+    }
+    if (v <= 0xffffffffu) return Address::v4(static_cast<std::uint32_t>(v));
+    return Address::v6(v);
+  }
+  return parse_address(text);
+}
+
+template <class Key>
+struct Parsed {
+  std::vector<Span<Key>> spans;
+  std::vector<std::size_t> lines;
+};
+
+template <class Key>
+void check_overlaps(const std::string& path, Parsed<Key>& p) {
+  std::vector<std::size_t> order(p.spans.size());
+  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+  auto by_first = [&](std::size_t a, std::size_t b) {
+    return p.spans[a].range.first < p.spans[b].range.first;
+  };
+  if (!std::is_sorted(order.begin(), order.end(), by_first)) {
+    std::sort(order.begin(), order.end(), by_first);
+    Parsed<Key> sorted;
+    for (auto i : order) {
+      sorted.spans.push_back(p.spans[i]);
+      sorted.lines.push_back(p.lines[i]);
+    }
+    p = std::move(sorted);
+  }
+  for (std::size_t i = 1; i < p.spans.size(); ++i)
+    if (p.spans[i].range.first <= p.spans[i - 1].range.last)
+      throw LoadError(fmt::format("{}:{}: range overlaps the range on line {}", path,
+                                  std::max(p.lines[i], p.lines[i - 1]),
+                                  std::min(p.lines[i], p.lines[i - 1])));
+}
+
+}  // namespace
+
+GeoData load_range_file(const std::string& path) {
+  const std::string data = read_file(path);
+  Parsed<std::uint32_t> v4;
+  Parsed<u128> v6;
+  for_each_line(data, [&](std::size_t line_no, std::string_view line) {
+    try {
+      std::string_view fields[3];
+      std::size_t n = 0;
+      for (std::size_t pos = 0; n < 3;) {
+        auto comma = line.find(',', pos);
+        fields[n++] = unquote(line.substr(pos, comma - pos));
+        if (comma == std::string_view::npos) break;
+        pos = comma + 1;
+      }
+      if (n < 3) throw ParseError("expected low,high,country");
+      const Address low = parse_endpoint(fields[0]);
+      const Address high = parse_endpoint(fields[1]);
+      if (low.family() != high.family())
+        throw ParseError(fmt::format("{} and {} are of different address families",
+                                     low.to_string(), high.to_string()));
+      if (high < low)
+        throw ParseError(fmt::format("inverted range: {} is after {}", low.to_string(), high.to_string()));
+      const auto cc = fields[2];
+      if (cc == "??" || cc == "-" || cc.empty()) return;  // known to nobody
+      const auto country = Country::parse(cc);
+      if (!country) throw ParseError(fmt::format("'{}' is not a two-character country code", cc));
+      if (low.is_v4()) {
+        v4.spans.push_back({{low.v4_bits(), high.v4_bits()}, {*country, 0, 0}});
+        v4.lines.push_back(line_no);
+      } else {
+        v6.spans.push_back({{low.v6_bits(), high.v6_bits()}, {*country, 0, 0}});
+        v6.lines.push_back(line_no);
+      }
+    } catch (const ParseError& e) {
+      throw LoadError(fmt::format("{}:{}: {}", path, line_no, e.what()));
+    }
+  });
+  check_overlaps(path, v4);
+  check_overlaps(path, v6);
+  return GeoData{path, std::move(v4.spans), std::move(v6.spans)};
+}
+
+RangeSet load_cidr_file(const std::string& path) { return parse_cidr_list(read_file(path), path); }
+
+RangeSet parse_cidr_list(const std::string& data, const std::string& path) {
+  RangeSet set;
+  for_each_line(data, [&](std::size_t line_no, std::string_view line) {
+    try {
+      set.add(parse_prefix(line));
+    } catch (const ParseError& e) {
+      throw LoadError(fmt::format("{}:{}: {}", path, line_no, e.what()));
+    }
+  });
+  merge_ranges(set.v4);
+  merge_ranges(set.v6);
+  return set;
+}
+
+GeoData load_database(const std::string& path) {
+  if (std::filesystem::path(path).extension() == ".mmdb") return load_mmdb(path);
+  return load_range_file(path);
+}
+
+std::vector<std::string> default_databases() {
+  for (const char* dir : {"/var/lib/GeoIP", "/usr/share/GeoIP"}) {
+    for (const char* name : {"GeoLite2-Country.mmdb", "GeoIP2-Country.mmdb"}) {
+      auto path = std::filesystem::path(dir) / name;
+      if (std::filesystem::exists(path)) return {path.string()};
+    }
+  }
+  return {"/usr/share/tor/geoip", "/usr/share/tor/geoip6"};
+}
+
+GeoTable build_table(const std::vector<std::string>& databases) {
+  TableBuilder builder;
+  for (const auto& path : databases) builder.add_database(load_database(path));
+  return std::move(builder).build();
+}
+
+}  // namespace geomx::geo

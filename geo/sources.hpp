@@ -1,0 +1,42 @@
+#pragma once
+// Loaders for the sources the table is compiled from. Each either returns
+// complete data or throws LoadError naming the file (and line) and the
+// reason: never a partial result.
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "geo/range.hpp"
+#include "geo/table.hpp"
+
+namespace geomx::geo {
+
+class LoadError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// `low,high,CC` range files: tor-geoipdb's geoip (decimal IPv4) and geoip6
+// (IPv6 text), and DB-IP / IP2Location lite style CSV (quoted fields, text or
+// decimal addresses, extra columns ignored). `??`, `-` or empty = unknown.
+GeoData load_range_file(const std::string& path);
+
+// A MaxMind DB: the whole search tree is walked once and flattened. Country
+// is country.iso_code, else registered_country.iso_code.
+GeoData load_mmdb(const std::string& path);
+
+// .mmdb files by name, everything else as a range file.
+GeoData load_database(const std::string& path);
+
+// One address or prefix per line; `#` starts a comment; blank lines skipped.
+RangeSet load_cidr_file(const std::string& path);
+// The same for text already read; `name` is used in error messages.
+RangeSet parse_cidr_list(const std::string& text, const std::string& name);
+
+// The MaxMind country database if one is installed, else tor-geoipdb's files.
+std::vector<std::string> default_databases();
+
+// Loads `databases` (priority order) and compiles them into one table.
+GeoTable build_table(const std::vector<std::string>& databases);
+
+}  // namespace geomx::geo

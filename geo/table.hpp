@@ -1,0 +1,102 @@
+#pragma once
+// The one compiled lookup table: every address of both families maps to a
+// GeoValue (country, list memberships). Immutable once built; lookups never
+// allocate and never touch libmaxminddb.
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "geo/address.hpp"
+#include "geo/interval_index.hpp"
+#include "geo/range.hpp"
+
+namespace geomx::geo {
+
+// A two-character country code as the databases spell it (ISO 3166-1
+// alpha-2, plus codes such as EU or A1); ZZ means no database knows.
+class Country {
+ public:
+  constexpr Country() = default;
+  // Two letters or digits, upper-cased; nullopt for anything else.
+  static std::optional<Country> parse(std::string_view text);
+  bool known() const { return code_ != std::array<char, 2>{'Z', 'Z'}; }
+  std::string_view code() const { return {code_.data(), 2}; }
+  friend auto operator<=>(const Country&, const Country&) = default;
+
+ private:
+  std::array<char, 2> code_{'Z', 'Z'};
+};
+
+inline constexpr std::size_t max_lists = 64;
+
+struct GeoValue {
+  Country country;
+  std::uint64_t lists = 0;  // bit i set: the address is in list i
+  // IPv6 only, from .mmdb aliases (2002::/16, ::/96, ...): nonzero means the
+  // answer is that of the IPv4 address embedded at this bit offset.
+  std::uint8_t v4_at = 0;
+  friend bool operator==(const GeoValue&, const GeoValue&) = default;
+};
+
+template <class Key>
+struct Span {
+  Range<Key> range;
+  GeoValue value;
+};
+
+// What one country database knows, per family, sorted and non-overlapping.
+struct GeoData {
+  std::string source;
+  std::vector<Span<std::uint32_t>> v4;
+  std::vector<Span<u128>> v6;
+};
+
+class GeoTable {
+ public:
+  GeoTable();
+
+  const GeoValue& lookup(const Address& a) const noexcept {
+    if (a.is_v4()) return values_[v4_.value_at(a.v4_bits())];
+    const GeoValue& v = values_[v6_.value_at(a.v6_bits())];
+    if (v.v4_at == 0) return v;
+    return values_[v4_.value_at(static_cast<std::uint32_t>(a.v6_bits() >> (96 - v.v4_at)))];
+  }
+  // The largest network around `a` in which every address has a's answer.
+  Prefix network(const Address& a) const;
+
+  const std::vector<std::string>& list_names() const { return list_names_; }
+  std::optional<std::size_t> list_index(std::string_view name) const;
+  std::size_t interval_count(Family f) const;
+  std::size_t memory_bytes() const;
+  // Every address of both families whose answer satisfies `pred`, as ranges.
+  // Aliased IPv6 ranges are left out: their addresses answer as IPv4.
+  RangeSet select(const std::function<bool(const GeoValue&)>& pred) const;
+
+ private:
+  friend class TableBuilder;
+  std::vector<GeoValue> values_;
+  IntervalIndex<std::uint32_t> v4_;
+  IntervalIndex<u128> v6_;
+  std::vector<std::string> list_names_;
+};
+
+class TableBuilder {
+ public:
+  // Country databases in priority order: for each address the first
+  // database that knows it wins.
+  void add_database(GeoData data);
+  // A named list of networks; its index is the bit in GeoValue::lists.
+  std::size_t add_list(std::string name, RangeSet ranges);
+  GeoTable build() &&;
+
+ private:
+  std::vector<GeoData> databases_;
+  std::vector<std::string> list_names_;
+  std::vector<RangeSet> lists_;
+};
+
+}  // namespace geomx::geo

@@ -1,0 +1,28 @@
+#include <cstdio>
+#include <exception>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include "geomx/version.hpp"
+#include "proxy/geo_tools.hpp"
+
+int main(int argc, char** argv) {
+  CLI::App app{"geomx: geo-aware SMTP connection router and policy proxy"};
+  app.set_version_flag("--version", fmt::format("geomx {}", geomx::version));
+  app.require_subcommand(1);
+  geomx::proxy::Action action;
+  geomx::proxy::add_geo_tools(app, action);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  try {
+    return action();
+  } catch (const std::exception& e) {
+    std::fflush(stdout);
+    fmt::print(stderr, "geomx: {}\n", e.what());
+    return 1;
+  }
+}
