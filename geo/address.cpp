@@ -13,7 +13,9 @@ namespace {
 
 constexpr u128 mapped_prefix = u128{0xffff} << 32;
 
-bool is_mapped(u128 bits) { return (bits >> 32) == 0xffff; }
+bool is_mapped(u128 bits) {
+  return (bits >> 32) == 0xffff;
+}
 
 std::optional<std::uint32_t> parse_v4(std::string_view text) {
   std::array<char, INET_ADDRSTRLEN> buf{};
@@ -121,15 +123,16 @@ Prefix parse_prefix(std::string_view text) {
   if (slash == std::string_view::npos) return Prefix(a, a.width());
   const auto len_text = text.substr(slash + 1);
   unsigned length = 0;
-  const bool digits = !len_text.empty() && len_text.size() <= 3 &&
-                      std::all_of(len_text.begin(), len_text.end(),
-                                  [](char c) { return c >= '0' && c <= '9'; });
+  const bool digits =
+      !len_text.empty() && len_text.size() <= 3 &&
+      std::all_of(len_text.begin(), len_text.end(), [](char c) { return c >= '0' && c <= '9'; });
   if (digits) length = static_cast<unsigned>(std::stoul(std::string(len_text)));
   const unsigned max = mapped ? 128 : a.width();
   if (!digits || length > max)
     throw ParseError(fmt::format("'{}': prefix length must be 0-{}", text, max));
   if (mapped) {
-    if (length < 96) throw ParseError(fmt::format("'{}': mapped IPv4 prefix shorter than /96", text));
+    if (length < 96)
+      throw ParseError(fmt::format("'{}': mapped IPv4 prefix shorter than /96", text));
     length -= 96;
   }
   return Prefix(a, length);

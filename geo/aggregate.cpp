@@ -6,7 +6,9 @@
 namespace geomx::geo {
 namespace {
 
-unsigned trailing_zeros(std::uint32_t v) { return v == 0 ? 32 : std::countr_zero(v); }
+unsigned trailing_zeros(std::uint32_t v) {
+  return v == 0 ? 32 : std::countr_zero(v);
+}
 unsigned trailing_zeros(u128 v) {
   const auto lo = static_cast<std::uint64_t>(v);
   if (lo != 0) return std::countr_zero(lo);
@@ -29,8 +31,8 @@ void merge_ranges(std::vector<Range<Key>>& ranges) {
             [](const auto& a, const auto& b) { return a.first < b.first; });
   std::size_t out = 0;
   for (std::size_t i = 0; i < ranges.size(); ++i) {
-    if (out > 0 && (ranges[out - 1].last == key_max<Key> ||
-                    ranges[i].first <= ranges[out - 1].last + 1)) {
+    if (out > 0 &&
+        (ranges[out - 1].last == key_max<Key> || ranges[i].first <= ranges[out - 1].last + 1)) {
       ranges[out - 1].last = std::max(ranges[out - 1].last, ranges[i].last);
     } else {
       ranges[out++] = ranges[i];

@@ -55,6 +55,7 @@ class IntervalIndex {
     return {slots_[i].start, i + 1 < slots_.size() ? Key(slots_[i + 1].start - 1) : key_max<Key>};
   }
   const std::vector<Slot>& slots() const { return slots_; }
+  std::size_t node_bytes() const { return nodes_.capacity() * sizeof(std::uint32_t); }
   std::size_t memory_bytes() const {
     return nodes_.capacity() * sizeof(std::uint32_t) + slots_.capacity() * sizeof(Slot);
   }
@@ -62,7 +63,7 @@ class IntervalIndex {
  private:
   static constexpr unsigned width = key_width<Key>;
   static constexpr unsigned root_bits = 16;
-  static constexpr unsigned leaf_max = std::is_same_v<Key, std::uint32_t> ? 8 : 4;
+  static constexpr unsigned leaf_max = std::is_same_v<Key, std::uint32_t> ? 8 : 8;
   static constexpr std::uint32_t value_tag = 0, range_tag = 1, child_tag = 2;
   static constexpr std::uint32_t offset_mask = (1u << 25) - 1, value_mask = (1u << 30) - 1;
 
@@ -84,6 +85,7 @@ IntervalIndex<Key>::IntervalIndex(std::vector<Slot> slots) : slots_(std::move(sl
   nodes_.resize(std::size_t{1} << root_bits);
   fill_node(0, Key(0), 0, root_bits);
   nodes_.shrink_to_fit();
+  slots_.shrink_to_fit();
 }
 
 template <class Key>
@@ -107,9 +109,9 @@ std::uint32_t IntervalIndex<Key>::make_entry(Key lo, Key hi, unsigned used) {
   }
   if (count <= leaf_max)
     return (range_tag << 30) | (static_cast<std::uint32_t>(count - 1) << 25) | checked(i0);
-  // About two intervals per child bucket; `count > 1` implies host bits remain.
-  const unsigned stride = std::clamp<unsigned>(std::bit_width((count - 1) / 2), 1,
-                                               std::min<unsigned>(16, width - used));
+  // About one interval per child bucket; `count > 1` implies host bits remain.
+  const unsigned stride =
+      std::clamp<unsigned>(std::bit_width(count - 1), 1, std::min<unsigned>(16, width - used));
   const std::size_t child = nodes_.size();
   nodes_.resize(child + (std::size_t{1} << stride));
   fill_node(child, lo, used, stride);

@@ -21,7 +21,9 @@ MmdbFile::MmdbFile(const std::string& path) : path_(path) {
   }
 }
 
-MmdbFile::~MmdbFile() { MMDB_close(&db_); }
+MmdbFile::~MmdbFile() {
+  MMDB_close(&db_);
+}
 
 namespace {
 
@@ -53,9 +55,11 @@ class TreeWalker {
         continue;
       }
       if (item.type == MMDB_RECORD_TYPE_EMPTY) continue;
-      if (item.type != MMDB_RECORD_TYPE_SEARCH_NODE) fail("search tree record points outside the file");
+      if (item.type != MMDB_RECORD_TYPE_SEARCH_NODE)
+        fail("search tree record points outside the file");
       if (item.depth >= width_) fail("search tree is deeper than the address width");
-      if (width_ == 128 && item.depth > 0 && item.record == v4_node_) {
+      const bool in_v4_subtree = item.depth >= 96 && (item.bits >> 32) == 0;
+      if (width_ == 128 && item.record == v4_node_ && (!in_v4_subtree || item.depth == 96)) {
         // The IPv4 subtree answers IPv6 lookups in ::/96 and in its aliases
         // (::ffff:0:0/96, 2001::/32, 2002::/16) with the embedded IPv4 address.
         const bool home = item.depth == 96 && item.bits == 0;
@@ -71,8 +75,8 @@ class TreeWalker {
       const u128 right_bit = u128{1} << (width_ - depth);
       stack.push_back({node.right_record_type, node.right_record, node.right_record_entry, depth,
                        item.bits | right_bit});
-      stack.push_back({node.left_record_type, node.left_record, node.left_record_entry, depth,
-                       item.bits});
+      stack.push_back(
+          {node.left_record_type, node.left_record, node.left_record_entry, depth, item.bits});
     }
     return out;
   }
@@ -89,7 +93,8 @@ class TreeWalker {
     std::uint64_t node = 0;
     for (int i = 0; i < 96; ++i) {
       MMDB_search_node_s n{};
-      if (MMDB_read_node(&db_, static_cast<std::uint32_t>(node), &n) != MMDB_SUCCESS) return no_node;
+      if (MMDB_read_node(&db_, static_cast<std::uint32_t>(node), &n) != MMDB_SUCCESS)
+        return no_node;
       if (n.left_record_type != MMDB_RECORD_TYPE_SEARCH_NODE) return no_node;
       node = n.left_record;
     }
@@ -122,11 +127,13 @@ class TreeWalker {
   void emit(GeoData& out, u128 bits, unsigned depth, const GeoValue& value) {
     const u128 last = bits | low_mask(width_ - depth, width_);
     if (width_ == 32) {
-      out.v4.push_back({{static_cast<std::uint32_t>(bits), static_cast<std::uint32_t>(last)}, value});
+      out.v4.push_back(
+          {{static_cast<std::uint32_t>(bits), static_cast<std::uint32_t>(last)}, value});
       return;
     }
     if (depth >= 96 && (bits >> 32) == 0) {  // inside the IPv4 subtree
-      out.v4.push_back({{static_cast<std::uint32_t>(bits), static_cast<std::uint32_t>(last)}, value});
+      out.v4.push_back(
+          {{static_cast<std::uint32_t>(bits), static_cast<std::uint32_t>(last)}, value});
       return;
     }
     if (bits == 0 && depth < 96)  // covers ::/96: IPv4 lookups land here too

@@ -23,7 +23,8 @@ template <class Key>
 inline constexpr unsigned key_width = std::is_same_v<Key, std::uint32_t> ? 32 : 128;
 
 template <class Key>
-inline constexpr Key key_max = std::is_same_v<Key, std::uint32_t> ? Key(0xffffffffu) : Key(~u128{0});
+inline constexpr Key key_max = std::is_same_v<Key, std::uint32_t> ? Key(0xffffffffu)
+                                                                  : Key(~u128{0});
 
 template <class Key>
 Address to_address(Key bits) {

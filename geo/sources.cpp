@@ -51,20 +51,38 @@ void for_each_line(const std::string& data, Fn fn) {
   }
 }
 
-// A range endpoint: decimal integer (IPv4 when it fits 32 bits, else IPv6)
-// or address text.
-Address parse_endpoint(std::string_view text) {
-  if (!text.empty() && std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; })) {
-    u128 v = 0;
-    for (char c : text) {
-      const u128 next = v * 10 + static_cast<unsigned>(c - '0');
-      if (text.size() > 39 || next / 10 != v) throw ParseError(fmt::format("'{}' exceeds 128 bits", text));
-      v = next;
-    }
-    if (v <= 0xffffffffu) return Address::v4(static_cast<std::uint32_t>(v));
-    return Address::v6(v);
+bool is_decimal(std::string_view text) {
+  return !text.empty() &&
+         std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+u128 parse_decimal(std::string_view text) {
+  u128 v = 0;
+  for (char c : text) {
+    const u128 next = v * 10 + static_cast<unsigned>(c - '0');
+    if (text.size() > 39 || next / 10 != v)
+      throw ParseError(fmt::format("'{}' exceeds 128 bits", text));
+    v = next;
   }
-  return parse_address(text);
+  return v;
+}
+
+// The endpoints of a range line: address text, or decimal integers, which
+// are IPv4 when both fit in 32 bits and IPv6 otherwise (IP2Location's IPv6
+// files write ::ffff:a.b.c.d as decimals too).
+std::pair<Address, Address> parse_endpoints(std::string_view low, std::string_view high) {
+  if (is_decimal(low) && is_decimal(high)) {
+    const u128 lo = parse_decimal(low), hi = parse_decimal(high);
+    if (hi <= 0xffffffffu)
+      return {Address::v4(static_cast<std::uint32_t>(lo)),
+              Address::v4(static_cast<std::uint32_t>(hi))};
+    return {Address::v6(lo), Address::v6(hi)};
+  }
+  auto endpoint = [](std::string_view text) {
+    return is_decimal(text) ? Address::v4(static_cast<std::uint32_t>(parse_decimal(text)))
+                            : parse_address(text);
+  };
+  return {endpoint(low), endpoint(high)};
 }
 
 template <class Key>
@@ -113,13 +131,13 @@ GeoData load_range_file(const std::string& path) {
         pos = comma + 1;
       }
       if (n < 3) throw ParseError("expected low,high,country");
-      const Address low = parse_endpoint(fields[0]);
-      const Address high = parse_endpoint(fields[1]);
+      const auto [low, high] = parse_endpoints(fields[0], fields[1]);
       if (low.family() != high.family())
-        throw ParseError(fmt::format("{} and {} are of different address families",
-                                     low.to_string(), high.to_string()));
+        throw ParseError(fmt::format("{} and {} are of different address families", low.to_string(),
+                                     high.to_string()));
       if (high < low)
-        throw ParseError(fmt::format("inverted range: {} is after {}", low.to_string(), high.to_string()));
+        throw ParseError(
+            fmt::format("inverted range: {} is after {}", low.to_string(), high.to_string()));
       const auto cc = fields[2];
       if (cc == "??" || cc == "-" || cc.empty()) return;  // known to nobody
       const auto country = Country::parse(cc);
@@ -140,7 +158,9 @@ GeoData load_range_file(const std::string& path) {
   return GeoData{path, std::move(v4.spans), std::move(v6.spans)};
 }
 
-RangeSet load_cidr_file(const std::string& path) { return parse_cidr_list(read_file(path), path); }
+RangeSet load_cidr_file(const std::string& path) {
+  return parse_cidr_list(read_file(path), path);
+}
 
 RangeSet parse_cidr_list(const std::string& data, const std::string& path) {
   RangeSet set;

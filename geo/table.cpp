@@ -74,7 +74,9 @@ RangeSet GeoTable::select(const std::function<bool(const GeoValue&)>& pred) cons
   return out;
 }
 
-void TableBuilder::add_database(GeoData data) { databases_.push_back(std::move(data)); }
+void TableBuilder::add_database(GeoData data) {
+  databases_.push_back(std::move(data));
+}
 
 std::size_t TableBuilder::add_list(std::string name, RangeSet ranges) {
   if (lists_.size() == max_lists)
@@ -130,7 +132,8 @@ std::vector<typename IntervalIndex<Key>::Slot> sweep(
     for (const auto& s : *databases[d]) {
       GeoValue base{s.value.country, 0, s.value.v4_at};
       events.push_back({s.range.first, interner.id(base), d, database_start});
-      if (s.range.last != key_max<Key>) events.push_back({Key(s.range.last + 1), 0, d, database_end});
+      if (s.range.last != key_max<Key>)
+        events.push_back({Key(s.range.last + 1), 0, d, database_end});
     }
   }
   for (std::uint16_t l = 0; l < lists.size(); ++l) {
@@ -155,8 +158,12 @@ std::vector<typename IntervalIndex<Key>::Slot> sweep(
     for (; i < events.size() && events[i].key == key; ++i) {
       const Event& e = events[i];
       switch (e.kind) {
-        case database_start: active[e.index] = e.value; break;
-        case database_end: active[e.index] = none; break;
+        case database_start:
+          active[e.index] = e.value;
+          break;
+        case database_end:
+          active[e.index] = none;
+          break;
         case list_start:
           if (depth[e.index]++ == 0) members |= std::uint64_t{1} << e.index;
           break;

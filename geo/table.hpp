@@ -72,6 +72,8 @@ class GeoTable {
   std::optional<std::size_t> list_index(std::string_view name) const;
   std::size_t interval_count(Family f) const;
   std::size_t memory_bytes() const;
+  const IntervalIndex<std::uint32_t>& v4_index() const { return v4_; }
+  const IntervalIndex<u128>& v6_index() const { return v6_; }
   // Every address of both families whose answer satisfies `pred`, as ranges.
   // Aliased IPv6 ranges are left out: their addresses answer as IPv4.
   RangeSet select(const std::function<bool(const GeoValue&)>& pred) const;

@@ -9,8 +9,8 @@
 #include <fmt/format.h>
 #include <fmt/ostream.h>
 
-#include "geo/range.hpp"
 #include "geo/export.hpp"
+#include "geo/range.hpp"
 #include "geo/sources.hpp"
 
 namespace geomx::proxy {
@@ -42,8 +42,8 @@ int run_lookup(const LookupOptions& o) {
     const auto country = table.lookup(a).country.code();
     const auto network = table.network(a).to_string();
     if (o.json)
-      fmt::print(std::cout, "{{\"ip\":\"{}\",\"country\":\"{}\",\"prefix\":\"{}\"}}\n", text, country,
-                 network);
+      fmt::print(std::cout, "{{\"ip\":\"{}\",\"country\":\"{}\",\"prefix\":\"{}\"}}\n", text,
+                 country, network);
     else
       fmt::print(std::cout, "{} {} {}\n", text, country, network);
   };
@@ -108,13 +108,16 @@ int run_export(const ExportOptions& o) {
 void add_geo_tools(CLI::App& app, Action& action) {
   auto lookup_opts = std::make_shared<LookupOptions>();
   auto* lookup = app.add_subcommand("lookup", "Print the country and matched network of addresses");
-  lookup->add_option("--db", lookup_opts->databases,
-                     "Database (.mmdb or range file), repeatable, first match wins "
-                     "[default: the MaxMind country DB if installed, else tor-geoipdb]");
+  lookup
+      ->add_option("--db", lookup_opts->databases,
+                   "Database (.mmdb or range file), repeatable, first match wins "
+                   "[default: the MaxMind country DB if installed, else tor-geoipdb]")
+      ->allow_extra_args(false);
   lookup->add_flag("--json", lookup_opts->json, "One JSON object per line");
   lookup->add_option("address", lookup_opts->addresses, "Addresses, or - to read them from stdin")
       ->required();
-  lookup->callback([&action, lookup_opts] { action = [lookup_opts] { return run_lookup(*lookup_opts); }; });
+  lookup->callback(
+      [&action, lookup_opts] { action = [lookup_opts] { return run_lookup(*lookup_opts); }; });
 
   auto files = std::make_shared<std::vector<std::string>>();
   auto* cidr = app.add_subcommand("cidr", "CIDR list tools");
@@ -126,7 +129,8 @@ void add_geo_tools(CLI::App& app, Action& action) {
 
   auto export_opts = std::make_shared<ExportOptions>();
   auto* exp = app.add_subcommand("export", "Print the address list of some countries for a router");
-  exp->add_option("--db", export_opts->databases, "Database, repeatable (as for lookup)");
+  exp->add_option("--db", export_opts->databases, "Database, repeatable (as for lookup)")
+      ->allow_extra_args(false);
   exp->add_option("--countries", export_opts->countries, "Country codes, comma-separated")
       ->required()
       ->delimiter(',');
@@ -138,7 +142,8 @@ void add_geo_tools(CLI::App& app, Action& action) {
                                                    {"nft", geo::ExportFormat::nft},
                                                    {"ipset", geo::ExportFormat::ipset}}));
   exp->add_option("--name", export_opts->name, "Address list / set name [default: geomx]");
-  exp->callback([&action, export_opts] { action = [export_opts] { return run_export(*export_opts); }; });
+  exp->callback(
+      [&action, export_opts] { action = [export_opts] { return run_export(*export_opts); }; });
 }
 
 }  // namespace geomx::proxy

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds geomx with AddressSanitizer and
+# UndefinedBehaviorSanitizer, and runs every test. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash packaging/install-deps.sh
+build=build/asan
+cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGEOMX_SANITIZE=ON >/dev/null
+cmake --build "$build"
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+ctest --test-dir "$build" --output-on-failure --timeout 600

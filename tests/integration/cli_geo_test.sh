@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# The geo tools as an operator runs them: output, exit codes, errors on stderr.
+# Usage: cli_geo_test.sh GEOMX TESTDATA_DIR
+set -uo pipefail
+geomx=$1
+data=$2
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+passed=0 failed=0
+
+ok() { passed=$((passed + 1)); }
+fail() { failed=$((failed + 1)); echo "FAIL: $*"; }
+# expect NAME WANT_EXIT WANT_STDOUT_REGEX WANT_STDERR_REGEX -- COMMAND...
+expect() {
+  local name=$1 code=$2 out_re=$3 err_re=$4
+  shift 5
+  "$@" >"$tmp/out" 2>"$tmp/err" </dev/null
+  local got=$?
+  if [[ $got != "$code" ]]; then fail "$name: exit $got, want $code; stderr: $(head -3 "$tmp/err")"; return; fi
+  if [[ -n $out_re ]] && ! grep -Eq -- "$out_re" "$tmp/out"; then fail "$name: stdout lacks /$out_re/: $(head -3 "$tmp/out")"; return; fi
+  if [[ -n $err_re ]] && ! grep -Eq -- "$err_re" "$tmp/err"; then fail "$name: stderr lacks /$err_re/: $(head -3 "$tmp/err")"; return; fi
+  if [[ $code == 0 && -s $tmp/err ]]; then fail "$name: unexpected stderr: $(head -3 "$tmp/err")"; return; fi
+  ok
+}
+
+mmdb=$data/tor-country.mmdb
+expect version 0 '^geomx [0-9]+\.[0-9]+\.[0-9]+$' '' -- "$geomx" --version
+expect no-subcommand 106 '' 'subcommand' -- "$geomx"
+expect unknown-option 109 '' 'not expected: --frobnicate' -- "$geomx" lookup --db "$mmdb" --frobnicate 1.2.3.4
+
+# lookup agrees with libmaxminddb's own mmdblookup tool, text and JSON
+for ip in 8.8.8.8 1.1.1.1 193.0.6.139 2001:67c:2e8::1 2a00:1450:4001::1; do
+  want=$( (mmdblookup -f "$mmdb" -i "$ip" country iso_code 2>/dev/null ||
+    mmdblookup -f "$mmdb" -i "$ip" registered_country iso_code) | grep -o '"[A-Z][A-Z]"' | tr -d '"')
+  expect "lookup $ip" 0 "^$ip $want [0-9a-f:.]+/[0-9]+\$" '' -- "$geomx" lookup --db "$mmdb" "$ip"
+  expect "lookup --json $ip" 0 "^\\{\"ip\":\"$ip\",\"country\":\"$want\",\"prefix\":\"[0-9a-f:.]+/[0-9]+\"\\}\$" '' -- \
+    "$geomx" lookup --db "$mmdb" --json "$ip"
+done
+expect lookup-default-db 0 '^8\.8\.8\.8 US ' '' -- "$geomx" lookup 8.8.8.8
+expect lookup-two-dbs 0 '^1\.0\.4\.1 AU ' '' -- "$geomx" lookup --db "$data/edge6.mmdb" --db /usr/share/tor/geoip 1.0.4.1
+
+# stdin streaming: one line per address; a bad line is reported and the rest answered
+printf '1.1.1.1\n1.2.3\n2001:67c:2e8::1\n' | "$geomx" lookup --db "$mmdb" - >"$tmp/out" 2>"$tmp/err"
+code=$?
+if [[ $code == 1 && $(wc -l <"$tmp/out") == 2 ]] && grep -q "'1.2.3' is not an IPv4 address" "$tmp/err"; then ok
+else fail "lookup - : exit $code, $(cat "$tmp/out" "$tmp/err")"; fi
+# streaming really streams: the first answer arrives before stdin closes
+coproc LOOKUP { "$geomx" lookup --db /usr/share/tor/geoip -; }
+echo 1.1.1.1 >&"${LOOKUP[1]}"
+if read -r -t 10 line <&"${LOOKUP[0]}" && [[ $line == "1.1.1.1 AU "* ]]; then ok; else fail "streaming: got '${line:-nothing}'"; fi
+exec {LOOKUP[1]}>&-
+wait "$LOOKUP_PID"
+
+# cidr aggregate from stdin and files
+printf '10.0.0.0/24\n10.0.1.0/24\n# comment\n\n2001:db8::/33\n2001:db8:8000::/33\n10.0.0.7\n' >"$tmp/list"
+expect aggregate-file 0 '^10\.0\.0\.0/23$' '' -- "$geomx" cidr aggregate "$tmp/list"
+if [[ $("$geomx" cidr aggregate <"$tmp/list" | tr '\n' ' ') == "10.0.0.0/23 2001:db8::/32 " ]]; then ok; else fail "aggregate stdin"; fi
+printf '10.0.0.0/8\n10.0.0.1/8\n' >"$tmp/bad"
+expect aggregate-bad 1 '' "^geomx: $tmp/bad:2: 10\.0\.0\.1/8 has host bits set; the network is 10\.0\.0\.0/8\$" -- \
+  "$geomx" cidr aggregate "$tmp/bad"
+
+# export formats
+expect export-cidr 0 '^[0-9.]+/[0-9]+$' '' -- "$geomx" export --db /usr/share/tor/geoip --countries NZ
+expect export-mikrotik 0 '^add list=english address=[0-9.]+/[0-9]+$' '' -- \
+  "$geomx" export --countries NZ,ie --format mikrotik --name english
+expect export-nft 0 '^add element inet geomx nz_v6 \{ [0-9a-f:]+/' '' -- \
+  "$geomx" export --countries NZ --format nft --name nz
+expect export-ipset 0 '^add nz_v4 [0-9.]+/[0-9]+$' '' -- "$geomx" export --countries NZ --format ipset --name nz
+expect export-bad-country 1 '' "'NZL' is not a country code" -- "$geomx" export --countries NZL
+expect export-bad-format 105 '' 'format' -- "$geomx" export --countries NZ --format csv
+# an inverted export covers exactly the complement
+"$geomx" export --db /usr/share/tor/geoip --countries NZ >"$tmp/nz"
+"$geomx" export --db /usr/share/tor/geoip --countries NZ --invert | grep -v : >"$tmp/not-nz"
+if [[ $(cat "$tmp/nz" "$tmp/not-nz" | "$geomx" cidr aggregate | head -1) == "0.0.0.0/0" ]]; then ok; else fail "invert is not the complement"; fi
+
+# bad databases: a clear error, non-zero exit, nothing on stdout
+head -c 100000 "$mmdb" >"$tmp/truncated.mmdb"
+expect truncated-mmdb 1 '' "^geomx: $tmp/truncated.mmdb: The MaxMind DB file contains invalid metadata\$" -- \
+  "$geomx" lookup --db "$tmp/truncated.mmdb" 1.2.3.4
+cp "$data/edge6.mmdb" "$tmp/corrupt.mmdb"
+printf '\xff\xff\xff\xff\xff\xff' | dd of="$tmp/corrupt.mmdb" conv=notrunc status=none
+expect corrupt-mmdb 1 '' 'corrupt database: search tree record points outside the file' -- \
+  "$geomx" lookup --db "$tmp/corrupt.mmdb" 1.2.3.4
+printf '16777216,16777471,AU\n16777472,16777216,CN\n' >"$tmp/inverted"
+expect inverted-range 1 '' "^geomx: $tmp/inverted:2: inverted range: 1\.0\.1\.0 is after 1\.0\.0\.0\$" -- \
+  "$geomx" lookup --db "$tmp/inverted" 1.2.3.4
+expect missing-db 1 '' "^geomx: $tmp/nope: No such file or directory\$" -- "$geomx" lookup --db "$tmp/nope" 1.2.3.4
+if [[ -s $tmp/out ]]; then fail "output despite a load error"; else ok; fi
+
+echo "$passed passed, $failed failed"
+[[ $failed == 0 ]]
