@@ -13,8 +13,8 @@ step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
 step "$geomx" --version
 step "$geomx" lookup 8.8.8.8 1.1.1.1 193.0.6.139 77.88.55.60 200.160.2.3 2a00:1450:4001::1 ::ffff:203.0.113.7
 step "$geomx" lookup --json 2001:67c:2e8::1
-echo; echo "\$ $geomx export --countries AU,NZ --format mikrotik --name anz | head"
-"$geomx" export --countries AU,NZ --format mikrotik --name anz | head
+echo; echo "\$ $geomx export --countries AU,NZ --format mikrotik --name anz | sed -n 1,10p"
+"$geomx" export --countries AU,NZ --format mikrotik --name anz | sed -n 1,10p
 printf '\n$ %s\n' "$geomx export --countries US,GB,CA,AU,NZ,IE | wc -l   # the seed's 'english' list, aggregated"
 "$geomx" export --countries US,GB,CA,AU,NZ,IE | wc -l
 printf '\n$ printf "10.0.0.0/24\\n10.0.1.0/24\\n10.0.2.0/23\\n" | %s cidr aggregate\n' "$geomx"
