@@ -93,7 +93,8 @@ int main(int argc, char** argv) {
     sets[0].v4.push_back(sa);
     const auto& r = ranges6.v6[rng() % ranges6.v6.size()].range;
     const u128 random = (u128(rng()) << 64) | rng();
-    const u128 in_data = r.first + random % (r.last - r.first + 1);
+    const u128 in_data =
+        r.first + (r.last - r.first == u128_max ? random : random % (r.last - r.first + 1));
     const u128 global = (random >> 3) | (u128{1} << 125);
     sets[1].addresses.push_back(Address::v6(in_data));
     sets[1].v6.push_back(to_sockaddr6(in_data));

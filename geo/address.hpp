@@ -40,9 +40,9 @@ class Address {
   friend auto operator<=>(const Address&, const Address&) = default;
 
  private:
-  Address(Family family, u128 bits) : bits_(bits), family_(family) {}
+  Address(Family family, u128 bits) : family_(family), bits_(bits) {}
+  Family family_ = Family::v4;  // first: IPv4 addresses order before IPv6
   u128 bits_ = 0;
-  Family family_ = Family::v4;
 };
 
 Address parse_address(std::string_view text);  // throws ParseError

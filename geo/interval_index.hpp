@@ -5,7 +5,9 @@
 // a direct table on the top 16 bits, then variable-stride child tables only
 // where intervals are dense, ending either in a value (the whole bucket has
 // one answer) or in a short run of at most `leaf_max` slots scanned without
-// branches. Memory stays proportional to the number of intervals.
+// branches. Where all boundaries of a bucket lie in one narrower prefix, a
+// skip entry tests that prefix once (path compression), so memory stays
+// proportional to the number of intervals however they cluster.
 #include <algorithm>
 #include <bit>
 #include <cstdint>
@@ -31,11 +33,22 @@ class IntervalIndex {
   std::uint32_t value_at(Key key) const noexcept {
     unsigned used = root_bits;
     std::uint32_t e = nodes_[static_cast<std::size_t>(key >> (width - root_bits))];
-    while ((e >> 30) == child_tag) {
-      const unsigned stride = (e >> 25) & 31;
-      used += stride;
-      const auto i = static_cast<std::uint32_t>(key >> (width - used)) & ((1u << stride) - 1);
-      e = nodes_[(e & offset_mask) + i];
+    for (;;) {
+      const std::uint32_t tag = e >> 30;
+      if (tag == child_tag) {
+        const unsigned stride = (e >> 25) & 31;
+        used += stride;
+        const auto i = static_cast<std::uint32_t>(key >> (width - used)) & ((1u << stride) - 1);
+        e = nodes_[(e & offset_mask) + i];
+      } else if (tag == skip_tag) {
+        const Skip& k = skips_[e & value_mask];
+        const Key top = key & static_cast<Key>(~low_mask(width - k.length, width));
+        if (top != k.prefix) return top < k.prefix ? k.below : k.above;
+        used = k.length;
+        e = k.entry;
+      } else {
+        break;
+      }
     }
     if ((e >> 30) == value_tag) return e & value_mask;
     const Slot* s = slots_.data() + (e & offset_mask);
@@ -55,16 +68,24 @@ class IntervalIndex {
     return {slots_[i].start, i + 1 < slots_.size() ? Key(slots_[i + 1].start - 1) : key_max<Key>};
   }
   const std::vector<Slot>& slots() const { return slots_; }
-  std::size_t node_bytes() const { return nodes_.capacity() * sizeof(std::uint32_t); }
-  std::size_t memory_bytes() const {
-    return nodes_.capacity() * sizeof(std::uint32_t) + slots_.capacity() * sizeof(Slot);
+  std::size_t node_bytes() const {
+    return nodes_.capacity() * sizeof(std::uint32_t) + skips_.capacity() * sizeof(Skip);
   }
+  std::size_t memory_bytes() const { return node_bytes() + slots_.capacity() * sizeof(Slot); }
 
  private:
   static constexpr unsigned width = key_width<Key>;
   static constexpr unsigned root_bits = 16;
-  static constexpr unsigned leaf_max = std::is_same_v<Key, std::uint32_t> ? 8 : 8;
-  static constexpr std::uint32_t value_tag = 0, range_tag = 1, child_tag = 2;
+  static constexpr unsigned leaf_max = 8;
+  static constexpr std::uint32_t value_tag = 0, range_tag = 1, child_tag = 2, skip_tag = 3;
+
+  // Every boundary inside a bucket lies in prefix/length: addresses of the
+  // bucket before it answer `below`, after it `above`, inside it `entry`.
+  struct Skip {
+    Key prefix;
+    std::uint32_t below, above, entry;
+    unsigned length;
+  };
   static constexpr std::uint32_t offset_mask = (1u << 25) - 1, value_mask = (1u << 30) - 1;
 
   void fill_node(std::size_t offset, Key lo, unsigned used, unsigned stride);
@@ -75,6 +96,7 @@ class IntervalIndex {
   }
 
   std::vector<std::uint32_t> nodes_;
+  std::vector<Skip> skips_;
   std::vector<Slot> slots_;
 };
 
@@ -85,6 +107,7 @@ IntervalIndex<Key>::IntervalIndex(std::vector<Slot> slots) : slots_(std::move(sl
   nodes_.resize(std::size_t{1} << root_bits);
   fill_node(0, Key(0), 0, root_bits);
   nodes_.shrink_to_fit();
+  skips_.shrink_to_fit();
   slots_.shrink_to_fit();
 }
 
@@ -95,7 +118,8 @@ void IntervalIndex<Key>::fill_node(std::size_t offset, Key lo, unsigned used, un
   const Key span = static_cast<Key>(low_mask(host, width));
   for (std::size_t i = 0; i < (std::size_t{1} << stride); ++i) {
     const Key b_lo = lo | static_cast<Key>(Key(i) << host);
-    nodes_[offset + i] = make_entry(b_lo, b_lo | span, used);
+    const std::uint32_t entry = make_entry(b_lo, b_lo | span, used);  // may grow nodes_
+    nodes_[offset + i] = entry;
   }
 }
 
@@ -112,6 +136,19 @@ std::uint32_t IntervalIndex<Key>::make_entry(Key lo, Key hi, unsigned used) {
   // About one interval per child bucket; `count > 1` implies host bits remain.
   const unsigned stride =
       std::clamp<unsigned>(std::bit_width(count - 1), 1, std::min<unsigned>(16, width - used));
+  // If a child table would put every boundary in one bucket, skip to the
+  // prefix they share instead.
+  const Key first = slots_[i0 + 1].start, last = slots_[i0 + count - 1].start;
+  const unsigned common = width - bit_width_of(Key(first ^ last));
+  if (common >= used + stride) {
+    const Key prefix = first & static_cast<Key>(~low_mask(width - common, width));
+    const std::uint32_t inner =
+        make_entry(prefix, prefix | static_cast<Key>(low_mask(width - common, width)), common);
+    skips_.push_back({prefix, slots_[i0].value, slots_[i0 + count - 1].value, inner, common});
+    if (skips_.size() - 1 > value_mask)
+      throw std::length_error("geo table too large for its index");
+    return (skip_tag << 30) | static_cast<std::uint32_t>(skips_.size() - 1);
+  }
   const std::size_t child = nodes_.size();
   nodes_.resize(child + (std::size_t{1} << stride));
   fill_node(child, lo, used, stride);

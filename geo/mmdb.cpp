@@ -1,5 +1,6 @@
 #include "geo/mmdb.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <optional>
@@ -49,7 +50,7 @@ class TreeWalker {
     for (std::uint64_t visits = 0; !stack.empty();) {
       const Item item = stack.back();
       stack.pop_back();
-      if (++visits > budget) fail("search tree has a cycle");
+      if (++visits > budget) fail("search tree has a cycle or shared nodes");
       if (item.type == MMDB_RECORD_TYPE_DATA) {
         if (auto value = value_of(item.entry)) emit(out, item.bits, item.depth, *value);
         continue;
@@ -59,10 +60,12 @@ class TreeWalker {
         fail("search tree record points outside the file");
       if (item.depth >= width_) fail("search tree is deeper than the address width");
       const bool in_v4_subtree = item.depth >= 96 && (item.bits >> 32) == 0;
-      if (width_ == 128 && item.record == v4_node_ && (!in_v4_subtree || item.depth == 96)) {
+      if (width_ == 128 && item.depth > 0 && item.record == v4_node_ &&
+          (!in_v4_subtree || item.depth == 96)) {
         // The IPv4 subtree answers IPv6 lookups in ::/96 and in its aliases
         // (::ffff:0:0/96, 2001::/32, 2002::/16) with the embedded IPv4 address.
         const bool home = item.depth == 96 && item.bits == 0;
+        if (item.depth > 96) fail("IPv4 subtree aliased below /96");
         out.v6.push_back({{item.bits, item.bits | low_mask(128 - item.depth, 128)},
                           GeoValue{{}, 0, static_cast<std::uint8_t>(item.depth)}});
         if (!home) continue;
@@ -90,15 +93,17 @@ class TreeWalker {
 
   // The node reached by 96 zero bits in an IPv6 tree: the IPv4 subtree.
   std::uint64_t find_v4_node() {
-    std::uint64_t node = 0;
+    std::vector<std::uint64_t> path{0};
     for (int i = 0; i < 96; ++i) {
       MMDB_search_node_s n{};
-      if (MMDB_read_node(&db_, static_cast<std::uint32_t>(node), &n) != MMDB_SUCCESS)
+      if (MMDB_read_node(&db_, static_cast<std::uint32_t>(path.back()), &n) != MMDB_SUCCESS)
         return no_node;
       if (n.left_record_type != MMDB_RECORD_TYPE_SEARCH_NODE) return no_node;
-      node = n.left_record;
+      if (std::find(path.begin(), path.end(), n.left_record) != path.end())
+        fail("search tree has a cycle");
+      path.push_back(n.left_record);
     }
-    return node;
+    return path.back();
   }
 
   std::optional<Country> iso_code(MMDB_entry_s entry, const char* key) {

@@ -26,6 +26,16 @@ template <class Key>
 inline constexpr Key key_max = std::is_same_v<Key, std::uint32_t> ? Key(0xffffffffu)
                                                                   : Key(~u128{0});
 
+// Bits needed to represent v (std::bit_width, also for u128).
+inline unsigned bit_width_of(std::uint32_t v) {
+  return v == 0 ? 0 : 32 - static_cast<unsigned>(__builtin_clz(v));
+}
+inline unsigned bit_width_of(u128 v) {
+  const auto hi = static_cast<std::uint64_t>(v >> 64), lo = static_cast<std::uint64_t>(v);
+  if (hi != 0) return 128 - static_cast<unsigned>(__builtin_clzll(hi));
+  return lo == 0 ? 0 : 64 - static_cast<unsigned>(__builtin_clzll(lo));
+}
+
 template <class Key>
 Address to_address(Key bits) {
   if constexpr (std::is_same_v<Key, std::uint32_t>)

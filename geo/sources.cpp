@@ -8,6 +8,7 @@
 #include <memory>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 namespace geomx::geo {
 namespace {
@@ -73,14 +74,17 @@ u128 parse_decimal(std::string_view text) {
 std::pair<Address, Address> parse_endpoints(std::string_view low, std::string_view high) {
   if (is_decimal(low) && is_decimal(high)) {
     const u128 lo = parse_decimal(low), hi = parse_decimal(high);
-    if (hi <= 0xffffffffu)
+    if (lo <= 0xffffffffu && hi <= 0xffffffffu)
       return {Address::v4(static_cast<std::uint32_t>(lo)),
               Address::v4(static_cast<std::uint32_t>(hi))};
     return {Address::v6(lo), Address::v6(hi)};
   }
   auto endpoint = [](std::string_view text) {
-    return is_decimal(text) ? Address::v4(static_cast<std::uint32_t>(parse_decimal(text)))
-                            : parse_address(text);
+    if (!is_decimal(text)) return parse_address(text);
+    const u128 v = parse_decimal(text);
+    if (v > 0xffffffffu)
+      throw ParseError(fmt::format("'{}' is too large for an IPv4 address", text));
+    return Address::v4(static_cast<std::uint32_t>(v));
   };
   return {endpoint(low), endpoint(high)};
 }
@@ -194,7 +198,11 @@ std::vector<std::string> default_databases() {
 GeoTable build_table(const std::vector<std::string>& databases) {
   TableBuilder builder;
   for (const auto& path : databases) builder.add_database(load_database(path));
-  return std::move(builder).build();
+  try {
+    return std::move(builder).build();
+  } catch (const std::logic_error& e) {  // overlapping data, a table beyond the index's limits
+    throw LoadError(fmt::format("{}: {}", fmt::join(databases, ", "), e.what()));
+  }
 }
 
 }  // namespace geomx::geo

@@ -78,9 +78,17 @@ void TableBuilder::add_database(GeoData data) {
   databases_.push_back(std::move(data));
 }
 
-std::size_t TableBuilder::add_list(std::string name, RangeSet ranges) {
+std::size_t TableBuilder::add_list(std::string name, RangeSet ranges,
+                                   std::vector<Country> countries) {
   if (lists_.size() == max_lists)
     throw std::length_error(fmt::format("list '{}': at most {} lists", name, max_lists));
+  const std::uint64_t bit = std::uint64_t{1} << lists_.size();
+  for (Country c : countries) {
+    auto it = std::find_if(country_lists_.begin(), country_lists_.end(),
+                           [&](const auto& e) { return e.first == c; });
+    if (it == country_lists_.end()) it = country_lists_.insert(country_lists_.end(), {c, 0});
+    it->second |= bit;
+  }
   list_names_.push_back(std::move(name));
   lists_.push_back(std::move(ranges));
   return lists_.size() - 1;
@@ -96,6 +104,8 @@ struct ValueHash {
                                        std::uint64_t(std::uint8_t(code[1])) << 8 | v.v4_at));
   }
 };
+
+}  // namespace
 
 class ValueInterner {
  public:
@@ -114,12 +124,15 @@ class ValueInterner {
   std::unordered_map<GeoValue, std::uint32_t, ValueHash> ids_;
 };
 
+namespace {
+
 // Sweeps the start and end events of every database span and list range in
 // address order and emits the maximal intervals of constant answer.
 template <class Key>
 std::vector<typename IntervalIndex<Key>::Slot> sweep(
     const std::vector<const std::vector<Span<Key>>*>& databases,
-    const std::vector<const std::vector<Range<Key>>*>& lists, ValueInterner& interner) {
+    const std::vector<const std::vector<Range<Key>>*>& lists,
+    const std::vector<std::pair<Country, std::uint64_t>>& country_lists, ValueInterner& interner) {
   enum Kind : std::uint8_t { database_end, list_end, database_start, list_start };
   struct Event {
     Key key;
@@ -152,7 +165,10 @@ std::vector<typename IntervalIndex<Key>::Slot> sweep(
   std::vector<std::uint32_t> active(databases.size(), none);
   std::vector<std::uint32_t> depth(lists.size(), 0);
   std::uint64_t members = 0;
-  std::vector<typename IntervalIndex<Key>::Slot> slots{{Key(0), interner.id(GeoValue{})}};
+  GeoValue unknown;
+  for (const auto& [country, bits] : country_lists)
+    if (country == unknown.country) unknown.lists |= bits;
+  std::vector<typename IntervalIndex<Key>::Slot> slots{{Key(0), interner.id(unknown)}};
   for (std::size_t i = 0; i < events.size();) {
     const Key key = events[i].key;
     for (; i < events.size() && events[i].key == key; ++i) {
@@ -176,6 +192,8 @@ std::vector<typename IntervalIndex<Key>::Slot> sweep(
     GeoValue value;  // ZZ unless a database knows
     if (first != active.end()) value = interner.value(*first);
     value.lists = members;
+    for (const auto& [country, bits] : country_lists)
+      if (country == value.country && value.v4_at == 0) value.lists |= bits;
     const std::uint32_t id = interner.id(value);
     if (slots.back().start == key) {
       slots.back().value = id;
@@ -201,6 +219,30 @@ void check_disjoint(const std::string& source, std::vector<Span<Key>>& spans) {
 
 }  // namespace
 
+std::uint64_t TableBuilder::country_lists(Country c) const {
+  for (const auto& [country, bits] : country_lists_)
+    if (country == c) return bits;
+  return 0;
+}
+
+// For every aliased IPv6 value, the value for each possible IPv4 answer:
+// its country (and the lists that follow from it) with the IPv6 lists.
+void TableBuilder::link_aliases(GeoTable& table, ValueInterner& interner) const {
+  const std::size_t n = table.values_.size();
+  for (std::size_t i = 0; i < n; ++i) {
+    if (table.values_[i].v4_at == 0) continue;
+    if (table.alias_map_.size() == 256) throw std::length_error("geo table: too many aliases");
+    std::vector<std::uint32_t> row(n);
+    for (std::size_t j = 0; j < n; ++j) {
+      const GeoValue v4 = table.values_[j];
+      row[j] = interner.id(
+          GeoValue{v4.country, table.values_[i].lists | country_lists(v4.country), 0, 0});
+    }
+    table.values_[i].alias = static_cast<std::uint8_t>(table.alias_map_.size());
+    table.alias_map_.push_back(std::move(row));
+  }
+}
+
 GeoTable TableBuilder::build() && {
   GeoTable table;
   ValueInterner interner(table.values_);
@@ -218,8 +260,9 @@ GeoTable TableBuilder::build() && {
     list4.push_back(&l.v4);
     list6.push_back(&l.v6);
   }
-  table.v4_ = IntervalIndex<std::uint32_t>(sweep(db4, list4, interner));
-  table.v6_ = IntervalIndex<u128>(sweep(db6, list6, interner));
+  table.v4_ = IntervalIndex<std::uint32_t>(sweep(db4, list4, country_lists_, interner));
+  table.v6_ = IntervalIndex<u128>(sweep(db6, list6, country_lists_, interner));
+  link_aliases(table, interner);
   table.list_names_ = std::move(list_names_);
   return table;
 }

@@ -39,6 +39,7 @@ struct GeoValue {
   // IPv6 only, from .mmdb aliases (2002::/16, ::/96, ...): nonzero means the
   // answer is that of the IPv4 address embedded at this bit offset.
   std::uint8_t v4_at = 0;
+  std::uint8_t alias = 0;  // with v4_at: which row of the table's alias map
   friend bool operator==(const GeoValue&, const GeoValue&) = default;
 };
 
@@ -63,7 +64,10 @@ class GeoTable {
     if (a.is_v4()) return values_[v4_.value_at(a.v4_bits())];
     const GeoValue& v = values_[v6_.value_at(a.v6_bits())];
     if (v.v4_at == 0) return v;
-    return values_[v4_.value_at(static_cast<std::uint32_t>(a.v6_bits() >> (96 - v.v4_at)))];
+    // An aliased address: the embedded IPv4 address's country, with the
+    // list memberships of the IPv6 address itself.
+    const auto embedded = static_cast<std::uint32_t>(a.v6_bits() >> (96 - v.v4_at));
+    return values_[alias_map_[v.alias][v4_.value_at(embedded)]];
   }
   // The largest network around `a` in which every address has a's answer.
   Prefix network(const Address& a) const;
@@ -81,24 +85,33 @@ class GeoTable {
  private:
   friend class TableBuilder;
   std::vector<GeoValue> values_;
+  // alias_map_[v.alias][IPv4 value] = the value an aliased IPv6 address answers
+  std::vector<std::vector<std::uint32_t>> alias_map_;
   IntervalIndex<std::uint32_t> v4_;
   IntervalIndex<u128> v6_;
   std::vector<std::string> list_names_;
 };
+
+class ValueInterner;
 
 class TableBuilder {
  public:
   // Country databases in priority order: for each address the first
   // database that knows it wins.
   void add_database(GeoData data);
-  // A named list of networks; its index is the bit in GeoValue::lists.
-  std::size_t add_list(std::string name, RangeSet ranges);
+  // A named list: the networks in `ranges` and every address whose country
+  // is in `countries`. Its index is the bit in GeoValue::lists.
+  std::size_t add_list(std::string name, RangeSet ranges, std::vector<Country> countries = {});
   GeoTable build() &&;
 
  private:
+  std::uint64_t country_lists(Country c) const;
+  void link_aliases(GeoTable& table, ValueInterner& interner) const;
+
   std::vector<GeoData> databases_;
   std::vector<std::string> list_names_;
   std::vector<RangeSet> lists_;
+  std::vector<std::pair<Country, std::uint64_t>> country_lists_;  // country -> list bits
 };
 
 }  // namespace geomx::geo

@@ -68,24 +68,43 @@ expect export-nft 0 '^add element inet geomx nz_v6 \{ [0-9a-f:]+/' '' -- \
 expect export-ipset 0 '^add nz_v4 [0-9.]+/[0-9]+$' '' -- "$geomx" export --countries NZ --format ipset --name nz
 expect export-bad-country 1 '' "'NZL' is not a country code" -- "$geomx" export --countries NZL
 expect export-bad-format 105 '' 'format' -- "$geomx" export --countries NZ --format csv
-# an inverted export covers exactly the complement
-"$geomx" export --db /usr/share/tor/geoip --countries NZ >"$tmp/nz"
-"$geomx" export --db /usr/share/tor/geoip --countries NZ --invert | grep -v : >"$tmp/not-nz"
-if [[ $(cat "$tmp/nz" "$tmp/not-nz" | "$geomx" cidr aggregate | head -1) == "0.0.0.0/0" ]]; then ok; else fail "invert is not the complement"; fi
+# an inverted export is exactly the complement: together they cover
+# everything, and no address is in both
+"$geomx" export --countries NZ >"$tmp/nz"
+"$geomx" export --countries NZ --invert >"$tmp/not-nz"
+if [[ $(cat "$tmp/nz" "$tmp/not-nz" | "$geomx" cidr aggregate | tr '\n' ' ') == "0.0.0.0/0 ::/0 " ]]; then ok; else fail "invert does not cover the rest"; fi
+# exact sizes (Math::BigInt): NZ and not-NZ together cover the whole space
+# (above) and their sizes add up to exactly it, so they cannot overlap
+addresses() {  # addresses FAMILY FILE...: the number of addresses the prefixes cover
+  FAM=$1 perl -MMath::BigInt -ne 'BEGIN { $s = Math::BigInt->new(0) }
+    chomp; my ($a, $l) = split m{/}; my $six = $a =~ /:/ ? 1 : 0;
+    $s += Math::BigInt->new(2)->bpow(($six ? 128 : 32) - $l) if $six == ($ENV{FAM} eq "v6");
+    END { print $s }' "${@:2}"
+}
+for fam in v4 v6; do
+  sum=$(addresses $fam "$tmp/nz" "$tmp/not-nz")
+  want=$([[ $fam == v4 ]] && echo 4294967296 || echo 340282366920938463463374607431768211456)
+  if [[ $sum == "$want" && $(addresses $fam "$tmp/nz") != 0 ]]; then ok; else fail "$fam: NZ + not-NZ = $sum addresses, want $want"; fi
+done
 
 # bad databases: a clear error, non-zero exit, nothing on stdout
+expect_failure_quiet() { expect "$@"; if [[ -s $tmp/out ]]; then fail "$1: output despite a load error"; fi; }
 head -c 100000 "$mmdb" >"$tmp/truncated.mmdb"
-expect truncated-mmdb 1 '' "^geomx: $tmp/truncated.mmdb: The MaxMind DB file contains invalid metadata\$" -- \
+expect_failure_quiet truncated-mmdb 1 '' "^geomx: $tmp/truncated.mmdb: The MaxMind DB file contains invalid metadata\$" -- \
   "$geomx" lookup --db "$tmp/truncated.mmdb" 1.2.3.4
 cp "$data/edge6.mmdb" "$tmp/corrupt.mmdb"
 printf '\xff\xff\xff\xff\xff\xff' | dd of="$tmp/corrupt.mmdb" conv=notrunc status=none
-expect corrupt-mmdb 1 '' 'corrupt database: search tree record points outside the file' -- \
+expect_failure_quiet corrupt-mmdb 1 '' 'corrupt database: search tree record points outside the file' -- \
   "$geomx" lookup --db "$tmp/corrupt.mmdb" 1.2.3.4
 printf '16777216,16777471,AU\n16777472,16777216,CN\n' >"$tmp/inverted"
-expect inverted-range 1 '' "^geomx: $tmp/inverted:2: inverted range: 1\.0\.1\.0 is after 1\.0\.0\.0\$" -- \
+expect_failure_quiet inverted-range 1 '' "^geomx: $tmp/inverted:2: inverted range: 1\.0\.1\.0 is after 1\.0\.0\.0\$" -- \
   "$geomx" lookup --db "$tmp/inverted" 1.2.3.4
-expect missing-db 1 '' "^geomx: $tmp/nope: No such file or directory\$" -- "$geomx" lookup --db "$tmp/nope" 1.2.3.4
-if [[ -s $tmp/out ]]; then fail "output despite a load error"; else ok; fi
+expect_failure_quiet missing-db 1 '' "^geomx: $tmp/nope: No such file or directory\$" -- "$geomx" lookup --db "$tmp/nope" 1.2.3.4
+expect_failure_quiet export-bad-db 1 '' "^geomx: $tmp/inverted:2: inverted range" -- \
+  "$geomx" export --db "$tmp/inverted" --countries NZ
+# a failed write is an error, not a silent truncation
+if "$geomx" export --countries US >/dev/full 2>"$tmp/err"; then fail "write to /dev/full succeeded"
+elif grep -q "writing the output failed" "$tmp/err"; then ok; else fail "/dev/full: $(cat "$tmp/err")"; fi
 
 echo "$passed passed, $failed failed"
 [[ $failed == 0 ]]

@@ -97,6 +97,9 @@ TEST_CASE("malformed range files fail the whole load with file:line: reason") {
       {"1.0.0.50,1.0.0.90,US\n1.0.0.0,1.0.0.9,DE\n1.0.0.5,1.0.0.6,FR\n",
        ":3: range overlaps the range on line 2"},
       {"::1::2,::3,US\n", ":1: '::1::2' is not an IPv6 address"},
+      // Decimals are never truncated to 32 bits.
+      {"4294967296,5,US\n", ":1: inverted range: ::1:0:0 is after ::5"},
+      {"4294967297,1.2.3.4,US\n", ":1: '4294967297' is too large for an IPv4 address"},
   };
   for (const auto& c : cases) {
     CAPTURE(c.content);
@@ -188,6 +191,36 @@ TEST_CASE("a corrupted search tree is reported as corrupt") {
   const auto path = dir.write("c.mmdb", bytes);
   CHECK(load_error(path, load_mmdb) ==
         path + ": corrupt database: search tree record points outside the file");
+}
+
+TEST_CASE("a search tree whose IPv4 path loops back is reported, not half-loaded") {
+  TempDir dir;
+  std::string bytes = read_all(edge6);
+  // 24-bit records: node 1's left record (bytes 6-8) pointing at node 1.
+  // (libmaxminddb itself rejects a record of 0, the root.)
+  REQUIRE(bytes.substr(0, 3) == std::string("\0\0\1", 3));
+  bytes[6] = bytes[7] = '\0';
+  bytes[8] = '\1';
+  const auto path = dir.write("loop.mmdb", bytes);
+  CHECK(load_error(path, load_mmdb) == path + ": corrupt database: search tree has a cycle");
+}
+
+TEST_CASE("aliased IPv6 addresses: the embedded IPv4 country, their own list memberships") {
+  TableBuilder b;
+  b.add_database(load_mmdb(edge6));
+  RangeSet six_to_four, v4_only;
+  six_to_four.add(parse_prefix("2002::/16"));
+  v4_only.add(parse_prefix("2.1.0.0/16"));
+  b.add_list("6to4", six_to_four);
+  b.add_list("v4", v4_only);
+  b.add_list("germany", {}, {*Country::parse("DE")});
+  const GeoTable t = std::move(b).build();
+  const GeoValue& v = t.lookup(parse_address("2002:0201:0001::"));  // 6to4 of 2.1.0.1
+  CHECK(v.country.code() == "DE");
+  CHECK(v.lists == 0b101);  // in 6to4 (its own range) and germany (its country), not in v4
+  CHECK(t.lookup(parse_address("2.1.0.1")).lists == 0b110);
+  CHECK(t.lookup(parse_address("2002:0200:0001::")).lists == 0b001);    // 2.0.0.1: FR
+  CHECK(t.lookup(parse_address("2001:0:0201:0001::")).lists == 0b100);  // Teredo, not in 6to4
 }
 
 TEST_CASE("bit-flipped .mmdb files load completely or fail cleanly") {

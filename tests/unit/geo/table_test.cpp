@@ -211,3 +211,32 @@ TEST_CASE("overlapping ranges within one database are rejected") {
   b.add_database({"bad", {span4("10.0.0.0/8", "US"), span4("10.1.0.0/16", "DE")}, {}});
   CHECK_THROWS_WITH(std::move(b).build(), "bad: overlapping ranges 10.0.0.0 and 10.1.0.0");
 }
+
+TEST_CASE("clustered data (IPv6 hosts grouped in /64s) keeps the index small and exact") {
+  // 20,000 /64s far apart, five single hosts in each: every bucket's
+  // boundaries sit in one narrow prefix, which skip entries compress.
+  std::mt19937_64 rng(3);
+  RangeSet hosts;
+  std::vector<u128> probes;
+  for (int g = 0; g < 20000; ++g) {
+    const u128 net = (u128{0x2a00} << 112) | (u128(rng()) << 64 & (u128_max << 64 >> 16));
+    for (int h = 0; h < 5; ++h) {
+      const u128 a = net | (rng() & 0xffff);
+      hosts.v6.push_back({a, a});
+      probes.push_back(a);
+    }
+  }
+  TableBuilder b;
+  b.add_list("hosts", hosts);
+  const GeoTable t = std::move(b).build();
+  const double per_interval = static_cast<double>(t.v6_index().node_bytes()) /
+                              static_cast<double>(t.interval_count(Family::v6));
+  MESSAGE("IPv6 index: " << t.v6_index().node_bytes() << " bytes for "
+                         << t.interval_count(Family::v6) << " intervals");
+  CHECK(per_interval < 64);
+  for (u128 a : probes) {
+    REQUIRE(t.lookup(Address::v6_raw(a)).lists == 1);
+    const bool neighbour_listed = std::find(probes.begin(), probes.end(), a + 1) != probes.end();
+    if (!neighbour_listed) REQUIRE(t.lookup(Address::v6_raw(a + 1)).lists == 0);
+  }
+}
