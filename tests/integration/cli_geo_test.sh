@@ -4,24 +4,7 @@
 set -uo pipefail
 geomx=$1
 data=$2
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-passed=0 failed=0
-
-ok() { passed=$((passed + 1)); }
-fail() { failed=$((failed + 1)); echo "FAIL: $*"; }
-# expect NAME WANT_EXIT WANT_STDOUT_REGEX WANT_STDERR_REGEX -- COMMAND...
-expect() {
-  local name=$1 code=$2 out_re=$3 err_re=$4
-  shift 5
-  "$@" >"$tmp/out" 2>"$tmp/err" </dev/null
-  local got=$?
-  if [[ $got != "$code" ]]; then fail "$name: exit $got, want $code; stderr: $(head -3 "$tmp/err")"; return; fi
-  if [[ -n $out_re ]] && ! grep -Eq -- "$out_re" "$tmp/out"; then fail "$name: stdout lacks /$out_re/: $(head -3 "$tmp/out")"; return; fi
-  if [[ -n $err_re ]] && ! grep -Eq -- "$err_re" "$tmp/err"; then fail "$name: stderr lacks /$err_re/: $(head -3 "$tmp/err")"; return; fi
-  if [[ $code == 0 && -s $tmp/err ]]; then fail "$name: unexpected stderr: $(head -3 "$tmp/err")"; return; fi
-  ok
-}
+source "$(dirname "$0")/lib.sh"
 
 mmdb=$data/tor-country.mmdb
 expect version 0 '^geomx [0-9]+\.[0-9]+\.[0-9]+$' '' -- "$geomx" --version
@@ -106,5 +89,4 @@ expect_failure_quiet export-bad-db 1 '' "^geomx: $tmp/inverted:2: inverted range
 if "$geomx" export --countries US >/dev/full 2>"$tmp/err"; then fail "write to /dev/full succeeded"
 elif grep -q "writing the output failed" "$tmp/err"; then ok; else fail "/dev/full: $(cat "$tmp/err")"; fi
 
-echo "$passed passed, $failed failed"
-[[ $failed == 0 ]]
+finish

@@ -1,0 +1,88 @@
+#include "conf/config.hpp"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+namespace geomx::conf {
+
+std::string Endpoint::to_string() const {
+  if (address.is_v4()) return fmt::format("{}:{}", address.to_string(), port);
+  return fmt::format("[{}]:{}", address.to_string(), port);
+}
+
+std::string_view to_string(LogFormat v) {
+  return v == LogFormat::logfmt ? "logfmt" : "json";
+}
+
+std::string_view to_string(ProxyProtocol v) {
+  switch (v) {
+    case ProxyProtocol::none:
+      return "none";
+    case ProxyProtocol::v1:
+      return "v1";
+    case ProxyProtocol::v2:
+      return "v2";
+    case ProxyProtocol::any:
+      return "any";
+  }
+  return "?";
+}
+
+std::string_view to_string(Action v) {
+  switch (v) {
+    case Action::route:
+      return "route";
+    case Action::reject:
+      return "reject";
+    case Action::drop:
+      return "drop";
+    case Action::tarpit:
+      return "tarpit";
+  }
+  return "?";
+}
+
+std::string_view to_string(Balance v) {
+  switch (v) {
+    case Balance::source_split:
+      return "source-split";
+    case Balance::hash:
+      return "hash";
+    case Balance::round_robin:
+      return "round-robin";
+    case Balance::least_conn:
+      return "least-conn";
+    case Balance::first:
+      return "first";
+  }
+  return "?";
+}
+
+std::string_view to_string(Pregreet v) {
+  switch (v) {
+    case Pregreet::drop:
+      return "drop";
+    case Pregreet::reject:
+      return "reject";
+    case Pregreet::log:
+      return "log";
+  }
+  return "?";
+}
+
+std::string_view to_string(Probe v) {
+  return v == Probe::smtp ? "smtp" : "tcp";
+}
+
+const Pool* Config::find_pool(std::string_view name) const {
+  auto it = std::find_if(pools.begin(), pools.end(), [&](const Pool& p) { return p.name == name; });
+  return it == pools.end() ? nullptr : &*it;
+}
+
+const List* Config::find_list(std::string_view name) const {
+  auto it = std::find_if(lists.begin(), lists.end(), [&](const List& l) { return l.name == name; });
+  return it == lists.end() ? nullptr : &*it;
+}
+
+}  // namespace geomx::conf

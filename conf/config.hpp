@@ -1,0 +1,153 @@
+#pragma once
+// The validated, immutable configuration: plain data. conf/loader.hpp builds
+// it from TOML; nothing here does I/O.
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "geo/address.hpp"
+#include "geo/table.hpp"
+
+namespace geomx::conf {
+
+using Duration = std::chrono::milliseconds;
+
+// Where a value came from, for errors found after parsing (a list file that
+// fails to load is reported at the line that names it).
+struct Position {
+  std::string file;
+  std::uint32_t line = 0;
+  std::uint32_t column = 0;
+};
+
+struct Endpoint {
+  geo::Address address;
+  std::uint16_t port = 0;
+  std::string to_string() const;  // 1.2.3.4:25, [::1]:25
+  friend bool operator==(const Endpoint&, const Endpoint&) = default;
+};
+
+enum class LogFormat { logfmt, json };
+// What a listener expects from its peer, or what a pool sends to its members
+// (pools: none, v1 or v2).
+enum class ProxyProtocol { none, v1, v2, any };
+enum class Action { route, reject, drop, tarpit };
+enum class Balance { source_split, hash, round_robin, least_conn, first };
+enum class Pregreet { drop, reject, log };
+enum class Probe { smtp, tcp };
+
+std::string_view to_string(LogFormat);
+std::string_view to_string(ProxyProtocol);
+std::string_view to_string(Action);
+std::string_view to_string(Balance);
+std::string_view to_string(Pregreet);
+std::string_view to_string(Probe);
+
+struct Server {
+  std::string hostname;  // default: the machine's host name
+  unsigned threads = 0;  // 0: one per core
+  std::string user, group;
+  bool allow_root = false;
+  std::uint32_t max_connections = 10000;
+  std::uint32_t max_connections_per_ip = 50;  // Postfix smtpd_client_connection_count_limit
+  LogFormat log_format = LogFormat::logfmt;
+  Duration drain_timeout = std::chrono::seconds(30);
+  Duration tarpit_duration = std::chrono::seconds(60);
+};
+
+struct Listener {
+  std::string name;
+  Endpoint address;
+  ProxyProtocol proxy_protocol = ProxyProtocol::none;
+  std::vector<geo::Prefix> trusted_proxies;
+  Duration proxy_timeout = std::chrono::seconds(5);  // postscreen_upstream_proxy_timeout
+};
+
+struct FileRef {
+  std::string path;  // relative paths are resolved against the config file's folder
+  Position where;
+};
+
+struct Geo {
+  std::vector<FileRef> databases;  // empty: geo::default_databases()
+  bool watch = false;
+};
+
+struct List {
+  std::string name;
+  std::vector<geo::Country> countries;
+  std::vector<geo::Prefix> cidrs;
+  std::vector<FileRef> files;
+};
+
+// Every matcher that is set must hold; a rule without matchers matches all.
+struct Match {
+  std::vector<std::string> lists;       // in every one of them
+  std::vector<std::string> not_lists;   // in none of them
+  std::vector<geo::Country> countries;  // any of them
+  std::vector<geo::Prefix> cidrs;       // any of them
+  std::vector<std::string> listeners;   // any of them
+  bool empty() const {
+    return lists.empty() && not_lists.empty() && countries.empty() && cidrs.empty() &&
+           listeners.empty();
+  }
+};
+
+struct Rule {
+  std::string name;
+  Match match;
+  Action action = Action::route;
+  std::string pool;   // route
+  std::string reply;  // reject and tarpit: the SMTP reply line
+};
+
+struct Member {
+  Endpoint address;
+  std::uint32_t weight = 1;
+  bool backup = false;
+};
+
+struct Health {
+  Duration interval = std::chrono::seconds(2);  // haproxy inter 2s, rise 2, fall 3
+  Duration timeout = std::chrono::seconds(2);
+  std::uint32_t rise = 2;
+  std::uint32_t fall = 3;
+  Probe probe = Probe::smtp;
+  std::string ehlo;  // default: server.hostname
+  bool starttls = false;
+};
+
+struct Pool {
+  std::string name;
+  std::vector<Member> members;
+  Balance balance = Balance::source_split;
+  ProxyProtocol proxy_protocol = ProxyProtocol::none;
+  Duration connect_timeout = std::chrono::seconds(5);
+  Duration idle_timeout = std::chrono::seconds(300);  // Postfix smtpd_timeout
+  Duration greet_delay{0};                            // 0: connect at once
+  std::string greet_banner;                           // "220-..." teaser, optional
+  Pregreet pregreet = Pregreet::drop;
+  Health health;
+};
+
+struct Admin {
+  Endpoint listen{geo::Address::v4(0x7f000001), 9025};
+};
+
+struct Config {
+  std::string path;
+  Server server;
+  std::vector<Listener> listeners;
+  Geo geo;
+  std::vector<List> lists;
+  std::vector<Rule> rules;
+  std::vector<Pool> pools;
+  Admin admin;
+
+  const Pool* find_pool(std::string_view name) const;
+  const List* find_list(std::string_view name) const;
+};
+
+}  // namespace geomx::conf

@@ -1,0 +1,66 @@
+#include "policy/decide.hpp"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+namespace geomx::policy {
+namespace {
+
+bool matches(const CompiledRule& r, const Client& client, const geo::GeoValue& v) {
+  if ((v.lists & r.all_of) != r.all_of || (v.lists & r.none_of) != 0) return false;
+  if (!r.countries.empty() &&
+      std::find(r.countries.begin(), r.countries.end(), v.country) == r.countries.end())
+    return false;
+  if (!r.listeners.empty() &&
+      std::find(r.listeners.begin(), r.listeners.end(), client.listener) == r.listeners.end())
+    return false;
+  return true;
+}
+
+}  // namespace
+
+Decision decide(const Client& client, const Snapshot& snapshot, const MemberStates& states,
+                std::uint64_t sequence) {
+  const geo::GeoValue& v = snapshot.table.lookup(client.address);
+  Decision d;
+  d.country = v.country;
+  d.lists = v.lists & snapshot.list_mask;
+  // Validation guarantees a final catch-all, so some rule always matches.
+  for (std::size_t i = 0; i < snapshot.rules.size(); ++i) {
+    if (!matches(snapshot.rules[i], client, v)) continue;
+    const conf::Rule& rule = snapshot.config.rules[i];
+    d.rule = i;
+    d.action = rule.action;
+    if (rule.action == conf::Action::route) {
+      d.pool = snapshot.rules[i].pool;
+      const conf::Pool& pool = snapshot.config.pools[d.pool];
+      d.order = fallback_order(pool, d.pool, client.address, states, sequence);
+      for (auto m : d.order)
+        if (states.up(d.pool, m)) {
+          d.member = m;
+          break;
+        }
+    }
+    return d;
+  }
+  return d;
+}
+
+std::string explain_match(const Decision& d, const Snapshot& snapshot) {
+  const conf::Rule& rule = snapshot.config.rules[d.rule];
+  const conf::Match& m = rule.match;
+  if (m.empty()) return "catch-all";
+  std::vector<std::string> why;
+  if (!m.lists.empty()) why.push_back(fmt::format("in list {}", fmt::join(m.lists, ", ")));
+  if (!m.not_lists.empty())
+    why.push_back(fmt::format("not in list {}", fmt::join(m.not_lists, ", ")));
+  if (!m.countries.empty()) why.push_back(fmt::format("country {}", d.country.code()));
+  if (!m.cidrs.empty()) why.push_back("in the rule's cidr");
+  if (!m.listeners.empty())
+    why.push_back("on listener " + fmt::format("{}", fmt::join(m.listeners, ", ")));
+  return fmt::format("{}", fmt::join(why, "; "));
+}
+
+}  // namespace geomx::policy

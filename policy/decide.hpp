@@ -1,0 +1,35 @@
+#pragma once
+// The routing decision: pure and deterministic, so that `geomx explain`
+// shows exactly what the proxy does.
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "policy/balance.hpp"
+#include "policy/snapshot.hpp"
+
+namespace geomx::policy {
+
+struct Client {
+  geo::Address address;      // the real client (from the PROXY header if any)
+  std::size_t listener = 0;  // index into config.listeners
+};
+
+struct Decision {
+  conf::Action action = conf::Action::reject;
+  std::size_t rule = 0;  // index into config.rules
+  geo::Country country;
+  std::uint64_t lists = 0;  // bits of config.lists the client is in
+  // route only:
+  std::size_t pool = 0;
+  std::vector<std::size_t> order;     // members in fallback order
+  std::optional<std::size_t> member;  // the first member in `order` that is up; none: 421
+};
+
+Decision decide(const Client& client, const Snapshot& snapshot, const MemberStates& states,
+                std::uint64_t sequence);
+
+// Why the rule matched, in words ("country US; in list english").
+std::string explain_match(const Decision& d, const Snapshot& snapshot);
+
+}  // namespace geomx::policy

@@ -1,0 +1,12 @@
+#pragma once
+// `geomx check -c FILE` (validate everything a reload would load, like
+// `nginx -t`) and `geomx explain -c FILE IP...` (what the policy decides).
+#include <CLI/CLI.hpp>
+
+#include "proxy/geo_tools.hpp"
+
+namespace geomx::proxy {
+
+void add_config_tools(CLI::App& app, Action& action);
+
+}  // namespace geomx::proxy

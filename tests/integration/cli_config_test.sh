@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# `geomx check` and `geomx explain` as an operator runs them.
+# Usage: cli_config_test.sh GEOMX SOURCE_DIR
+set -uo pipefail
+geomx=$1
+src=$2
+source "$(dirname "$0")/lib.sh"
+
+expect check-example 0 '^rule 3 +quarantine: catch-all -> route to pool quarantine$' '' -- \
+  "$geomx" check -c "$src/conf/geomx.toml"
+grep -Eq '^list +english: 6 countries, 2 cidrs, 0 files -> [0-9]{5,} IPv4 prefixes' "$tmp/out" && ok || fail "check: english list size"
+expect check-bad 1 '' '^geomx: .*/bad\.toml: 19 errors$' -- "$geomx" check -c "$src/tests/data/bad.toml"
+if [[ $(grep -c "^$src/tests/data/bad.toml:[0-9]*:[0-9]*: " "$tmp/err") == 19 && ! -s $tmp/out ]]; then ok; else fail "check-bad: $(cat "$tmp/err")"; fi
+expect check-missing 1 '' 'No such file or directory' -- "$geomx" check -c "$tmp/nope.toml"
+
+# A config whose list file is missing and whose database is corrupt: both
+# reported at the config line that names them.
+printf 'garbage\n' >"$tmp/corrupt.mmdb"
+cat >"$tmp/files.toml" <<'TOML'
+[geo]
+databases = ["corrupt.mmdb"]
+[[listener]]
+name = "mx"
+address = "127.0.0.1:0"
+[lists.extra]
+files = ["missing.txt"]
+[[rule]]
+name = "all"
+action = "drop"
+TOML
+expect check-files 1 '' "^$tmp/files.toml:2:14: geo.databases: $tmp/corrupt.mmdb: " -- "$geomx" check -c "$tmp/files.toml"
+grep -q "^$tmp/files.toml:7:10: lists.extra.files: $tmp/missing.txt: No such file or directory\$" "$tmp/err" && ok || fail "check-files: $(cat "$tmp/err")"
+
+# explain: the seed deployment on tor-geoipdb's data
+expect explain-us 0 '^8\.8\.8\.8 country=US lists=english rule=english why="in list english" action=route pool=primary member=10\.0\.0\.11:25 fallback=10\.0\.0\.11:25,10\.0\.0\.12:25$' '' -- \
+  "$geomx" explain -c "$src/conf/geomx.toml" 8.8.8.8
+expect explain-upper-half 0 '^198\.51\.100\.7 .*rule=english .*member=10\.0\.0\.12:25 fallback=10\.0\.0\.12:25,10\.0\.0\.11:25$' '' -- \
+  "$geomx" explain -c "$src/conf/geomx.toml" 198.51.100.7
+expect explain-foreign 0 '^77\.88\.55\.60 country=RU lists=- rule=quarantine why="catch-all" action=route pool=quarantine member=10\.0\.0\.13:25' '' -- \
+  "$geomx" explain -c "$src/conf/geomx.toml" 77.88.55.60
+expect explain-blocked 0 '^192\.0\.2\.66 .*rule=blocked .*action=reject reply="554 5\.7\.1 mx\.example\.net your address is blocked' '' -- \
+  "$geomx" explain -c "$src/conf/geomx.toml" 192.0.2.66
+expect explain-json 0 '' '' -- "$geomx" explain --json -c "$src/conf/geomx.toml" 8.8.8.8 2a00:1450:4001::1 192.0.2.66
+if perl -MJSON::PP -ne '$j = decode_json($_); $n++; END { exit !($n == 3) }' "$tmp/out" &&
+  grep -q '"ip":"2a00:1450:4001::1","country":"IE","lists":\["english"\],"rule":"english"' "$tmp/out"; then ok
+else fail "explain --json: $(cat "$tmp/out")"; fi
+expect explain-bad-ip 1 '^8\.8\.8\.8 ' "'8\.8\.8' is not an IP address" -- "$geomx" explain -c "$src/conf/geomx.toml" 8.8.8 8.8.8.8
+expect explain-bad-listener 1 '' 'no listener named "smtp"' -- "$geomx" explain -c "$src/conf/geomx.toml" --listener smtp 8.8.8.8
+
+finish

@@ -1,0 +1,219 @@
+#include <doctest/doctest.h>
+
+#include <fstream>
+#include <iterator>
+
+#include "conf/loader.hpp"
+
+using namespace geomx::conf;
+using namespace std::chrono_literals;
+
+namespace {
+
+const std::string source_dir = GEOMX_SOURCE_DIR;
+const Defaults defaults{"mx.test"};
+
+// Every diagnostic of `text`, as the CLI prints them; empty if it loads.
+std::vector<std::string> errors_of(const std::string& text) {
+  try {
+    parse_config(text, "t.toml", defaults);
+  } catch (const ConfigError& e) {
+    std::vector<std::string> out;
+    for (const auto& d : e.diagnostics()) out.push_back(d.to_string());
+    return out;
+  }
+  return {};
+}
+
+const std::string minimal = R"(
+[[listener]]
+name = "mx"
+address = "127.0.0.1:2525"
+[pool.p]
+members = ["127.0.0.1:25"]
+[[rule]]
+name = "all"
+pool = "p"
+)";
+
+}  // namespace
+
+TEST_CASE("a file with 19 mistakes reports every one at its line and column") {
+  const std::string path = source_dir + "/tests/data/bad.toml";
+  std::ifstream in(path);
+  const std::string text(std::istreambuf_iterator<char>(in), {});
+  std::vector<std::string> got;
+  try {
+    parse_config(text, "bad.toml", defaults);
+  } catch (const ConfigError& e) {
+    for (const auto& d : e.diagnostics()) got.push_back(d.to_string());
+  }
+  const std::vector<std::string> want{
+      "bad.toml:2:11: server.threads: -1 is out of range (0 to 256)",
+      "bad.toml:3:26: server.max_connections_per_ip: expected an integer, found a string",
+      "bad.toml:4:1: server.colour: unknown key",
+      "bad.toml:8:11: listener[0].address: \"0.0.0.0:99999\": port must be 0-65535",
+      "bad.toml:9:18: listener[0].proxy_protocol: a listener that expects PROXY headers needs "
+      "trusted_proxies (who may send them)",
+      "bad.toml:12:8: listener[1].name: duplicate name \"mx\"",
+      "bad.toml:14:20: listener[1].trusted_proxies[0]: 10.0.0.1/8 has host bits set; the network "
+      "is 10.0.0.0/8",
+      "bad.toml:17:20: lists.english.countries[1]: \"XX\" is not an ISO 3166-1 alpha-2 country "
+      "code",
+      "bad.toml:17:26: lists.english.countries[2]: \"gb\" is not an ISO 3166-1 alpha-2 country "
+      "code",
+      "bad.toml:20:28: pool.primary.members[1]: \"mx2:25\": \"mx2\" is not an IP address (geomx "
+      "does not resolve host names)",
+      "bad.toml:20:38: pool.primary.members[2]: 10.0.0.11:25 is listed twice",
+      "bad.toml:21:11: pool.primary.balance: \"random\" is not one of \"source-split\", \"hash\", "
+      "\"round-robin\", \"least-conn\", \"first\"",
+      "bad.toml:22:19: pool.primary.connect_timeout: \"5 seconds\" is not a duration: a whole "
+      "number "
+      "with a unit, ms, s, m, h or d (e.g. \"20s\")",
+      "bad.toml:23:16: pool.primary.greet_banner: must be one \"220-\" continuation line, e.g. "
+      "\"220-mx.example.net ESMTP\"",
+      "bad.toml:26:11: pool.empty.members: a pool needs at least one member",
+      "bad.toml:30:37: rule[0].if.not_list: no list named \"nope\"",
+      "bad.toml:31:8: rule[0].pool: no pool named \"primray\"",
+      "bad.toml:38:1: rule[2]: unreachable: it comes after the catch-all rule \"everyone\"",
+      "bad.toml:41:9: rule[2].reply: must be one SMTP reply line starting with a 4xx or 5xx code, "
+      "e.g. \"554 5.7.1 access denied\"",
+  };
+  CHECK(got == want);
+}
+
+TEST_CASE("more mistakes, one at a time") {
+  CHECK(errors_of("x = 1\n" + minimal) == std::vector<std::string>{"t.toml:1:1: x: unknown key"});
+  CHECK(errors_of("[server\n") ==
+        std::vector<std::string>{"t.toml:1:8: toml: Error while parsing table header: expected "
+                                 "']', saw '\\n'"});
+  CHECK(errors_of("") ==
+        std::vector<std::string>{"t.toml:1:1: listener: at least one [[listener]] is required",
+                                 "t.toml:1:1: rule: at least one [[rule]] is required"});
+  CHECK(
+      errors_of("[listener]\nname='a'\n" + minimal.substr(minimal.find("[pool"))) ==
+      std::vector<std::string>{"t.toml:1:1: listener: expected an array of tables ([[listener]])"});
+  // The last rule must be a catch-all.
+  CHECK(errors_of(minimal + "if = { country = \"US\" }\n") ==
+        std::vector<std::string>{"t.toml:7:1: rule[0]: the last rule must have no `if` (a "
+                                 "catch-all), so that no client falls through"});
+  CHECK(errors_of(minimal + "if = {}\n") ==
+        std::vector<std::string>{
+            "t.toml:7:1: rule[0]: the last rule must have no `if` (a catch-all), so that no "
+            "client falls through",
+            "t.toml:10:6: rule[0].if: empty; leave `if` out for a catch-all rule"});
+  CHECK(errors_of(minimal + "action = \"reject\"\n") ==
+        std::vector<std::string>{
+            "t.toml:9:8: rule[0].pool: only applies to action \"route\", not \"reject\""});
+  CHECK(errors_of(minimal + "reply = \"554 no\"\n") ==
+        std::vector<std::string>{
+            "t.toml:10:9: rule[0].reply: only applies to actions \"reject\" and \"tarpit\""});
+  CHECK(errors_of(minimal + "[[rule]]\nname = \"all\"\naction = \"drop\"\n") ==
+        std::vector<std::string>{
+            "t.toml:10:1: rule[1]: unreachable: it comes after the catch-all rule \"all\"",
+            "t.toml:11:8: rule[1].name: duplicate name \"all\""});
+  CHECK(errors_of(minimal + "[pool.q]\nmembers = [{ address = \"127.0.0.1:26\", backup = true }]\n"
+                            "greet_banner = \"220-x ESMTP\"\n[pool.q.health]\nrise = 0\n") ==
+        std::vector<std::string>{
+            "t.toml:11:11: pool.q.members: every member is a backup; at least one must not be",
+            "t.toml:12:16: pool.q.greet_banner: a teaser banner needs greet_delay",
+            "t.toml:14:8: pool.q.health.rise: 0 is out of range (1 to 100)"});
+  CHECK(errors_of(minimal + "[[listener]]\nname = \"b\"\naddress = \"127.0.0.1:2525\"\n"
+                            "trusted_proxies = \"127.0.0.1\"\n") ==
+        std::vector<std::string>{
+            "t.toml:10:1: listener[1].address: 127.0.0.1:2525 is already the address of listener "
+            "\"mx\"",
+            "t.toml:13:19: listener[1].trusted_proxies: only applies with proxy_protocol \"v1\", "
+            "\"v2\" or \"any\""});
+  CHECK(errors_of(minimal + "[pool.q]\nmembers = [{ address = \"127.0.0.1:0\", wieght = 2 }]\n") ==
+        std::vector<std::string>{
+            "t.toml:11:24: pool.q.members[0].address: port 0 is not a port to connect to",
+            "t.toml:11:39: pool.q.members[0].wieght: unknown key"});
+}
+
+TEST_CASE("defaults follow the anchors (postscreen, Postfix, haproxy)") {
+  const Config c = parse_config(minimal, "t.toml", defaults);
+  CHECK(c.server.hostname == "mx.test");
+  CHECK(c.server.threads == 0);
+  CHECK(c.server.max_connections_per_ip == 50);
+  CHECK(c.server.log_format == LogFormat::logfmt);
+  REQUIRE(c.listeners.size() == 1);
+  CHECK(c.listeners[0].proxy_protocol == ProxyProtocol::none);
+  CHECK(c.listeners[0].proxy_timeout == 5s);
+  REQUIRE(c.pools.size() == 1);
+  const Pool& p = c.pools[0];
+  CHECK(p.balance == Balance::source_split);
+  CHECK(p.connect_timeout == 5s);
+  CHECK(p.idle_timeout == 300s);
+  CHECK(p.greet_delay == 0s);
+  CHECK(p.pregreet == Pregreet::drop);
+  CHECK(p.health.interval == 2s);
+  CHECK(p.health.rise == 2);
+  CHECK(p.health.fall == 3);
+  CHECK(p.health.probe == Probe::smtp);
+  CHECK(p.health.ehlo == "mx.test");
+  CHECK(c.admin.listen.to_string() == "127.0.0.1:9025");
+  REQUIRE(c.rules.size() == 1);
+  CHECK(c.rules[0].action == Action::route);
+}
+
+TEST_CASE("reject and tarpit get default replies naming the host") {
+  const Config c = parse_config(
+      R"([[listener]]
+name = "mx"
+address = "[::1]:0"
+[[rule]]
+name = "slow"
+if = { country = ["CN", "RU"] }
+action = "tarpit"
+[[rule]]
+name = "no"
+action = "reject"
+)",
+      "t.toml", defaults);
+  CHECK(c.rules[0].reply == "421 4.7.0 mx.test try again later");
+  CHECK(c.rules[1].reply == "554 5.7.1 mx.test access denied");
+  CHECK(c.rules[0].match.countries.size() == 2);
+  CHECK(c.listeners[0].address.to_string() == "[::1]:0");
+}
+
+TEST_CASE("the example config conf/geomx.toml loads as documented") {
+  const Config c = load_config(source_dir + "/conf/geomx.toml", defaults);
+  REQUIRE(c.listeners.size() == 2);
+  CHECK(c.listeners[1].address.to_string() == "[::]:25");
+  REQUIRE(c.pools.size() == 2);
+  CHECK(c.pools[0].name == "primary");  // file order, not alphabetical
+  CHECK(c.pools[0].proxy_protocol == ProxyProtocol::v2);
+  CHECK(c.pools[1].greet_delay == 20s);
+  CHECK(c.pools[1].greet_banner == "220-mx.example.net ESMTP");
+  REQUIRE(c.rules.size() == 3);
+  CHECK(c.rules[0].name == "blocked");
+  CHECK(c.rules[1].match.lists == std::vector<std::string>{"english"});
+  CHECK(c.rules[2].match.empty());
+  CHECK(c.find_list("english")->countries.size() == 6);
+}
+
+TEST_CASE("durations and endpoints") {
+  CHECK(parse_duration("500ms") == 500ms);
+  CHECK(parse_duration("20s") == 20s);
+  CHECK(parse_duration("35m") == 35min);
+  CHECK(parse_duration("1h") == 1h);
+  CHECK(parse_duration("7d") == 168h);
+  for (const char* bad : {"20", "s", "-1s", "1.5s", "20 s", "20sec", "", "1y"}) {
+    CAPTURE(bad);
+    CHECK_THROWS_AS(parse_duration(bad), std::invalid_argument);
+  }
+  CHECK(format_duration(35min) == "35m");
+  CHECK(format_duration(1500ms) == "1500ms");
+  CHECK(parse_endpoint("127.0.0.1:25").to_string() == "127.0.0.1:25");
+  CHECK(parse_endpoint("[2001:db8::1]:2525").to_string() == "[2001:db8::1]:2525");
+  CHECK(parse_endpoint("[::ffff:127.0.0.1]:25").to_string() == "127.0.0.1:25");
+  for (const char* bad : {"127.0.0.1", "::1:25", "[::1]", "[::1]25", "localhost:25", "1.2.3.4:-1",
+                          "1.2.3.4:", "1.2.3.4:65536", "1.2.3.4:25x"}) {
+    CAPTURE(bad);
+    CHECK_THROWS_AS(parse_endpoint(bad), std::invalid_argument);
+  }
+  CHECK(is_country_code(*geomx::geo::Country::parse("US")));
+  CHECK(is_country_code(*geomx::geo::Country::parse("ZZ")));
+  CHECK_FALSE(is_country_code(*geomx::geo::Country::parse("XX")));
+}
