@@ -4,6 +4,7 @@
 #include <cerrno>
 #include <charconv>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <set>
@@ -52,13 +53,21 @@ bool valid_name(std::string_view s) {
   });
 }
 
-// An SMTP reply line geomx may send: 4xx/5xx, printable ASCII, no CR/LF.
-bool valid_reply(std::string_view s, char first_digit_max = '5') {
-  if (s.size() < 4 || s.size() > 512) return false;
-  if (s[0] < '2' || s[0] > first_digit_max || !std::isdigit(static_cast<unsigned char>(s[1])) ||
-      !std::isdigit(static_cast<unsigned char>(s[2])) || (s[3] != ' ' && s[3] != '-'))
-    return false;
+bool printable(std::string_view s) {
   return std::all_of(s.begin(), s.end(), [](char c) { return c >= 0x20 && c < 0x7f; });
+}
+
+// One SMTP reply line without its CRLF (at most 510 characters): a code
+// from `low` to 5xx, then ' ' (a final line) or '-' (a continuation).
+bool valid_reply(std::string_view s, char low, char separator) {
+  return s.size() >= 4 && s.size() <= 510 && s[0] >= low && s[0] <= '5' &&
+         std::isdigit(static_cast<unsigned char>(s[1])) &&
+         std::isdigit(static_cast<unsigned char>(s[2])) && s[3] == separator && printable(s);
+}
+
+// A host name for replies and EHLO: printable, no spaces.
+bool valid_host_name(std::string_view s) {
+  return !s.empty() && s.size() <= 253 && printable(s) && s.find(' ') == std::string_view::npos;
 }
 
 // Collects diagnostics for one file.
@@ -188,6 +197,7 @@ class TableReader {
     if (!a)
       return error(key, fmt::format("expected a string or an array of strings, found {}",
                                     type_name(n->type())));
+    if (a->empty()) return error(key, "empty; leave the key out instead");
     for (std::size_t i = 0; i < a->size(); ++i) {
       const auto path = fmt::format("{}[{}]", sub(key), i);
       if (auto* s = (*a)[i].as_string())
@@ -257,9 +267,8 @@ bool unique_name(TableReader& t, std::string& out, std::set<std::string>& seen) 
 }
 
 void parse_server(TableReader& t, Server& s) {
-  if (t.string("hostname", s.hostname) &&
-      (s.hostname.empty() || s.hostname.find_first_of(" \t\r\n") != std::string::npos))
-    t.error("hostname", "must be a non-empty name without spaces");
+  if (t.string("hostname", s.hostname) && !valid_host_name(s.hostname))
+    t.error("hostname", "must be a printable name without spaces");
   t.integer("threads", s.threads, 0, 256);
   t.string("user", s.user);
   t.string("group", s.group);
@@ -307,11 +316,13 @@ void each_country(TableReader& t, std::string_view key, Fn fn) {
 void parse_listener(TableReader& t, Listener& l, std::set<std::string>& names) {
   unique_name(t, l.name, names);
   if (t.required("address")) parse_endpoint_key(t, "address", l.address, true);
-  t.choice("proxy_protocol", l.proxy_protocol,
-           {ProxyProtocol::none, ProxyProtocol::v1, ProxyProtocol::v2, ProxyProtocol::any});
+  const bool known = !t.node("proxy_protocol") || t.choice("proxy_protocol", l.proxy_protocol,
+                                                           {ProxyProtocol::none, ProxyProtocol::v1,
+                                                            ProxyProtocol::v2, ProxyProtocol::any});
   each_prefix(t, "trusted_proxies", [&](const geo::Prefix& p) { l.trusted_proxies.push_back(p); });
   t.duration("proxy_timeout", l.proxy_timeout, std::chrono::milliseconds(100),
              std::chrono::seconds(60));
+  if (!known) return;
   if (l.proxy_protocol != ProxyProtocol::none && l.trusted_proxies.empty() &&
       !t.node("trusted_proxies"))
     t.error("proxy_protocol",
@@ -350,7 +361,8 @@ void parse_health(TableReader& t, Health& h) {
   t.integer("rise", h.rise, 1, 100);
   t.integer("fall", h.fall, 1, 100);
   t.choice("probe", h.probe, {Probe::smtp, Probe::tcp});
-  t.string("ehlo", h.ehlo);
+  if (t.string("ehlo", h.ehlo) && !valid_host_name(h.ehlo))
+    t.error("ehlo", "must be a printable name without spaces");
   t.boolean("starttls", h.starttls);
   if (h.starttls && h.probe != Probe::smtp) t.error("starttls", "needs probe = \"smtp\"");
 }
@@ -407,12 +419,13 @@ void parse_pool(TableReader& t, Pool& p, const Server& server) {
   t.duration("connect_timeout", p.connect_timeout, std::chrono::milliseconds(100),
              std::chrono::minutes(5));
   t.duration("idle_timeout", p.idle_timeout, std::chrono::seconds(1), std::chrono::hours(24));
-  t.duration("greet_delay", p.greet_delay, Duration(0), std::chrono::minutes(5));
+  const bool delay_ok = !t.node("greet_delay") || t.duration("greet_delay", p.greet_delay,
+                                                             Duration(0), std::chrono::minutes(5));
   if (t.string("greet_banner", p.greet_banner)) {
-    if (p.greet_banner.rfind("220-", 0) != 0 || !valid_reply(p.greet_banner, '2'))
+    if (p.greet_banner.rfind("220-", 0) != 0 || !valid_reply(p.greet_banner, '2', '-'))
       t.error("greet_banner",
               "must be one \"220-\" continuation line, e.g. \"220-mx.example.net ESMTP\"");
-    else if (p.greet_delay == Duration(0))
+    else if (delay_ok && p.greet_delay == Duration(0))
       t.error("greet_banner", "a teaser banner needs greet_delay");
   }
   t.choice("pregreet", p.pregreet, {Pregreet::drop, Pregreet::reject, Pregreet::log});
@@ -452,8 +465,12 @@ void parse_rule(TableReader& t, Rule& rule, std::set<std::string>& rule_names, c
     parse_match(ct, rule.match, names);
     if (cond->empty()) t.error("if", "empty; leave `if` out for a catch-all rule");
   }
-  t.choice("action", rule.action, {Action::route, Action::reject, Action::drop, Action::tarpit});
+  const bool known =
+      !t.node("action") || t.choice("action", rule.action,
+                                    {Action::route, Action::reject, Action::drop, Action::tarpit});
   const bool has_pool = t.string("pool", rule.pool);
+  const bool has_reply = t.string("reply", rule.reply);
+  if (!known) return;  // whether pool and reply apply depends on the action
   if (rule.action == Action::route) {
     if (!t.node("pool"))
       t.error("action", "route needs a pool");
@@ -463,15 +480,14 @@ void parse_rule(TableReader& t, Rule& rule, std::set<std::string>& rule_names, c
     t.error("pool",
             fmt::format("only applies to action \"route\", not \"{}\"", to_string(rule.action)));
   }
-  const bool has_reply = t.string("reply", rule.reply);
   if (rule.action == Action::reject || rule.action == Action::tarpit) {
     if (!has_reply)
       rule.reply = rule.action == Action::reject
                        ? fmt::format("554 5.7.1 {} access denied", server.hostname)
                        : fmt::format("421 4.7.0 {} try again later", server.hostname);
-    else if (!valid_reply(rule.reply) || rule.reply[0] < '4')
+    else if (!valid_reply(rule.reply, '4', ' '))
       t.error("reply",
-              "must be one SMTP reply line starting with a 4xx or 5xx code, e.g. "
+              "must be one final SMTP reply line with a 4xx or 5xx code, e.g. "
               "\"554 5.7.1 access denied\"");
   } else if (t.node("reply")) {
     t.error("reply", "only applies to actions \"reject\" and \"tarpit\"");
@@ -490,6 +506,20 @@ void check_rule_order(Reader& r, const toml::array& rules, const std::vector<Rul
   if (!parsed.empty() && rules.back().as_table()->contains("if"))
     r.error(rules.back().source(), fmt::format("rule[{}]", parsed.size() - 1),
             "the last rule must have no `if` (a catch-all), so that no client falls through");
+}
+
+// Lists and rules with `cidr` each take one of the table's list bits.
+void check_list_count(Reader& r, const toml::table& root, const Config& c) {
+  std::size_t bits = 0;
+  for (const auto& list : c.lists)
+    if (++bits == geo::max_lists + 1)
+      return r.error(root["lists"][list.name].node()->source(), "lists." + list.name,
+                     fmt::format("more than {} lists", geo::max_lists));
+  for (std::size_t i = 0; i < c.rules.size(); ++i)
+    if (!c.rules[i].match.cidrs.empty() && ++bits == geo::max_lists + 1)
+      return r.error(
+          root["rule"][i]["if"]["cidr"].node()->source(), fmt::format("rule[{}].if.cidr", i),
+          fmt::format("more than {} lists, counting one per rule with cidr", geo::max_lists));
 }
 
 Config parse_table(const toml::table& root, const std::string& path, const Defaults& defaults,
@@ -514,7 +544,8 @@ Config parse_table(const toml::table& root, const std::string& path, const Defau
   for (std::size_t i = 0; i < c.listeners.size(); ++i)
     for (std::size_t j = 0; j < i; ++j)
       if (c.listeners[i].address == c.listeners[j].address && c.listeners[i].address.port != 0)
-        r.error(root["listener"][i].node()->source(), fmt::format("listener[{}].address", i),
+        r.error(root["listener"][i]["address"].node()->source(),
+                fmt::format("listener[{}].address", i),
                 fmt::format("{} is already the address of listener \"{}\"",
                             c.listeners[i].address.to_string(), c.listeners[j].name));
   if (auto* g = top.typed<toml::table>("geo", "a table")) {
@@ -541,9 +572,10 @@ Config parse_table(const toml::table& root, const std::string& path, const Defau
   top.each_array_table("rule", [&](std::size_t, TableReader& t) {
     parse_rule(t, c.rules.emplace_back(), rule_names, names, c.server);
   });
-  if (auto* rules = root["rule"].as_array(); rules && rules->is_array_of_tables())
+  if (auto* rules = root["rule"].as_array(); rules && rules->is_array_of_tables()) {
     check_rule_order(r, *rules, c.rules);
-  else if (!top.node("rule"))
+    check_list_count(r, root, c);
+  } else if (!top.node("rule"))
     r.error(root.source(), "rule", "at least one [[rule]] is required");
   return c;
 }
@@ -551,6 +583,7 @@ Config parse_table(const toml::table& root, const std::string& path, const Defau
 }  // namespace
 
 std::string Diagnostic::to_string() const {
+  if (where.line == 0) return fmt::format("{}: {}", where.file, message);
   return fmt::format("{}:{}:{}: {}: {}", where.file, where.line, where.column, path, message);
 }
 
@@ -562,8 +595,8 @@ ConfigError::ConfigError(std::vector<Diagnostic> diagnostics)
       }()),
       diagnostics_(std::move(diagnostics)) {}
 
-Config parse_config(std::string_view text, const std::string& path, const Defaults& defaults) {
-  std::vector<Diagnostic> diagnostics;
+Config parse_config(std::string_view text, const std::string& path, const Defaults& defaults,
+                    std::vector<Diagnostic>& diagnostics) {
   Config config;
   try {
     const toml::table root = toml::parse(text, path);
@@ -575,20 +608,35 @@ Config parse_config(std::string_view text, const std::string& path, const Defaul
          "toml",
          std::string(e.description())});
   }
-  if (!diagnostics.empty()) {
-    std::stable_sort(diagnostics.begin(), diagnostics.end(), [](const auto& a, const auto& b) {
-      return std::tie(a.where.line, a.where.column) < std::tie(b.where.line, b.where.column);
-    });
-    throw ConfigError(std::move(diagnostics));
-  }
+  sort_diagnostics(diagnostics);
   return config;
 }
 
-Config load_config(const std::string& path, const Defaults& defaults) {
+Config parse_config(std::string_view text, const std::string& path, const Defaults& defaults) {
+  std::vector<Diagnostic> diagnostics;
+  Config config = parse_config(text, path, defaults, diagnostics);
+  if (!diagnostics.empty()) throw ConfigError(std::move(diagnostics));
+  return config;
+}
+
+std::string read_config_file(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec))
+    throw ConfigError({{{path, 0, 0}, "", "is a directory, not a config file"}});
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw ConfigError({{{path, 0, 0}, "file", std::strerror(errno)}});
-  const std::string text(std::istreambuf_iterator<char>(in), {});
-  return parse_config(text, path, defaults);
+  if (!in) throw ConfigError({{{path, 0, 0}, "", std::strerror(errno)}});
+  return {std::istreambuf_iterator<char>(in), {}};
+}
+
+Config load_config(const std::string& path, const Defaults& defaults) {
+  return parse_config(read_config_file(path), path, defaults);
+}
+
+void sort_diagnostics(std::vector<Diagnostic>& diagnostics) {
+  std::stable_sort(diagnostics.begin(), diagnostics.end(), [](const auto& a, const auto& b) {
+    return std::tie(a.where.file, a.where.line, a.where.column) <
+           std::tie(b.where.file, b.where.line, b.where.column);
+  });
 }
 
 Duration parse_duration(std::string_view text) {

@@ -32,6 +32,13 @@ struct Defaults {
 // Throws ConfigError with every diagnostic of the file.
 Config parse_config(std::string_view toml_text, const std::string& path, const Defaults& defaults);
 Config load_config(const std::string& path, const Defaults& defaults);
+// The same, collecting diagnostics instead of throwing; the Config is then
+// partial (for `geomx check`, which goes on to check the files it names).
+// A TOML syntax error ends parsing: only the first one is reported.
+Config parse_config(std::string_view toml_text, const std::string& path, const Defaults& defaults,
+                    std::vector<Diagnostic>& diagnostics);
+std::string read_config_file(const std::string& path);        // throws ConfigError
+void sort_diagnostics(std::vector<Diagnostic>& diagnostics);  // by file, line, column
 
 // "500ms", "20s", "35m", "1h", "7d"; throws std::invalid_argument.
 Duration parse_duration(std::string_view text);

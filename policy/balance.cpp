@@ -24,6 +24,7 @@ std::uint64_t fnv1a(std::string_view s) {
 // The member whose weighted share of [0, total) holds `point`.
 std::size_t by_weight(const conf::Pool& pool, const std::vector<std::size_t>& primaries,
                       std::uint64_t point) {
+  if (primaries.empty()) return 0;
   for (std::size_t i = 0; i < primaries.size(); ++i) {
     const std::uint32_t w = pool.members[primaries[i]].weight;
     if (point < w) return i;
@@ -78,13 +79,15 @@ std::vector<std::size_t> fallback_order(const conf::Pool& pool, std::size_t pool
       rotate_to(order, by_weight(pool, order, total ? sequence % total : 0));
       break;
     case conf::Balance::least_conn: {
-      // Fewest active connections per unit of weight; ties rotate with the
-      // sequence so that idle members share the load.
+      // Fewest connections per unit of weight, counting the new one (as
+      // haproxy does, so weights also split idle members); ties rotate with
+      // the sequence so that equal members share the load.
       rotate_to(order, order.empty() ? 0 : sequence % order.size());
-      std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
-        return std::uint64_t{states.active(pool_index, a)} * pool.members[b].weight <
-               std::uint64_t{states.active(pool_index, b)} * pool.members[a].weight;
-      });
+      auto load = [&](std::size_t m, std::size_t other) {
+        return (std::uint64_t{states.active(pool_index, m)} + 1) * pool.members[other].weight;
+      };
+      std::stable_sort(order.begin(), order.end(),
+                       [&](std::size_t a, std::size_t b) { return load(a, b) < load(b, a); });
       break;
     }
     case conf::Balance::first:

@@ -34,4 +34,8 @@ struct Snapshot {
 // conf::ConfigError naming the config line of every file that fails to load.
 std::shared_ptr<const Snapshot> build_snapshot(conf::Config config);
 
+// Loads every database and list file a (possibly invalid) config names and
+// returns the failures: `geomx check` reports them with the config's errors.
+std::vector<conf::Diagnostic> check_files(const conf::Config& config);
+
 }  // namespace geomx::policy

@@ -21,16 +21,27 @@ std::string host_name() {
   return buf;
 }
 
-// Loads and compiles FILE; on failure prints every diagnostic and returns null.
+void print_errors(const std::string& path, const std::vector<conf::Diagnostic>& errors) {
+  for (const auto& d : errors) fmt::print(stderr, "{}\n", d.to_string());
+  fmt::print(stderr, "geomx: {}: {} error{}\n", path, errors.size(), errors.size() == 1 ? "" : "s");
+}
+
+// Loads and compiles FILE; on failure prints every diagnostic (the config's
+// and those of every file it names) and returns null.
 std::shared_ptr<const policy::Snapshot> load(const std::string& path) {
   try {
-    return policy::build_snapshot(conf::load_config(path, {host_name()}));
+    std::vector<conf::Diagnostic> errors;
+    conf::Config config =
+        conf::parse_config(conf::read_config_file(path), path, {host_name()}, errors);
+    if (errors.empty()) return policy::build_snapshot(std::move(config));
+    auto file_errors = policy::check_files(config);
+    errors.insert(errors.end(), file_errors.begin(), file_errors.end());
+    conf::sort_diagnostics(errors);
+    print_errors(path, errors);
   } catch (const conf::ConfigError& e) {
-    for (const auto& d : e.diagnostics()) fmt::print(stderr, "{}\n", d.to_string());
-    fmt::print(stderr, "geomx: {}: {} error{}\n", path, e.diagnostics().size(),
-               e.diagnostics().size() == 1 ? "" : "s");
-    return nullptr;
+    print_errors(path, e.diagnostics());
   }
+  return nullptr;
 }
 
 std::string describe_match(const conf::Match& m) {

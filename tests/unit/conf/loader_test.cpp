@@ -3,6 +3,8 @@
 #include <fstream>
 #include <iterator>
 
+#include <fmt/format.h>
+
 #include "conf/loader.hpp"
 
 using namespace geomx::conf;
@@ -76,7 +78,7 @@ TEST_CASE("a file with 19 mistakes reports every one at its line and column") {
       "bad.toml:30:37: rule[0].if.not_list: no list named \"nope\"",
       "bad.toml:31:8: rule[0].pool: no pool named \"primray\"",
       "bad.toml:38:1: rule[2]: unreachable: it comes after the catch-all rule \"everyone\"",
-      "bad.toml:41:9: rule[2].reply: must be one SMTP reply line starting with a 4xx or 5xx code, "
+      "bad.toml:41:9: rule[2].reply: must be one final SMTP reply line with a 4xx or 5xx code, "
       "e.g. \"554 5.7.1 access denied\"",
   };
   CHECK(got == want);
@@ -121,7 +123,7 @@ TEST_CASE("more mistakes, one at a time") {
   CHECK(errors_of(minimal + "[[listener]]\nname = \"b\"\naddress = \"127.0.0.1:2525\"\n"
                             "trusted_proxies = \"127.0.0.1\"\n") ==
         std::vector<std::string>{
-            "t.toml:10:1: listener[1].address: 127.0.0.1:2525 is already the address of listener "
+            "t.toml:12:11: listener[1].address: 127.0.0.1:2525 is already the address of listener "
             "\"mx\"",
             "t.toml:13:19: listener[1].trusted_proxies: only applies with proxy_protocol \"v1\", "
             "\"v2\" or \"any\""});
@@ -129,6 +131,56 @@ TEST_CASE("more mistakes, one at a time") {
         std::vector<std::string>{
             "t.toml:11:24: pool.q.members[0].address: port 0 is not a port to connect to",
             "t.toml:11:39: pool.q.members[0].wieght: unknown key"});
+}
+
+TEST_CASE("empty arrays, continuation replies, bad names: errors, not silent catch-alls") {
+  // `list = []` would otherwise make a rule that matches every client.
+  CHECK(errors_of(minimal.substr(0, minimal.find("[[rule]]")) +
+                  "[[rule]]\nname = \"r\"\nif = { list = [] }\naction = \"reject\"\n"
+                  "[[rule]]\nname = \"all\"\npool = \"p\"\n") ==
+        std::vector<std::string>{"t.toml:9:15: rule[0].if.list: empty; leave the key out instead"});
+  CHECK(errors_of(minimal + "[lists.l]\ncountries = []\n") ==
+        std::vector<std::string>{
+            "t.toml:11:13: lists.l.countries: empty; leave the key out instead"});
+  CHECK(errors_of("[geo]\ndatabases = []\n" + minimal) ==
+        std::vector<std::string>{"t.toml:2:13: geo.databases: empty; leave the key out instead"});
+  CHECK(errors_of(minimal + "action = \"reject\"\nreply = \"554-denied\"\n") ==
+        std::vector<std::string>{
+            "t.toml:9:8: rule[0].pool: only applies to action \"route\", not \"reject\"",
+            "t.toml:11:9: rule[0].reply: must be one final SMTP reply line with a 4xx or 5xx code, "
+            "e.g. \"554 5.7.1 access denied\""});
+  CHECK(errors_of("[server]\nhostname = \"mx\\r\\nRSET\"\n" + minimal +
+                  "[pool.p.health]\nehlo = \"\"\n") ==
+        std::vector<std::string>{
+            "t.toml:2:12: server.hostname: must be a printable name without spaces",
+            "t.toml:13:8: pool.p.health.ehlo: must be a printable name without spaces"});
+  // One mistake, one error: no follow-on complaints that assume a default.
+  CHECK(errors_of(minimal + "action = \"rejet\"\n") ==
+        std::vector<std::string>{"t.toml:10:10: rule[0].action: \"rejet\" is not one of \"route\", "
+                                 "\"reject\", \"drop\", \"tarpit\""});
+  CHECK(errors_of(minimal + "[pool.q]\nmembers = [\"127.0.0.1:26\"]\ngreet_delay = \"20 s\"\n"
+                            "greet_banner = \"220-x\"\n") ==
+        std::vector<std::string>{"t.toml:12:15: pool.q.greet_delay: \"20 s\" is not a duration: a "
+                                 "whole number with a unit, ms, s, m, h or d (e.g. \"20s\")"});
+  CHECK(errors_of(minimal + "if = { country = \"US\", colour = \"red\", listener = \"smtp\" }\n") ==
+        std::vector<std::string>{
+            "t.toml:7:1: rule[0]: the last rule must have no `if` (a catch-all), so that no "
+            "client falls through",
+            "t.toml:10:24: rule[0].if.colour: unknown key",
+            "t.toml:10:51: rule[0].if.listener: no listener named \"smtp\""});
+}
+
+TEST_CASE("at most 64 lists, counting rules with cidr") {
+  std::string text = minimal.substr(0, minimal.find("[[rule]]"));
+  for (int i = 0; i < 63; ++i)
+    text += fmt::format("[lists.l{}]\ncidrs = [\"10.0.{}.0/24\"]\n", i, i);
+  text += "[[rule]]\nname = \"a\"\nif = { cidr = \"10.1.0.0/16\" }\naction = \"drop\"\n";
+  text += "[[rule]]\nname = \"b\"\nif = { cidr = \"10.2.0.0/16\" }\naction = \"drop\"\n";
+  text += "[[rule]]\nname = \"all\"\npool = \"p\"\n";
+  const auto errors = errors_of(text);
+  REQUIRE(errors.size() == 1);
+  CHECK(errors[0] ==
+        "t.toml:139:15: rule[1].if.cidr: more than 64 lists, counting one per rule with cidr");
 }
 
 TEST_CASE("defaults follow the anchors (postscreen, Postfix, haproxy)") {

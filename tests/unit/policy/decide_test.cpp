@@ -175,9 +175,26 @@ TEST_CASE("source-split: 127.255.255.255 vs 128.0.0.0 and ::/1 vs 8000::/1") {
 TEST_CASE("hash: sticky per /24, and a third member moves about a third of clients") {
   const auto two = pool_of({"10.0.0.1:25", "10.0.0.2:25"}, conf::Balance::hash);
   const auto three = pool_of({"10.0.0.1:25", "10.0.0.2:25", "10.0.0.3:25"}, conf::Balance::hash);
-  CHECK(first_of(two, "192.0.2.1") == first_of(two, "192.0.2.254"));
-  CHECK(first_of(two, "2001:db8::1") == first_of(two, "2001:db8::ffff:1"));
   std::mt19937_64 rng(24);
+  // Every host of a /24 (and of a /64) lands where its network does, and
+  // the networks spread over both families' members.
+  int per_member[2][3] = {};
+  for (int net = 0; net < 200; ++net) {
+    const auto base4 = static_cast<std::uint32_t>(rng()) & ~0xffu;
+    const auto base6 = geo::u128(rng()) << 64;
+    const auto m4 = fallback_order(three, 0, geo::Address::v4(base4), AllUp{}, 0).front();
+    const auto m6 = fallback_order(three, 0, geo::Address::v6_raw(base6), AllUp{}, 0).front();
+    ++per_member[0][m4];
+    ++per_member[1][m6];
+    for (std::uint32_t host = 1; host < 256; host += 17) {
+      REQUIRE(fallback_order(three, 0, geo::Address::v4(base4 | host), AllUp{}, 0).front() == m4);
+      REQUIRE(fallback_order(three, 0, geo::Address::v6_raw(base6 | (geo::u128(rng()) >> 64)),
+                             AllUp{}, 0)
+                  .front() == m6);
+    }
+  }
+  for (auto& family : per_member)
+    for (int count : family) CHECK(count > 40);
   int moved = 0, to_new = 0, counts[3] = {};
   constexpr int n = 100000;
   for (int i = 0; i < n; ++i) {
@@ -193,6 +210,29 @@ TEST_CASE("hash: sticky per /24, and a third member moves about a third of clien
   CHECK(moved <= n * 42 / 100);
   CHECK(moved == to_new);  // only the new member's share moves
   for (int c : counts) CHECK(c > n / 4);
+}
+
+TEST_CASE("weights: hash shares and least-conn counting the new connection") {
+  auto hash = pool_of({"10.0.0.1:25", "10.0.0.2:25"}, conf::Balance::hash);
+  hash.members[1].weight = 3;
+  std::mt19937_64 rng(5);
+  int heavy = 0;
+  for (int i = 0; i < 20000; ++i)
+    heavy +=
+        fallback_order(hash, 0, geo::Address::v4(static_cast<std::uint32_t>(rng())), AllUp{}, 0)
+            .front() == 1;
+  CHECK(heavy > 20000 * 70 / 100);  // about 75%
+  CHECK(heavy < 20000 * 80 / 100);
+
+  auto lc = pool_of({"127.0.0.1:1", "127.0.0.1:2"}, conf::Balance::least_conn);
+  lc.members[1].weight = 4;
+  TestStates states;
+  CHECK(first_of(lc, "192.0.2.1", 0, states) == 1);  // both idle: the heavier one
+  states.load[{0, 1}] = 3;                           // 4/4 vs 1/1: tie, rotates
+  states.load[{0, 0}] = 1;
+  CHECK(first_of(lc, "192.0.2.1", 0, states) == 1);  // (1+1)/1 = 2 > (3+1)/4 = 1
+  states.load[{0, 1}] = 8;
+  CHECK(first_of(lc, "192.0.2.1", 0, states) == 0);  // 2 < 9/4
 }
 
 TEST_CASE("round-robin, least-conn and first") {
