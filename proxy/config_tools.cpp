@@ -26,9 +26,9 @@ void print_errors(const std::string& path, const std::vector<conf::Diagnostic>& 
   fmt::print(stderr, "geomx: {}: {} error{}\n", path, errors.size(), errors.size() == 1 ? "" : "s");
 }
 
-// Loads and compiles FILE; on failure prints every diagnostic (the config's
-// and those of every file it names) and returns null.
-std::shared_ptr<const policy::Snapshot> load(const std::string& path) {
+}  // namespace
+
+std::shared_ptr<const policy::Snapshot> load_snapshot(const std::string& path) {
   try {
     std::vector<conf::Diagnostic> errors;
     conf::Config config =
@@ -43,6 +43,8 @@ std::shared_ptr<const policy::Snapshot> load(const std::string& path) {
   }
   return nullptr;
 }
+
+namespace {
 
 std::string describe_match(const conf::Match& m) {
   if (m.empty()) return "catch-all";
@@ -76,7 +78,7 @@ void print_list_size(const policy::Snapshot& s, const conf::List& list, std::siz
 }
 
 int run_check(const std::string& path) {
-  const auto s = load(path);
+  const auto s = load_snapshot(path);
   if (!s) return 1;
   const conf::Config& c = s->config;
   fmt::print("{}: OK\n", path);
@@ -132,7 +134,7 @@ struct ExplainOptions {
 };
 
 int run_explain(const ExplainOptions& o) {
-  const auto s = load(o.config);
+  const auto s = load_snapshot(o.config);
   if (!s) return 1;
   const conf::Config& c = s->config;
   policy::Client client;

@@ -3,10 +3,15 @@
 // `nginx -t`) and `geomx explain -c FILE IP...` (what the policy decides).
 #include <CLI/CLI.hpp>
 
+#include "policy/snapshot.hpp"
 #include "proxy/geo_tools.hpp"
 
 namespace geomx::proxy {
 
 void add_config_tools(CLI::App& app, Action& action);
+
+// Loads and compiles FILE; on failure prints every diagnostic (the config's
+// and those of every file it names) to stderr and returns null.
+std::shared_ptr<const policy::Snapshot> load_snapshot(const std::string& path);
 
 }  // namespace geomx::proxy

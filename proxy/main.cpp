@@ -8,6 +8,7 @@
 #include "geomx/version.hpp"
 #include "proxy/config_tools.hpp"
 #include "proxy/geo_tools.hpp"
+#include "proxy/run.hpp"
 
 int main(int argc, char** argv) {
   CLI::App app{"geomx: geo-aware SMTP connection router and policy proxy"};
@@ -16,6 +17,7 @@ int main(int argc, char** argv) {
   geomx::proxy::Action action;
   geomx::proxy::add_geo_tools(app, action);
   geomx::proxy::add_config_tools(app, action);
+  geomx::proxy::add_run_command(app, action);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,41 @@
+#include "proxy/limits.hpp"
+
+namespace geomx::proxy {
+
+void ConnectionLimits::Slot::release() {
+  if (!owner_) return;
+  if (per_ip_) {
+    std::lock_guard lock(owner_->mutex_);
+    auto it = owner_->per_ip_.find(address_);
+    if (it != owner_->per_ip_.end() && --it->second == 0) owner_->per_ip_.erase(it);
+  } else {
+    owner_->active_.fetch_sub(1, std::memory_order_relaxed);
+  }
+  owner_ = nullptr;
+}
+
+std::optional<ConnectionLimits::Slot> ConnectionLimits::enter(std::uint32_t max) {
+  if (active_.fetch_add(1, std::memory_order_relaxed) >= max) {
+    active_.fetch_sub(1, std::memory_order_relaxed);
+    return std::nullopt;
+  }
+  std::optional<Slot> s(std::in_place);
+  s->owner_ = this;
+  return s;
+}
+
+std::optional<ConnectionLimits::Slot> ConnectionLimits::enter_ip(const geo::Address& client,
+                                                                 std::uint32_t max) {
+  std::optional<Slot> s(std::in_place);
+  if (max == 0) return s;  // no limit: nothing to count
+  std::lock_guard lock(mutex_);
+  auto& n = per_ip_[client];
+  if (n >= max) return std::nullopt;  // n >= 1 here: the entry stays
+  ++n;
+  s->owner_ = this;
+  s->address_ = client;
+  s->per_ip_ = true;
+  return s;
+}
+
+}  // namespace geomx::proxy

@@ -1,0 +1,53 @@
+#pragma once
+// Connection counts shared by all I/O threads: the global max_connections
+// and max_connections_per_ip (on the real client address). Slots are RAII.
+#include <atomic>
+#include <cstdint>
+#include <mutex>
+#include <optional>
+#include <unordered_map>
+
+#include "geo/address.hpp"
+
+namespace geomx::proxy {
+
+struct AddressHash {
+  std::size_t operator()(const geo::Address& a) const {
+    const auto bits = a.v6_bits();
+    const auto lo = static_cast<std::uint64_t>(bits), hi = static_cast<std::uint64_t>(bits >> 64);
+    return std::hash<std::uint64_t>{}(lo ^ (hi * 31 + static_cast<unsigned>(a.family())));
+  }
+};
+
+class ConnectionLimits {
+ public:
+  class Slot {
+   public:
+    Slot() = default;
+    Slot(Slot&& o) noexcept : owner_(o.owner_), address_(o.address_), per_ip_(o.per_ip_) {
+      o.owner_ = nullptr;
+    }
+    Slot& operator=(Slot&&) = delete;
+    ~Slot() { release(); }
+    void release();
+
+   private:
+    friend class ConnectionLimits;
+    ConnectionLimits* owner_ = nullptr;
+    geo::Address address_;
+    bool per_ip_ = false;
+  };
+
+  // A slot among `max` connections in all; nullopt when all are taken.
+  std::optional<Slot> enter(std::uint32_t max);
+  // A slot among `max` from this address (0: no limit); nullopt when full.
+  std::optional<Slot> enter_ip(const geo::Address& client, std::uint32_t max);
+  std::uint32_t active() const { return active_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<std::uint32_t> active_{0};
+  std::mutex mutex_;
+  std::unordered_map<geo::Address, std::uint32_t, AddressHash> per_ip_;
+};
+
+}  // namespace geomx::proxy

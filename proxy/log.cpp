@@ -1,0 +1,125 @@
+#include "proxy/log.hpp"
+
+#include <fmt/chrono.h>
+#include <fmt/format.h>
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
+
+namespace geomx::proxy {
+
+std::string_view to_string(EndReason r) {
+  switch (r) {
+    case EndReason::client_closed:
+      return "client_closed";
+    case EndReason::server_closed:
+      return "server_closed";
+    case EndReason::idle_timeout:
+      return "idle_timeout";
+    case EndReason::pregreet:
+      return "pregreet";
+    case EndReason::rejected:
+      return "rejected";
+    case EndReason::dropped:
+      return "dropped";
+    case EndReason::tarpitted:
+      return "tarpitted";
+    case EndReason::proxy_header_error:
+      return "proxy_header_error";
+    case EndReason::untrusted_proxy:
+      return "untrusted_proxy";
+    case EndReason::connect_failed:
+      return "connect_failed";
+    case EndReason::no_member:
+      return "no_member";
+    case EndReason::too_busy:
+      return "too_busy";
+    case EndReason::too_many_from_ip:
+      return "too_many_from_ip";
+    case EndReason::shutdown:
+      return "shutdown";
+    case EndReason::error:
+      return "error";
+  }
+  return "error";
+}
+
+namespace {
+
+// logfmt quotes values with spaces, quotes or '='; JSON always quotes.
+void append(std::string& line, conf::LogFormat format, std::string_view key,
+            std::string_view value) {
+  if (format == conf::LogFormat::json) {
+    fmt::format_to(std::back_inserter(line), "{}{:?}:{:?}", line.size() > 1 ? "," : "", key, value);
+    return;
+  }
+  const bool quote = value.empty() || value.find_first_of(" \"=\\") != std::string_view::npos;
+  if (quote)
+    fmt::format_to(std::back_inserter(line), " {}={:?}", key, value);
+  else
+    fmt::format_to(std::back_inserter(line), " {}={}", key, value);
+}
+
+std::string timestamp() {
+  const auto now = std::chrono::system_clock::now();
+  const auto ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()) % 1000;
+  return fmt::format("{:%Y-%m-%dT%H:%M:%S}.{:03}Z",
+                     fmt::gmtime(std::chrono::system_clock::to_time_t(now)), ms.count());
+}
+
+}  // namespace
+
+Log::Log(conf::LogFormat format)
+    : format_(format),
+      out_(std::make_shared<spdlog::logger>("geomx",
+                                            std::make_shared<spdlog::sinks::stderr_sink_mt>())) {
+  out_->set_pattern("%v");
+  out_->flush_on(spdlog::level::info);
+}
+
+Log::~Log() = default;
+
+void Log::session(const SessionRecord& r) {
+  std::string line = format_ == conf::LogFormat::json ? "{" : "";
+  const auto f = format_;
+  if (f == conf::LogFormat::logfmt)
+    line += "ts=" + timestamp() + " event=session";
+  else {
+    append(line, f, "ts", timestamp());
+    append(line, f, "event", "session");
+  }
+  append(line, f, "conn", std::to_string(r.conn));
+  append(line, f, "client", r.client.to_string());
+  if (!(r.peer == r.client)) append(line, f, "peer", r.peer.to_string());
+  append(line, f, "listener", r.listener);
+  append(line, f, "country", r.country);
+  append(line, f, "rule", r.rule);
+  append(line, f, "action", r.action);
+  append(line, f, "pool", r.pool);
+  append(line, f, "member", r.member);
+  append(line, f, "pregreet", r.pregreet ? "yes" : "no");
+  append(line, f, "bytes_in", std::to_string(r.bytes_in));
+  append(line, f, "bytes_out", std::to_string(r.bytes_out));
+  append(line, f, "ms", std::to_string(r.duration.count()));
+  append(line, f, "end", to_string(r.end));
+  if (!r.error.empty()) append(line, f, "error", r.error);
+  if (f == conf::LogFormat::json) line += "}";
+  out_->info(line);
+}
+
+void Log::event(std::string_view event,
+                std::initializer_list<std::pair<std::string_view, std::string>> fields) {
+  std::string line = format_ == conf::LogFormat::json ? "{" : "";
+  const auto f = format_;
+  if (f == conf::LogFormat::logfmt)
+    line += "ts=" + timestamp() + " event=" + std::string(event);
+  else {
+    append(line, f, "ts", timestamp());
+    append(line, f, "event", event);
+  }
+  for (const auto& [k, v] : fields) append(line, f, k, v);
+  if (f == conf::LogFormat::json) line += "}";
+  out_->info(line);
+}
+
+}  // namespace geomx::proxy

@@ -1,0 +1,69 @@
+#pragma once
+// The one structured log: a line per connection whatever its end, and a few
+// events (start, listening, stop), as logfmt or JSON with fixed keys.
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "conf/config.hpp"
+
+namespace spdlog {
+class logger;
+}
+
+namespace geomx::proxy {
+
+// How a session ended: one log word and (later) one counter each.
+enum class EndReason {
+  client_closed,
+  server_closed,
+  idle_timeout,
+  pregreet,
+  rejected,
+  dropped,
+  tarpitted,
+  proxy_header_error,
+  untrusted_proxy,
+  connect_failed,
+  no_member,
+  too_busy,
+  too_many_from_ip,
+  shutdown,
+  error,
+};
+std::string_view to_string(EndReason);
+
+struct SessionRecord {
+  std::uint64_t conn = 0;
+  conf::Endpoint client;  // the real client (from the PROXY header if any)
+  conf::Endpoint peer;    // who connected to us (differs behind a proxy)
+  std::string_view listener;
+  std::string_view country = "-";
+  std::string_view rule = "-";
+  std::string_view action = "-";
+  std::string_view pool = "-";
+  std::string member = "-";
+  bool pregreet = false;
+  std::uint64_t bytes_in = 0, bytes_out = 0;  // from the client, to the client
+  std::chrono::milliseconds duration{0};
+  EndReason end = EndReason::error;
+  std::string error;  // detail for proxy_header_error, connect_failed, error
+};
+
+class Log {
+ public:
+  explicit Log(conf::LogFormat format);
+  ~Log();
+  void session(const SessionRecord& r);
+  // A one-off event: `event` plus key=value pairs (values quoted as needed).
+  void event(std::string_view event,
+             std::initializer_list<std::pair<std::string_view, std::string>> fields = {});
+
+ private:
+  conf::LogFormat format_;
+  std::shared_ptr<spdlog::logger> out_;
+};
+
+}  // namespace geomx::proxy

@@ -1,0 +1,45 @@
+#include "proxy/run.hpp"
+
+#include <fmt/format.h>
+
+#include "proxy/config_tools.hpp"
+#include "proxy/server.hpp"
+
+namespace geomx::proxy {
+namespace {
+
+int run_proxy(const std::string& path) {
+  const auto snapshot = load_snapshot(path);
+  if (!snapshot) return 1;
+  Log log(snapshot->config.server.log_format);
+  Server server(snapshot, log);
+  server.bind();
+  for (std::size_t i = 0; i < server.endpoints().size(); ++i) {
+    const auto& e = server.endpoints()[i];
+    const auto& l = snapshot->config.listeners[i];
+    log.event(
+        "listening",
+        {{"listener", l.name},
+         {"address", e.address().is_v6() ? fmt::format("[{}]:{}", e.address().to_string(), e.port())
+                                         : fmt::format("{}:{}", e.address().to_string(), e.port())},
+         {"proxy_protocol", std::string(conf::to_string(l.proxy_protocol))}});
+  }
+  log.event("ready",
+            {{"config", path},
+             {"rules", std::to_string(snapshot->config.rules.size())},
+             {"ipv4_intervals", std::to_string(snapshot->table.interval_count(geo::Family::v4))},
+             {"ipv6_intervals", std::to_string(snapshot->table.interval_count(geo::Family::v6))}});
+  server.run();
+  return 0;
+}
+
+}  // namespace
+
+void add_run_command(CLI::App& app, Action& action) {
+  auto path = std::make_shared<std::string>();
+  auto* run = app.add_subcommand("run", "Run the proxy in the foreground (logs to stderr)");
+  run->add_option("-c,--config", *path, "Config file")->required();
+  run->callback([&action, path] { action = [path] { return run_proxy(*path); }; });
+}
+
+}  // namespace geomx::proxy

@@ -1,0 +1,144 @@
+#include "proxy/server.hpp"
+
+#include <fmt/format.h>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/ip/v6_only.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+namespace geomx::proxy {
+namespace {
+
+constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
+using reuse_port = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
+
+tcp::endpoint to_asio(const conf::Endpoint& e) {
+  if (e.address.is_v4()) return {asio::ip::address_v4(e.address.v4_bits()), e.port};
+  asio::ip::address_v6::bytes_type b;
+  for (int i = 0; i < 16; ++i)
+    b[i] = static_cast<unsigned char>(e.address.v6_bits() >> (8 * (15 - i)));
+  return {asio::ip::address_v6(b), e.port};
+}
+
+asio::awaitable<void> accept_loop(tcp::acceptor& acceptor, std::size_t listener, ServerState& state,
+                                  SessionRegistry& registry) {
+  for (;;) {
+    auto [ec, socket] = co_await acceptor.async_accept(nothrow);
+    if (!acceptor.is_open() || ec == asio::error::operation_aborted) co_return;
+    if (ec) {
+      // Out of descriptors and the like: say so, and do not spin.
+      state.log.event("accept_error", {{"error", ec.message()}});
+      asio::steady_timer pause(acceptor.get_executor(), std::chrono::milliseconds(100));
+      co_await pause.async_wait(nothrow);
+      continue;
+    }
+    asio::co_spawn(acceptor.get_executor(),
+                   run_session(std::move(socket), listener, state, registry), asio::detached);
+  }
+}
+
+}  // namespace
+
+void SessionRegistry::close_all() {
+  for (auto& e : entries_) {
+    *e.shutdown = true;
+    boost::system::error_code ec;
+    e.client->close(ec);
+    e.backend->close(ec);
+  }
+}
+
+struct Server::Worker {
+  asio::io_context io{1};
+  std::vector<tcp::acceptor> acceptors;
+  SessionRegistry sessions;
+  std::thread thread;
+};
+
+Server::Server(std::shared_ptr<const policy::Snapshot> snapshot, Log& log)
+    : state_(std::move(snapshot), log) {
+  const auto& server = state_.snapshot.load()->config.server;
+  const unsigned threads =
+      server.threads != 0 ? server.threads : std::max(1u, std::thread::hardware_concurrency());
+  for (unsigned i = 0; i < threads; ++i) workers_.push_back(std::make_unique<Worker>());
+}
+
+Server::~Server() {
+  for (auto& w : workers_) {
+    w->io.stop();
+    if (w->thread.joinable()) w->thread.join();
+  }
+}
+
+void Server::bind() {
+  const auto snap = state_.snapshot.load();
+  for (const auto& listener : snap->config.listeners) {
+    tcp::endpoint endpoint = to_asio(listener.address);
+    for (auto& w : workers_) {
+      tcp::acceptor a(w->io);
+      try {
+        a.open(endpoint.protocol());
+        a.set_option(tcp::acceptor::reuse_address(true));
+        a.set_option(reuse_port(true));
+        if (endpoint.address().is_v6()) a.set_option(asio::ip::v6_only(true));
+        a.bind(endpoint);
+        a.listen(asio::socket_base::max_listen_connections);
+      } catch (const boost::system::system_error& e) {
+        throw std::system_error(e.code(), fmt::format("listener {} on {}", listener.name,
+                                                      listener.address.to_string()));
+      }
+      // Port 0: every thread binds the port the first one was given.
+      endpoint = a.local_endpoint();
+      w->acceptors.push_back(std::move(a));
+    }
+    endpoints_.push_back(endpoint);
+  }
+}
+
+void Server::run() {
+  for (auto& w : workers_) {
+    for (std::size_t i = 0; i < w->acceptors.size(); ++i)
+      asio::co_spawn(w->io, accept_loop(w->acceptors[i], i, state_, w->sessions), asio::detached);
+    w->thread = std::thread([&io = w->io] { io.run(); });
+  }
+  asio::co_spawn(control_io_, control(), asio::detached);
+  control_io_.run();
+  for (auto& w : workers_) w->thread.join();
+}
+
+void Server::stop() {
+  if (stop_requested_.exchange(true)) return;
+  asio::post(control_io_, [this] { signals_.cancel(); });
+}
+
+asio::awaitable<void> Server::control() {
+  // A signal, or stop() cancelling the wait, starts the drain.
+  int signal = 0;
+  if (!stop_requested_) std::tie(std::ignore, signal) = co_await signals_.async_wait(nothrow);
+  const auto drain = state_.snapshot.load()->config.server.drain_timeout;
+  state_.log.event("stop", {{"signal", signal ? std::to_string(signal) : "none"},
+                            {"sessions", std::to_string(state_.sessions.load())},
+                            {"drain_timeout", conf::format_duration(drain)}});
+  for (auto& w : workers_)
+    asio::post(w->io, [&w] {
+      boost::system::error_code ignored;
+      for (auto& a : w->acceptors) a.close(ignored);
+    });
+  asio::steady_timer tick(control_io_);
+  const auto deadline = std::chrono::steady_clock::now() + drain;
+  while (state_.sessions.load() > 0 && std::chrono::steady_clock::now() < deadline) {
+    tick.expires_after(std::chrono::milliseconds(20));
+    co_await tick.async_wait(nothrow);
+  }
+  const auto left = state_.sessions.load();
+  if (left > 0)
+    for (auto& w : workers_) asio::post(w->io, [&w] { w->sessions.close_all(); });
+  state_.log.event("stopped", {{"closed_at_deadline", std::to_string(left)}});
+  // Each worker's io_context runs out of work once its sessions are gone.
+}
+
+}  // namespace geomx::proxy

@@ -1,0 +1,399 @@
+// One client connection, start to end: PROXY header in, limits, decision,
+// reject/drop/tarpit or the routed path (greet delay with pregreet
+// detection, connect with failover, PROXY header out, relay), and one log
+// line whatever the end.
+#include <array>
+#include <span>
+#include <variant>
+
+#include <fmt/format.h>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+
+#include "policy/decide.hpp"
+#include "proxy/proxy_protocol.hpp"
+#include "proxy/server.hpp"
+
+namespace geomx::proxy {
+namespace {
+
+using namespace asio::experimental::awaitable_operators;
+using Clock = std::chrono::steady_clock;
+constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
+constexpr std::size_t relay_buffer = 16 * 1024;
+constexpr std::size_t max_pending = 4096;  // client bytes held before relaying
+
+conf::Endpoint from_asio(const tcp::endpoint& e) {
+  const auto a = e.address();
+  if (a.is_v4()) return {geo::Address::v4(a.to_v4().to_uint()), e.port()};
+  geo::u128 bits = 0;
+  for (auto byte : a.to_v6().to_bytes()) bits = bits << 8 | byte;
+  return {geo::Address::v6(bits), e.port()};
+}
+
+tcp::endpoint to_asio(const conf::Endpoint& e) {
+  if (e.address.is_v4()) return {asio::ip::address_v4(e.address.v4_bits()), e.port};
+  asio::ip::address_v6::bytes_type b;
+  for (int i = 0; i < 16; ++i)
+    b[i] = static_cast<unsigned char>(e.address.v6_bits() >> (8 * (15 - i)));
+  return {asio::ip::address_v6(b), e.port};
+}
+
+class Session {
+ public:
+  Session(tcp::socket client, std::size_t listener, ServerState& state)
+      : client_(std::move(client)),
+        backend_(client_.get_executor()),
+        state_(state),
+        snap_(state.snapshot.load()),
+        listener_(snap_->config.listeners[listener]),
+        listener_index_(listener),
+        start_(Clock::now()) {
+    rec_.conn = state.next_conn.fetch_add(1, std::memory_order_relaxed);
+    rec_.listener = listener_.name;
+    boost::system::error_code ec;
+    rec_.peer = from_asio(client_.remote_endpoint(ec));
+    rec_.client = rec_.peer;
+    local_ = from_asio(client_.local_endpoint(ec));
+  }
+
+  SessionRegistry::Entry entry() { return {&client_, &backend_, &shutdown_}; }
+  asio::awaitable<void> run();
+
+ private:
+  const std::string& hostname() const { return snap_->config.server.hostname; }
+  asio::awaitable<void> reply_and_close(std::string_view line, EndReason end);
+  asio::awaitable<bool> read_proxy_header();
+  asio::awaitable<void> tarpit(std::string_view reply);
+  asio::awaitable<bool> greet_delay(const conf::Pool& pool);
+  asio::awaitable<bool> connect(const policy::Decision& d, const conf::Pool& pool);
+  asio::awaitable<void> relay(const conf::Pool& pool);
+  asio::awaitable<void> pump(tcp::socket& from, tcp::socket& to, std::span<char> buffer,
+                             bool from_client);
+  asio::awaitable<void> idle_watch(conf::Duration idle);
+  void close_both() {
+    boost::system::error_code ec;
+    client_.close(ec);
+    backend_.close(ec);
+  }
+  void finish(EndReason end) {
+    rec_.end = shutdown_ ? EndReason::shutdown : end;
+    rec_.duration = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start_);
+    close_both();
+    state_.log.session(rec_);
+  }
+
+  tcp::socket client_, backend_;
+  ServerState& state_;
+  std::shared_ptr<const policy::Snapshot> snap_;  // the whole session uses the one it began with
+  const conf::Listener& listener_;
+  std::size_t listener_index_;
+  Clock::time_point start_;
+  conf::Endpoint local_;                // the address the client connected to
+  std::optional<conf::Endpoint> dest_;  // ... as the PROXY header gave it
+  SessionRecord rec_;
+  std::string member_name_;
+  std::vector<std::uint8_t> pending_;  // client bytes to relay once connected
+  bool shutdown_ = false;
+  // relay state
+  Clock::time_point last_activity_;
+  bool idle_ = false;
+  std::optional<bool> client_ended_first_;
+  std::string relay_error_;
+};
+
+asio::awaitable<void> Session::reply_and_close(std::string_view line, EndReason end) {
+  const std::string text = std::string(line) + "\r\n";
+  asio::steady_timer deadline(client_.get_executor(), std::chrono::seconds(10));
+  auto r = co_await (asio::async_write(client_, asio::buffer(text), nothrow) ||
+                     deadline.async_wait(nothrow));
+  if (r.index() == 0 && !std::get<0>(std::get<0>(r))) rec_.bytes_out += text.size();
+  // Close gracefully: the client reads the reply instead of a reset.
+  boost::system::error_code ec;
+  client_.shutdown(tcp::socket::shutdown_send, ec);
+  deadline.expires_after(std::chrono::seconds(2));
+  std::array<char, 512> sink;
+  for (;;) {
+    auto d = co_await (client_.async_read_some(asio::buffer(sink), nothrow) ||
+                       deadline.async_wait(nothrow));
+    if (d.index() == 1 || std::get<0>(std::get<0>(d))) break;
+    rec_.bytes_in += std::get<1>(std::get<0>(d));
+  }
+  finish(end);
+}
+
+// The PROXY header, within listener.proxy_timeout from the accept, from a
+// trusted peer only. Bytes after it are the client's and are kept.
+asio::awaitable<bool> Session::read_proxy_header() {
+  const bool trusted =
+      std::any_of(listener_.trusted_proxies.begin(), listener_.trusted_proxies.end(),
+                  [&](const geo::Prefix& p) { return p.contains(rec_.peer.address); });
+  if (!trusted) {
+    rec_.error = "peer is not in trusted_proxies";
+    finish(EndReason::untrusted_proxy);
+    co_return false;
+  }
+  std::array<std::uint8_t, max_proxy_header> buf;
+  std::size_t have = 0;
+  asio::steady_timer deadline(client_.get_executor(), listener_.proxy_timeout);
+  for (;;) {
+    auto r = co_await (
+        client_.async_read_some(asio::buffer(buf.data() + have, buf.size() - have), nothrow) ||
+        deadline.async_wait(nothrow));
+    if (r.index() == 1) {
+      rec_.error = "no complete PROXY header before proxy_timeout";
+      break;
+    }
+    auto [ec, n] = std::get<0>(r);
+    if (ec) {
+      rec_.error = have == 0 ? "closed before the PROXY header" : "closed inside the PROXY header";
+      break;
+    }
+    have += n;
+    rec_.bytes_in += n;
+    const auto parsed = parse_proxy_header(std::span(buf.data(), have), listener_.proxy_protocol);
+    if (parsed.status == ParseStatus::incomplete && have < buf.size()) continue;
+    if (parsed.status != ParseStatus::complete) {
+      rec_.error = parsed.status == ParseStatus::invalid ? parsed.error : "PROXY header too long";
+      break;
+    }
+    if (parsed.header.source) {
+      rec_.client = *parsed.header.source;
+      dest_ = parsed.header.destination;
+    }
+    pending_.assign(buf.begin() + static_cast<std::ptrdiff_t>(parsed.header.length),
+                    buf.begin() + static_cast<std::ptrdiff_t>(have));
+    co_return true;
+  }
+  finish(EndReason::proxy_header_error);  // nothing is sent: the peer is a proxy, not a client
+  co_return false;
+}
+
+// `421` a byte a second for server.tarpit_duration: it costs the bot, not us.
+asio::awaitable<void> Session::tarpit(std::string_view reply) {
+  const std::string text = std::string(reply) + "\r\n";
+  const auto until = Clock::now() + snap_->config.server.tarpit_duration;
+  asio::steady_timer tick(client_.get_executor());
+  for (std::size_t i = 0; i < text.size() && Clock::now() < until; ++i) {
+    auto [ec, n] = co_await asio::async_write(client_, asio::buffer(&text[i], 1), nothrow);
+    if (ec) break;
+    rec_.bytes_out += n;
+    tick.expires_after(std::chrono::seconds(1));
+    co_await tick.async_wait(nothrow);
+  }
+  finish(EndReason::tarpitted);
+}
+
+// The delayed greeting: an optional 220- teaser now, then greet_delay of
+// silence from the client. Anything it sends before is a pregreet.
+asio::awaitable<bool> Session::greet_delay(const conf::Pool& pool) {
+  if (!pool.greet_banner.empty()) {
+    const std::string teaser = pool.greet_banner + "\r\n";
+    auto [ec, n] = co_await asio::async_write(client_, asio::buffer(teaser), nothrow);
+    if (ec) {
+      finish(EndReason::client_closed);
+      co_return false;
+    }
+    rec_.bytes_out += n;
+  }
+  asio::steady_timer delay(client_.get_executor(), pool.greet_delay);
+  std::array<std::uint8_t, 1024> buf;
+  for (bool talked = !pending_.empty();;) {
+    if (talked && !rec_.pregreet) {
+      rec_.pregreet = true;
+      if (pool.pregreet == conf::Pregreet::drop) {
+        finish(EndReason::pregreet);
+        co_return false;
+      }
+      if (pool.pregreet == conf::Pregreet::reject) {
+        co_await reply_and_close(fmt::format("554 5.5.1 {} protocol error", hostname()),
+                                 EndReason::pregreet);
+        co_return false;
+      }
+    }
+    auto r =
+        co_await (client_.async_read_some(asio::buffer(buf), nothrow) || delay.async_wait(nothrow));
+    if (r.index() == 1) co_return true;  // the delay is over
+    auto [ec, n] = std::get<0>(r);
+    if (ec) {
+      finish(EndReason::client_closed);
+      co_return false;
+    }
+    rec_.bytes_in += n;
+    talked = true;
+    // pregreet = "log": keep what it said for the member, within bounds.
+    if (pending_.size() + n <= max_pending)
+      pending_.insert(pending_.end(), buf.begin(), buf.begin() + n);
+  }
+}
+
+// Members in the policy's order; refused or timed out: the next one.
+asio::awaitable<bool> Session::connect(const policy::Decision& d, const conf::Pool& pool) {
+  std::string failures;
+  for (auto m : d.order) {
+    const auto& endpoint = pool.members[m].address;
+    backend_ = tcp::socket(client_.get_executor());
+    asio::steady_timer deadline(client_.get_executor(), pool.connect_timeout);
+    auto r = co_await (backend_.async_connect(to_asio(endpoint), nothrow) ||
+                       deadline.async_wait(nothrow));
+    if (shutdown_) break;
+    if (r.index() == 0 && !std::get<0>(std::get<0>(r))) {
+      rec_.member = endpoint.to_string();
+      co_return true;
+    }
+    failures += fmt::format("{}{} {}", failures.empty() ? "" : ", ", endpoint.to_string(),
+                            r.index() == 1 ? "timed out" : std::get<0>(std::get<0>(r)).message());
+    boost::system::error_code ec;
+    backend_.close(ec);
+  }
+  rec_.error = failures;
+  co_await reply_and_close(fmt::format("421 4.3.2 {} service temporarily unavailable", hostname()),
+                           EndReason::connect_failed);
+  co_return false;
+}
+
+asio::awaitable<void> Session::pump(tcp::socket& from, tcp::socket& to, std::span<char> buffer,
+                                    bool from_client) {
+  for (;;) {
+    auto [ec, n] =
+        co_await from.async_read_some(asio::buffer(buffer.data(), buffer.size()), nothrow);
+    if (ec) {
+      if (!client_ended_first_) client_ended_first_ = from_client;
+      boost::system::error_code ignored;
+      if (ec == asio::error::eof) {
+        to.shutdown(tcp::socket::shutdown_send, ignored);  // pass the half-close on
+      } else {
+        if (ec != asio::error::operation_aborted && relay_error_.empty())
+          relay_error_ = ec.message();
+        to.close(ignored);  // a reset ends both directions
+      }
+      co_return;
+    }
+    (from_client ? rec_.bytes_in : rec_.bytes_out) += n;
+    last_activity_ = Clock::now();
+    auto [wec, written] = co_await asio::async_write(to, asio::buffer(buffer.data(), n), nothrow);
+    if (wec) {
+      if (!client_ended_first_) client_ended_first_ = !from_client;
+      boost::system::error_code ignored;
+      from.close(ignored);
+      co_return;
+    }
+    last_activity_ = Clock::now();
+  }
+}
+
+asio::awaitable<void> Session::idle_watch(conf::Duration idle) {
+  asio::steady_timer timer(client_.get_executor());
+  for (;;) {
+    timer.expires_at(last_activity_ + idle);
+    auto [ec] = co_await timer.async_wait(nothrow);
+    if (ec) co_return;  // the relay ended first
+    if (Clock::now() >= last_activity_ + idle) {
+      idle_ = true;
+      close_both();
+      co_return;
+    }
+  }
+}
+
+asio::awaitable<void> Session::relay(const conf::Pool& pool) {
+  // The PROXY header and whatever the client already sent, in one write:
+  // Postfix reads the header with one peek.
+  std::string header;
+  if (pool.proxy_protocol != conf::ProxyProtocol::none) {
+    const conf::Endpoint dest = dest_ ? *dest_ : local_;
+    header = make_proxy_header(pool.proxy_protocol, &rec_.client, &dest);
+  }
+  const std::array<asio::const_buffer, 2> first{asio::buffer(header), asio::buffer(pending_)};
+  if (!header.empty() || !pending_.empty()) {
+    auto [ec, n] = co_await asio::async_write(backend_, first, nothrow);
+    if (ec) {
+      rec_.error = "writing to the member failed: " + ec.message();
+      finish(EndReason::server_closed);
+      co_return;
+    }
+  }
+  last_activity_ = Clock::now();
+  std::array<char, relay_buffer> up, down;
+  co_await ((pump(client_, backend_, up, true) && pump(backend_, client_, down, false)) ||
+            idle_watch(pool.idle_timeout));
+  if (!relay_error_.empty()) rec_.error = relay_error_;
+  if (idle_)
+    finish(EndReason::idle_timeout);
+  else
+    finish(client_ended_first_.value_or(true) ? EndReason::client_closed
+                                              : EndReason::server_closed);
+}
+
+asio::awaitable<void> Session::run() {
+  const auto& server = snap_->config.server;
+  auto slot = state_.limits.enter(server.max_connections);
+  if (!slot) {
+    co_await reply_and_close(fmt::format("421 4.3.2 {} too busy, try again later", hostname()),
+                             EndReason::too_busy);
+    co_return;
+  }
+  if (listener_.proxy_protocol != conf::ProxyProtocol::none && !co_await read_proxy_header())
+    co_return;
+  auto ip_slot = state_.limits.enter_ip(rec_.client.address, server.max_connections_per_ip);
+  if (!ip_slot) {
+    co_await reply_and_close(
+        fmt::format("421 4.7.0 {} too many connections from your address", hostname()),
+        EndReason::too_many_from_ip);
+    co_return;
+  }
+  const auto sequence = state_.sequence.fetch_add(1, std::memory_order_relaxed);
+  const policy::Decision d =
+      policy::decide({rec_.client.address, listener_index_}, *snap_, policy::AllUp{}, sequence);
+  const conf::Rule& rule = snap_->config.rules[d.rule];
+  rec_.country = d.country.code();
+  rec_.rule = rule.name;
+  rec_.action = conf::to_string(d.action);
+  switch (d.action) {
+    case conf::Action::reject:
+      co_await reply_and_close(rule.reply, EndReason::rejected);
+      co_return;
+    case conf::Action::drop:
+      finish(EndReason::dropped);
+      co_return;
+    case conf::Action::tarpit:
+      co_await tarpit(rule.reply);
+      co_return;
+    case conf::Action::route:
+      break;
+  }
+  const conf::Pool& pool = snap_->config.pools[d.pool];
+  rec_.pool = pool.name;
+  if (!d.member) {
+    co_await reply_and_close(
+        fmt::format("421 4.3.2 {} service temporarily unavailable", hostname()),
+        EndReason::no_member);
+    co_return;
+  }
+  if (pool.greet_delay.count() > 0 && !co_await greet_delay(pool)) co_return;
+  if (!co_await connect(d, pool)) co_return;
+  co_await relay(pool);
+}
+
+}  // namespace
+
+asio::awaitable<void> run_session(tcp::socket socket, std::size_t listener, ServerState& state,
+                                  SessionRegistry& registry) {
+  state.sessions.fetch_add(1);
+  {
+    Session session(std::move(socket), listener, state);
+    const auto handle = registry.add(session.entry());
+    try {
+      co_await session.run();
+    } catch (const std::exception& e) {
+      state.log.event("session_error", {{"error", e.what()}});
+    }
+    registry.remove(handle);
+  }
+  state.sessions.fetch_sub(1);
+}
+
+}  // namespace geomx::proxy
