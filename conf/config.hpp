@@ -126,6 +126,7 @@ struct Pool {
   ProxyProtocol proxy_protocol = ProxyProtocol::none;
   Duration connect_timeout = std::chrono::seconds(5);
   Duration idle_timeout = std::chrono::seconds(300);  // Postfix smtpd_timeout
+  Duration fin_timeout = std::chrono::seconds(10);    // once one side has closed
   Duration greet_delay{0};                            // 0: connect at once
   std::string greet_banner;                           // "220-..." teaser, optional
   Pregreet pregreet = Pregreet::drop;

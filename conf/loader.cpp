@@ -419,6 +419,7 @@ void parse_pool(TableReader& t, Pool& p, const Server& server) {
   t.duration("connect_timeout", p.connect_timeout, std::chrono::milliseconds(100),
              std::chrono::minutes(5));
   t.duration("idle_timeout", p.idle_timeout, std::chrono::seconds(1), std::chrono::hours(24));
+  t.duration("fin_timeout", p.fin_timeout, std::chrono::milliseconds(100), std::chrono::hours(1));
   const bool delay_ok = !t.node("greet_delay") || t.duration("greet_delay", p.greet_delay,
                                                              Duration(0), std::chrono::minutes(5));
   if (t.string("greet_banner", p.greet_banner)) {

@@ -17,7 +17,8 @@ MmdbFile::MmdbFile(const std::string& path) : path_(path) {
   const int status = MMDB_open(path.c_str(), MMDB_MODE_MMAP, &db_);
   if (status != MMDB_SUCCESS) {
     std::string why = MMDB_strerror(status);
-    if (status == MMDB_IO_ERROR) why += fmt::format(" ({})", std::strerror(errno));
+    if (status == MMDB_IO_ERROR || status == MMDB_FILE_OPEN_ERROR)
+      why += fmt::format(" ({})", std::strerror(errno));
     throw LoadError(fmt::format("{}: {}", path, why));
   }
 }

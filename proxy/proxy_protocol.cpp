@@ -34,9 +34,16 @@ std::optional<std::uint16_t> parse_port(std::string_view s) {
 
 ParseResult parse_v1(std::string_view text) {
   const auto crlf = text.find("\r\n");
+  const std::string_view head = text.substr(0, crlf);
+  // A CR or LF anywhere but in the final CRLF is an error, however the
+  // bytes were split across reads (only a CR at the very end may still be
+  // waiting for its LF).
+  for (std::size_t i = 0; i < head.size(); ++i)
+    if (head[i] == '\n' ||
+        (head[i] == '\r' && (crlf != std::string_view::npos || i + 1 < head.size())))
+      return invalid("v1 line has a stray CR or LF");
   if (crlf == std::string_view::npos) {
     if (text.size() >= max_proxy_v1_line) return invalid("v1 line longer than 107 bytes");
-    if (text.find('\n') != std::string_view::npos) return invalid("v1 line ends without CR");
     return incomplete();
   }
   if (crlf + 2 > max_proxy_v1_line) return invalid("v1 line longer than 107 bytes");
@@ -44,6 +51,8 @@ ParseResult parse_v1(std::string_view text) {
   r.header.length = crlf + 2;
   std::string_view line = text.substr(v1_prefix.size(), crlf - v1_prefix.size());
   if (line == "UNKNOWN" || line.starts_with("UNKNOWN ")) return r;  // the rest is ignored
+  if (!line.starts_with("TCP4 ") && !line.starts_with("TCP6 "))
+    return invalid("v1 protocol is not TCP4, TCP6 or UNKNOWN");
   std::string_view fields[5];
   for (auto& f : fields) {
     const auto space = line.find(' ');
@@ -53,7 +62,6 @@ ParseResult parse_v1(std::string_view text) {
   }
   if (!line.empty()) return invalid("v1 line has too many fields");
   const bool tcp4 = fields[0] == "TCP4";
-  if (!tcp4 && fields[0] != "TCP6") return invalid("v1 protocol is not TCP4, TCP6 or UNKNOWN");
   auto src = geo::try_parse_address(fields[1]);
   auto dst = geo::try_parse_address(fields[2]);
   // TCP4 wants dotted quads; TCP6 wants IPv6 text (a mapped address is fine).

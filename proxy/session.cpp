@@ -73,7 +73,7 @@ class Session {
   asio::awaitable<void> relay(const conf::Pool& pool);
   asio::awaitable<void> pump(tcp::socket& from, tcp::socket& to, std::span<char> buffer,
                              bool from_client);
-  asio::awaitable<void> idle_watch(conf::Duration idle);
+  asio::awaitable<void> idle_watch(const conf::Pool& pool);
   void close_both() {
     boost::system::error_code ec;
     client_.close(ec);
@@ -101,6 +101,8 @@ class Session {
   // relay state
   Clock::time_point last_activity_;
   bool idle_ = false;
+  bool half_closed_ = false;             // one side has sent its FIN
+  asio::steady_timer* watch_ = nullptr;  // the idle watchdog's timer, to re-arm
   std::optional<bool> client_ended_first_;
   std::string relay_error_;
 };
@@ -265,6 +267,8 @@ asio::awaitable<void> Session::pump(tcp::socket& from, tcp::socket& to, std::spa
       boost::system::error_code ignored;
       if (ec == asio::error::eof) {
         to.shutdown(tcp::socket::shutdown_send, ignored);  // pass the half-close on
+        half_closed_ = true;
+        if (watch_) watch_->cancel();  // the other half now gets fin_timeout
       } else {
         if (ec != asio::error::operation_aborted && relay_error_.empty())
           relay_error_ = ec.message();
@@ -285,18 +289,27 @@ asio::awaitable<void> Session::pump(tcp::socket& from, tcp::socket& to, std::spa
   }
 }
 
-asio::awaitable<void> Session::idle_watch(conf::Duration idle) {
+// Closes the session after idle_timeout without a byte either way, or
+// fin_timeout after one side closed while the other keeps its half open.
+asio::awaitable<void> Session::idle_watch(const conf::Pool& pool) {
   asio::steady_timer timer(client_.get_executor());
-  for (;;) {
-    timer.expires_at(last_activity_ + idle);
+  watch_ = &timer;
+  for (bool was_half_closed = false;;) {
+    was_half_closed = half_closed_;
+    const auto limit =
+        half_closed_ ? std::min(pool.idle_timeout, pool.fin_timeout) : pool.idle_timeout;
+    timer.expires_at(half_closed_ ? std::min(last_activity_ + limit, Clock::now() + limit)
+                                  : last_activity_ + limit);
     auto [ec] = co_await timer.async_wait(nothrow);
-    if (ec) co_return;  // the relay ended first
-    if (Clock::now() >= last_activity_ + idle) {
-      idle_ = true;
+    if (ec && half_closed_ != was_half_closed) continue;  // re-armed for the half-close
+    if (ec) break;                                        // the relay ended first
+    if (Clock::now() >= last_activity_ + limit || half_closed_) {
+      idle_ = !half_closed_;
       close_both();
-      co_return;
+      break;
     }
   }
+  watch_ = nullptr;
 }
 
 asio::awaitable<void> Session::relay(const conf::Pool& pool) {
@@ -319,7 +332,7 @@ asio::awaitable<void> Session::relay(const conf::Pool& pool) {
   last_activity_ = Clock::now();
   std::array<char, relay_buffer> up, down;
   co_await ((pump(client_, backend_, up, true) && pump(backend_, client_, down, false)) ||
-            idle_watch(pool.idle_timeout));
+            idle_watch(pool));
   if (!relay_error_.empty()) rec_.error = relay_error_;
   if (idle_)
     finish(EndReason::idle_timeout);

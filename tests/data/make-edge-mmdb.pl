@@ -21,6 +21,7 @@ my @networks = (
     [ '127.2.0.0/16',    { country => 'CN' } ],
     [ '127.2.128.0/17',  { registered_country => 'RU' } ],
     [ '128.0.0.0/1',     { country => 'BR' } ],
+    [ '198.51.100.0/24', { country => 'GB' } ],                # upper half of the split
     [ '0.0.0.0/32',      { country => 'AQ' } ],
     [ '255.255.255.255/32', { country => 'KP' } ],
     [ '2001:db8::/32',   { country => 'NL' } ],

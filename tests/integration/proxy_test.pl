@@ -1,0 +1,445 @@
+#!/usr/bin/perl
+# geomx run against real processes on loopback: three Postfix smtpd backends
+# (each with smtpd_upstream_proxy_protocol = haproxy), smtp-sink, haproxy
+# and swaks. Clients of other countries are emulated by binding 127.x
+# sources that the test .mmdb maps, or by PROXY headers from a trusted
+# local sender. Every wait has a deadline.
+# Usage: proxy_test.pl GEOMX TESTDATA_DIR
+use strict;
+use warnings;
+use Test::More;
+use IO::Socket::IP;
+use IO::Select;
+use Cwd ();
+use File::Temp qw(tempdir);
+use POSIX qw(:sys_wait_h);
+use Time::HiRes qw(time sleep);
+
+my ( $geomx, $testdata ) = @ARGV;
+die "usage: $0 GEOMX TESTDATA\n" unless $testdata;
+$testdata = Cwd::abs_path($testdata);
+my $dir = tempdir( 'geomx-proxy-XXXXXX', TMPDIR => 1, CLEANUP => 1 );
+chmod 0755, $dir;
+my @cleanup;
+END { my $status = $?; $_->() for reverse @cleanup; $? = $status; }
+$SIG{PIPE} = 'IGNORE';
+
+sub free_port {
+    my $s = IO::Socket::IP->new( Listen => 1, LocalHost => '127.0.0.1', LocalPort => 0 )
+        or die "port: $@";
+    my $port = $s->sockport;
+    close $s;
+    return $port;
+}
+
+sub wait_for {
+    my ( $what, $seconds, $cond ) = @_;
+    my $end = time + $seconds;
+    while ( time < $end ) {
+        my $r = $cond->();
+        return $r if $r;
+        sleep 0.02;
+    }
+    die "timed out after ${seconds}s waiting for $what\n";
+}
+
+sub slurp { open my $fh, '<', $_[0] or return ''; local $/; return scalar <$fh> }
+
+sub spawn {
+    my ( $log, @cmd ) = @_;
+    my $pid = fork // die "fork: $!";
+    if ( $pid == 0 ) {
+        open STDIN,  '<',  '/dev/null';
+        open STDOUT, '>>', $log;
+        open STDERR, '>>', $log;
+        exec @cmd or die "exec $cmd[0]: $!";
+    }
+    push @cleanup, sub { kill 'KILL', $pid; waitpid $pid, 0 };
+    return $pid;
+}
+
+sub can_connect {
+    my ($port) = @_;
+    return IO::Socket::IP->new( PeerHost => '127.0.0.1', PeerPort => $port, Timeout => 1 );
+}
+
+# A throwaway Postfix in its own folder (DESIGN.md): discard delivery,
+# PROXY from its upstream, its log in DIR/maillog.
+sub start_postfix {
+    my ( $name, $port ) = @_;
+    my $d = "$dir/postfix-$name";
+    mkdir $_ for $d, "$d/etc", "$d/queue", "$d/data";
+    system( 'chown', 'postfix', "$d/data" );
+    open my $main, '>', "$d/etc/main.cf" or die;
+    print $main <<"CF";
+compatibility_level = 3.6
+queue_directory = $d/queue
+data_directory = $d/data
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+myhostname = $name.test
+mydestination =
+relay_domains = example.test
+default_transport = discard:
+relay_transport = discard:
+smtpd_upstream_proxy_protocol = haproxy
+smtpd_peername_lookup = no
+mynetworks = 127.0.0.0/8
+maillog_file = $d/maillog
+maillog_file_prefixes = $d
+alias_maps =
+alias_database =
+local_recipient_maps =
+smtpd_client_connection_count_limit = 0
+smtpd_client_connection_rate_limit = 0
+CF
+    close $main;
+    open my $master, '>', "$d/etc/master.cf" or die;
+    print $master "127.0.0.1:$port inet n - n - 200 smtpd\n";
+    print $master "$_\n" for (
+        'pickup unix n - n 60 1 pickup',    'cleanup unix n - n - 0 cleanup',
+        'qmgr unix n - n 300 1 qmgr',       'rewrite unix - - n - - trivial-rewrite',
+        'bounce unix - - n - 0 bounce',     'defer unix - - n - 0 bounce',
+        'trace unix - - n - 0 bounce',      'verify unix - - n - 1 verify',
+        'flush unix n - n 1000? 0 flush',   'proxymap unix - - n - - proxymap',
+        'smtp unix - - n - - smtp',         'relay unix - - n - - smtp',
+        'error unix - - n - - error',       'retry unix - - n - - error',
+        'discard unix - - n - - discard',   'anvil unix - - n - 1 anvil',
+        'scache unix - - n - 1 scache',     'postlog unix-dgram n - n - 1 postlogd'
+    );
+    close $master;
+    system("postfix -c $d/etc start >>$d/start.log 2>&1") == 0
+        or die "postfix $name did not start: " . slurp("$d/start.log") . slurp("$d/maillog");
+    push @cleanup, sub { system("postfix -c $d/etc stop >/dev/null 2>&1") };
+    # The probe sends a v2 LOCAL header, so it leaves no warning in the log
+    # (Postfix 3.7 rejects v1 "PROXY UNKNOWN": "bad or missing protocol type").
+    wait_for( "postfix $name on $port", 30, sub {
+        my $c = can_connect($port) or return;
+        print $c "\r\n\r\n\0\r\nQUIT\n\x20\x00\x00\x00QUIT\r\n";
+        return 1;
+    } );
+    return { dir => $d, port => $port, log => "$d/maillog" };
+}
+
+sub start_geomx {
+    my ( $name, $config ) = @_;
+    my $conf = "$dir/$name.toml";
+    open my $fh, '>', $conf or die;
+    print $fh $config;
+    close $fh;
+    my $log = "$dir/$name.log";
+    my $pid = spawn( $log, $geomx, 'run', '-c', $conf );
+    my $exited;
+    wait_for( "geomx $name ready", 30,
+        sub { $exited = waitpid( $pid, WNOHANG ) == $pid; slurp($log) =~ /event=ready/ || $exited } );
+    my %ports = slurp($log) =~ /event=listening listener=(\S+) address=127\.0\.0\.1:(\d+)/g;
+    die "geomx $name did not start: " . slurp($log) if $exited || !%ports;
+    return { pid => $pid, log => $log, ports => \%ports };
+}
+
+# Line reading with our own buffer (sysread), so select() sees every byte.
+my %buffer;
+
+sub read_line {
+    my ( $s, $seconds ) = @_;
+    my $buf = \$buffer{"$s"};
+    $$buf //= '';
+    my $end = time + ( $seconds // 10 );
+    for (;;) {
+        return $1 if $$buf =~ s/^([^\n]*\n)//;
+        my $left = $end - time;
+        return '' if $left <= 0 || !IO::Select->new($s)->can_read($left);
+        my $n = sysread( $s, my $chunk, 4096 );
+        return '' unless $n;
+        $$buf .= $chunk;
+    }
+}
+
+# One whole SMTP reply (all its lines); what arrived before EOF or timeout.
+sub read_reply {
+    my ( $s, $seconds ) = @_;
+    my $end   = time + ( $seconds // 10 );
+    my $reply = '';
+    for (;;) {
+        my $line = read_line( $s, $end - time );
+        $reply .= $line;
+        return $reply if $line eq '' || $line =~ /^\d{3} /;
+    }
+}
+
+sub client {
+    my (%o) = @_;
+    my $s = IO::Socket::IP->new(
+        PeerHost => '127.0.0.1',
+        PeerPort => $o{port},
+        ( $o{bind} ? ( LocalHost => $o{bind} ) : () ),
+        Timeout => 5
+    ) or return;
+    $s->autoflush(1);
+    print $s $o{proxy} if defined $o{proxy};
+    return $s;
+}
+
+sub proxy_v1 { my ( $src, $port ) = @_; return "PROXY TCP4 $src 127.0.0.1 $port 25\r\n" }
+
+# A full mail transaction on an open connection: true when every step got
+# the expected code.
+sub deliver {
+    my ($s) = @_;
+    return 0 unless read_reply($s) =~ /^220 /m;
+    for ( [ 'EHLO client.test', 250 ], [ 'MAIL FROM:<a@client.test>', 250 ],
+        [ 'RCPT TO:<b@example.test>', 250 ], [ 'DATA', 354 ],
+        [ "Subject: t\r\n\r\nhello\r\n.", 250 ], [ 'QUIT', 221 ] )
+    {
+        print $s "$_->[0]\r\n";
+        return 0 unless read_reply($s) =~ /^$_->[1] /m;
+    }
+    return 1;
+}
+
+sub log_lines { my ( $file, $re ) = @_; return scalar grep { /$re/ } split /\n/, slurp($file) }
+
+# --- the deployment under test ------------------------------------------------
+my %pf = map { $_ => start_postfix( $_, free_port() ) } qw(a b q);
+my $main = start_geomx( 'main', <<"TOML" );
+[server]
+hostname = "geomx.test"
+threads = 2
+[geo]
+databases = ["$testdata/edge6.mmdb"]
+[[listener]]
+name = "mx"
+address = "127.0.0.1:0"
+[[listener]]
+name = "mx-v1"
+address = "127.0.0.1:0"
+[[listener]]
+name = "edge"
+address = "127.0.0.1:0"
+proxy_protocol = "any"
+trusted_proxies = ["127.0.0.1/32"]
+[[listener]]
+name = "strict"
+address = "127.0.0.1:0"
+proxy_protocol = "any"
+trusted_proxies = ["127.9.9.9/32"]
+[lists.english]
+countries = ["GB", "US"]
+[pool.primary]
+members = ["127.0.0.1:$pf{a}{port}", "127.0.0.1:$pf{b}{port}"]
+proxy_protocol = "v2"
+[pool.v1]
+members = ["127.0.0.1:$pf{a}{port}"]
+proxy_protocol = "v1"
+[pool.quarantine]
+members = ["127.0.0.1:$pf{q}{port}"]
+balance = "first"
+proxy_protocol = "v2"
+greet_delay = "2s"
+greet_banner = "220-geomx.test ESMTP"
+[[rule]]
+name = "v1"
+if = { listener = "mx-v1" }
+pool = "v1"
+[[rule]]
+name = "english"
+if = { list = "english" }
+pool = "primary"
+[[rule]]
+name = "rest"
+pool = "quarantine"
+TOML
+my %port = %{ $main->{ports} };
+
+subtest '1. swaks delivers through geomx; Postfix logs the real client, PROXY v2 and v1' => sub {
+    for ( [ 'mx', '127.1.4.5', 'v2' ], [ 'mx-v1', '127.1.4.6', 'v1' ] ) {
+        my ( $listener, $src, $version ) = @$_;
+        my $out = `swaks --server 127.0.0.1:$port{$listener} --local-interface $src --to user\@example.test --from a\@client.test 2>&1`;
+        is( $? >> 8, 0, "swaks from $src via $listener ($version) exits 0" ) or diag $out;
+        like( $out, qr/<-  250 2\.0\.0 Ok: queued/, 'message queued' );
+        wait_for( "postfix a logs $src", 10, sub { slurp( $pf{a}{log} ) =~ /client=unknown\[\Q$src\E\]/ } );
+        like( slurp( $pf{a}{log} ), qr/connect from unknown\[\Q$src\E\]/,
+            "Postfix saw $src, not geomx's 127.0.0.1 ($version)" );
+    }
+    unlike( slurp( $pf{a}{log} ), qr/warning:.*(haproxy|proxy)/i, 'no PROXY warnings in the Postfix log' );
+};
+
+subtest '2. source split halves and the delayed quarantine' => sub {
+    my $low = client( port => $port{mx}, bind => '127.1.0.7' );
+    ok( deliver($low), 'lower half (127.1.0.7, GB) delivers' );
+    close $low;
+    my $high = client( port => $port{edge}, proxy => proxy_v1( '198.51.100.7', 4242 ) );
+    ok( deliver($high), 'upper half (198.51.100.7 via a trusted PROXY sender, GB) delivers' );
+    close $high;
+    wait_for( 'both sessions logged', 10,
+        sub { log_lines( $main->{log}, 'client=(127\.1\.0\.7|198\.51\.100\.7):' ) == 2 } );
+    my $log = slurp( $main->{log} );
+    like( $log, qr/client=127\.1\.0\.7:\d+ listener=mx country=GB rule=english .* member=127\.0\.0\.1:$pf{a}{port} /,
+        'lower half on member a' );
+    like( $log,
+        qr/client=198\.51\.100\.7:4242 peer=127\.0\.0\.1:\d+ listener=edge country=GB rule=english .* member=127\.0\.0\.1:$pf{b}{port} /,
+        'upper half on member b' );
+    wait_for( 'b logs 198.51.100.7', 10, sub { slurp( $pf{b}{log} ) =~ /connect from unknown\[198\.51\.100\.7\]/ } );
+    pass('Postfix b saw 198.51.100.7');
+
+    my $t0       = time;
+    my $q        = client( port => $port{mx}, bind => '127.2.0.9' );
+    my $teaser   = read_line($q);
+    my $t_teaser = time - $t0;
+    my $banner   = read_reply( $q, 10 );
+    my $t_banner = time - $t0;
+    like( $teaser, qr/^220-geomx\.test ESMTP/, sprintf( 'teaser at once (%.3fs)', $t_teaser ) );
+    cmp_ok( $t_teaser, '<', 1, 'teaser before the delay' );
+    like( $banner, qr/^220 q\.test ESMTP/m, 'the quarantine backend banner ends the reply' );
+    cmp_ok( $t_banner, '>=', 1.95, sprintf( 'backend banner only after greet_delay (%.3fs)', $t_banner ) );
+    print $q "QUIT\r\n";
+    like( read_reply($q), qr/^221 /m, 'QUIT answered' );
+    wait_for( 'q logs 127.2.0.9', 10, sub { slurp( $pf{q}{log} ) =~ /connect from unknown\[127\.2\.0\.9\]/ } );
+};
+
+subtest '3. pregreet: dropped, and the quarantine backend never sees it' => sub {
+    my $t0 = time;
+    my $s  = client( port => $port{mx}, bind => '127.2.0.10' );
+    like( read_line($s), qr/^220-/, 'teaser' );
+    print $s "EHLO too.early\r\n";
+    my $rest = read_reply( $s, 5 );
+    my $t    = time - $t0;
+    is( $rest, '', 'connection closed without a reply' );
+    cmp_ok( $t, '<', 1.5, sprintf( 'closed before the delay ended (%.3fs)', $t ) );
+    wait_for( 'pregreet logged', 10,
+        sub { slurp( $main->{log} ) =~ /client=127\.2\.0\.10:\d+ .*pregreet=yes .* end=pregreet/ } );
+    # Wait past greet_delay: a late connect to q would have been logged by now.
+    my $settle = time + 2.5;
+    sleep 0.1 while time < $settle;
+    unlike( slurp( $pf{q}{log} ), qr/127\.2\.0\.10/, 'Postfix q has no trace of 127.2.0.10' );
+};
+
+subtest '5. two hops: haproxy send-proxy-v2 -> geomx -> Postfix; untrusted headers refused' => sub {
+    my $hport = free_port();
+    open my $cfg, '>', "$dir/haproxy.cfg" or die;
+    print $cfg <<"CFG";
+global
+    maxconn 100
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+frontend mx
+    bind 127.0.0.1:$hport
+    default_backend geomx
+backend geomx
+    server g1 127.0.0.1:$port{edge} send-proxy-v2
+CFG
+    close $cfg;
+    spawn( "$dir/haproxy.log", 'haproxy', '-db', '-f', "$dir/haproxy.cfg" );
+    wait_for( 'haproxy', 10, sub { can_connect($hport) } );
+    my $out = `swaks --server 127.0.0.1:$hport --local-interface 127.1.9.9 --to user\@example.test --from a\@client.test 2>&1`;
+    is( $? >> 8, 0, 'swaks through haproxy and geomx' ) or diag $out;
+    wait_for( 'Postfix logs 127.1.9.9', 10, sub { slurp( $pf{a}{log} ) =~ /connect from unknown\[127\.1\.9\.9\]/ } );
+    pass('Postfix logged the original client 127.1.9.9 across both hops');
+
+    my $s = client( port => $port{strict}, proxy => proxy_v1( '127.1.9.9', 4243 ) );
+    is( read_reply( $s, 5 ), '', 'the same header from an untrusted peer: closed, nothing sent' );
+    wait_for( 'untrusted logged', 10, sub { slurp( $main->{log} ) =~ /listener=strict .* end=untrusted_proxy/ } );
+    my $bad = client( port => $port{edge}, proxy => "PROXY TCP4 1.2.3.4 5.6.7.8 99999 25\r\n" );
+    is( read_reply( $bad, 5 ), '', 'a malformed header: closed, nothing sent' );
+    wait_for( 'header error logged', 10,
+        sub { slurp( $main->{log} ) =~ /end=proxy_header_error error="v1 port is not a number 0-65535"/ } );
+};
+
+subtest '4. failover: member a killed, 1,000 sequential sessions from its half all complete' => sub {
+    system("postfix -c $pf{a}{dir}/etc stop >/dev/null 2>&1");
+    wait_for( 'a down', 20, sub { !can_connect( $pf{a}{port} ) } );
+    my $before = log_lines( $main->{log}, "member=127\\.0\\.0\\.1:$pf{b}{port} " );
+    my ( $ok, $t0 ) = ( 0, time );
+    for my $i ( 1 .. 1000 ) {
+        my $s = client( port => $port{mx}, bind => '127.1.0.' . ( 1 + $i % 250 ) ) or next;
+        $ok += deliver($s);
+        close $s;
+        last if time - $t0 > 300;
+    }
+    is( $ok, 1000, sprintf( '1000 of 1000 sessions delivered through member b (%.1fs)', time - $t0 ) );
+    wait_for( 'sessions logged', 20,
+        sub { log_lines( $main->{log}, "member=127\\.0\\.0\\.1:$pf{b}{port} " ) - $before >= 1000 } );
+    is( log_lines( $main->{log}, 'end=connect_failed' ), 0, 'no client saw a connect failure' );
+};
+
+# --- limits and drain on a second instance, in front of smtp-sink --------------
+my $sink = free_port();
+spawn( "$dir/sink.log", 'smtp-sink', '-u', 'nobody', "127.0.0.1:$sink", '1024' );
+wait_for( 'smtp-sink', 10, sub { can_connect($sink) } );
+my $lim = start_geomx( 'limits', <<"TOML" );
+[server]
+hostname = "geomx.test"
+threads = 2
+max_connections = 120
+max_connections_per_ip = 50
+drain_timeout = "10s"
+[geo]
+databases = ["$testdata/edge6.mmdb"]
+[[listener]]
+name = "mx"
+address = "127.0.0.1:0"
+[pool.sink]
+members = ["127.0.0.1:$sink"]
+[[rule]]
+name = "all"
+pool = "sink"
+TOML
+my $lport = $lim->{ports}{mx};
+
+subtest '7. limits: the 51st connection from one address, and max_connections' => sub {
+    my @held;
+    for my $i ( 1 .. 50 ) {
+        my $s = client( port => $lport, bind => '127.1.7.7' );
+        my $r = read_reply($s);
+        fail("connection $i from 127.1.7.7: $r") unless $r =~ /^220 /m;
+        push @held, $s;
+    }
+    pass('50 connections from 127.1.7.7 served');
+    my $extra = client( port => $lport, bind => '127.1.7.7' );
+    like( read_reply($extra), qr/^421 4\.7\.0 geomx\.test too many connections from your address/,
+        '51st from 127.1.7.7 gets 421 4.7.0' );
+    my $other = client( port => $lport, bind => '127.1.7.8' );
+    like( read_reply($other), qr/^220 /m, 'another address still gets through' );
+    push @held, $other;
+    for my $i ( 1 .. 69 ) { my $s = client( port => $lport, bind => "127.1.8.$i" ); read_reply($s); push @held, $s }
+    my $t0   = time;
+    my $busy = client( port => $lport, bind => '127.1.9.1' );
+    like( read_reply( $busy, 5 ), qr/^421 4\.3\.2 geomx\.test too busy/, 'connection 121 gets 421 4.3.2' );
+    cmp_ok( time - $t0, '<', 1, sprintf( '... quickly (%.3fs)', time - $t0 ) );
+    close $_ for @held, $extra, $busy;
+    wait_for( 'held sessions closed', 20, sub { log_lines( $lim->{log}, 'event=session' ) >= 122 } );
+};
+
+subtest '8. SIGTERM during 100 open sessions: all complete, exit 0' => sub {
+    my @s;
+    for my $i ( 1 .. 100 ) {
+        my $c = client( port => $lport, bind => "127.1.20.$i" );
+        read_reply($c);
+        print $c "EHLO c$i.test\r\n";
+        push @s, $c;
+    }
+    is( scalar( grep { read_reply($_) =~ /^250 /m } @s ), 100, '100 sessions open, EHLO answered' );
+    my $before = log_lines( $lim->{log}, 'event=session' );
+    kill 'TERM', $lim->{pid};
+    wait_for( 'stop logged', 10, sub { slurp( $lim->{log} ) =~ /event=stop / } );
+    wait_for( 'listener closed', 10, sub { !can_connect($lport) } );
+    pass('new connections are refused once draining');
+    my $done = 0;
+    for my $c (@s) {
+        print $c "QUIT\r\n";
+        $done++ if read_reply($c) =~ /^221 /m;
+        close $c;
+    }
+    is( $done, 100, 'all 100 sessions completed after SIGTERM' );
+    my $t0     = time;
+    my $status = wait_for( 'geomx exit', 15,
+        sub { waitpid( $lim->{pid}, WNOHANG ) == $lim->{pid} ? [$?] : undef } );
+    is( $status->[0], 0, sprintf( 'geomx exited 0 (%.2fs after the last QUIT)', time - $t0 ) );
+    is( log_lines( $lim->{log}, 'end=shutdown' ), 0, 'none had to be cut at the drain deadline' );
+    cmp_ok( log_lines( $lim->{log}, 'event=session' ) - $before, '>=', 100, 'every session logged its end' );
+};
+
+done_testing();
