@@ -10,6 +10,7 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
@@ -294,22 +295,26 @@ asio::awaitable<void> Session::pump(tcp::socket& from, tcp::socket& to, std::spa
 asio::awaitable<void> Session::idle_watch(const conf::Pool& pool) {
   asio::steady_timer timer(client_.get_executor());
   watch_ = &timer;
-  for (bool was_half_closed = false;;) {
-    was_half_closed = half_closed_;
+  struct Forget {  // however this coroutine ends, pump() must not touch the timer
+    asio::steady_timer*& timer;
+    ~Forget() { timer = nullptr; }
+  } forget{watch_};
+  for (;;) {
+    const bool was_half_closed = half_closed_;
     const auto limit =
         half_closed_ ? std::min(pool.idle_timeout, pool.fin_timeout) : pool.idle_timeout;
-    timer.expires_at(half_closed_ ? std::min(last_activity_ + limit, Clock::now() + limit)
-                                  : last_activity_ + limit);
+    timer.expires_at(last_activity_ + limit);
     auto [ec] = co_await timer.async_wait(nothrow);
-    if (ec && half_closed_ != was_half_closed) continue;  // re-armed for the half-close
-    if (ec) break;                                        // the relay ended first
-    if (Clock::now() >= last_activity_ + limit || half_closed_) {
+    const auto cancelled = (co_await asio::this_coro::cancellation_state).cancelled();
+    if (cancelled != asio::cancellation_type::none) co_return;  // the relay ended first
+    if (ec && half_closed_ != was_half_closed) continue;        // re-armed for the half-close
+    if (ec) co_return;
+    if (Clock::now() >= last_activity_ + limit) {
       idle_ = !half_closed_;
       close_both();
-      break;
+      co_return;
     }
   }
-  watch_ = nullptr;
 }
 
 asio::awaitable<void> Session::relay(const conf::Pool& pool) {

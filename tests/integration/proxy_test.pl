@@ -381,13 +381,45 @@ databases = ["$testdata/edge6.mmdb"]
 [[listener]]
 name = "mx"
 address = "127.0.0.1:0"
+[[listener]]
+name = "short"
+address = "127.0.0.1:0"
 [pool.sink]
 members = ["127.0.0.1:$sink"]
+[pool.short]
+members = ["127.0.0.1:$sink"]
+idle_timeout = "1s"
+fin_timeout = "1s"
+[[rule]]
+name = "short"
+if = { listener = "short" }
+pool = "short"
 [[rule]]
 name = "all"
 pool = "sink"
 TOML
 my $lport = $lim->{ports}{mx};
+
+subtest '6. idle_timeout and fin_timeout end stalled sessions' => sub {
+    my $t0 = time;
+    my $idle = client( port => $lim->{ports}{short}, bind => '127.1.30.1' );
+    like( read_reply($idle), qr/^220 /m, 'banner' );
+    is( read_reply( $idle, 5 ), '', 'an idle client is closed' );
+    my $t = time - $t0;
+    cmp_ok( $t, '>=', 0.95, sprintf( '... after idle_timeout (%.2fs)', $t ) );
+    cmp_ok( $t, '<', 3, '... not much later' );
+    my $half = client( port => $lim->{ports}{short}, bind => '127.1.30.2' );
+    read_reply($half);
+    print $half "QUIT\r\n";
+    like( read_reply($half), qr/^221 /m, 'QUIT answered; the backend closes, the client keeps its half' );
+    # While this client still holds its socket, geomx ends the session.
+    my ($ms) = wait_for( 'half-closed session ended', 10,
+        sub { [ slurp( $lim->{log} ) =~ /client=127\.1\.30\.2:\d+ .* ms=(\d+) end=server_closed/ ]->[0] } );
+    cmp_ok( $ms, '>=', 900, "ended by fin_timeout, not by the client (${ms} ms)" );
+    cmp_ok( $ms, '<', 3000, '... promptly' );
+    close $half;
+    like( slurp( $lim->{log} ), qr/client=127\.1\.30\.1:\d+ .* end=idle_timeout/, 'the idle one logged as idle_timeout' );
+};
 
 subtest '7. limits: the 51st connection from one address, and max_connections' => sub {
     my @held;
@@ -410,7 +442,7 @@ subtest '7. limits: the 51st connection from one address, and max_connections' =
     like( read_reply( $busy, 5 ), qr/^421 4\.3\.2 geomx\.test too busy/, 'connection 121 gets 421 4.3.2' );
     cmp_ok( time - $t0, '<', 1, sprintf( '... quickly (%.3fs)', time - $t0 ) );
     close $_ for @held, $extra, $busy;
-    wait_for( 'held sessions closed', 20, sub { log_lines( $lim->{log}, 'event=session' ) >= 122 } );
+    wait_for( 'held sessions closed', 20, sub { log_lines( $lim->{log}, 'event=session' ) >= 124 } );
 };
 
 subtest '8. SIGTERM during 100 open sessions: all complete, exit 0' => sub {
