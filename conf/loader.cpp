@@ -591,7 +591,10 @@ std::string Diagnostic::to_string() const {
 ConfigError::ConfigError(std::vector<Diagnostic> diagnostics)
     : std::runtime_error([&] {
         std::string s;
-        for (const auto& d : diagnostics) s += (s.empty() ? "" : "\n") + d.to_string();
+        for (const auto& d : diagnostics) {
+          if (!s.empty()) s += '\n';
+          s += d.to_string();
+        }
         return s;
       }()),
       diagnostics_(std::move(diagnostics)) {}
@@ -620,12 +623,22 @@ Config parse_config(std::string_view text, const std::string& path, const Defaul
   return config;
 }
 
+namespace {
+
+[[noreturn]] void file_error(const std::string& path, std::string message) {
+  std::vector<Diagnostic> diagnostics;
+  diagnostics.push_back(Diagnostic{Position{path, 0, 0}, std::string(), std::move(message)});
+  throw ConfigError(std::move(diagnostics));
+}
+
+}  // namespace
+
 std::string read_config_file(const std::string& path) {
   std::error_code ec;
   if (std::filesystem::is_directory(path, ec))
-    throw ConfigError({{{path, 0, 0}, "", "is a directory, not a config file"}});
+    file_error(path, "is a directory, not a config file");
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw ConfigError({{{path, 0, 0}, "", std::strerror(errno)}});
+  if (!in) file_error(path, std::strerror(errno));
   return {std::istreambuf_iterator<char>(in), {}};
 }
 

@@ -10,6 +10,10 @@
 namespace geomx::conf {
 
 struct Diagnostic {
+  // A constructor, not aggregate init: g++ 12 at -O3 warns (falsely) that
+  // strings in aggregate-initialised temporaries may be used uninitialised.
+  Diagnostic(Position where_, std::string path_, std::string message_)
+      : where(std::move(where_)), path(std::move(path_)), message(std::move(message_)) {}
   Position where;
   std::string path;  // key path, e.g. pool.primary.members[1]
   std::string message;

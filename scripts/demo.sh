@@ -39,12 +39,12 @@ grep -q 'event=ready' "$work/geomx.log" || { cat "$work/geomx.log"; exit 1; }
 
 printf '\n%-18s %-4s %s\n' "client" "cc" "what the client saw (geomx's routing: see the log below)"
 send() {  # send IP: one message "from" IP through the PROXY listener
-  local ip=$1 family=AF_INET
-  [[ $ip == *:* ]] && family=AF_INET6
+  local ip=$1 family=AF_INET dest=127.0.0.1
+  [[ $ip == *:* ]] && family=AF_INET6 dest=::1
   local cc out
   cc=$("$geomx" lookup "$ip" | cut -d' ' -f2)
   out=$(swaks --server 127.0.0.1:2526 --proxy-version 2 --proxy-family "$family" \
-    --proxy-source "$ip" --proxy-source-port 40000 --proxy-dest 127.0.0.1 --proxy-dest-port 25 \
+    --proxy-source "$ip" --proxy-source-port 40000 --proxy-dest "$dest" --proxy-dest-port 25 \
     --to postmaster@demo.test --from demo@example.org --timeout 20 2>&1 || true)
   local banner
   banner=$(grep -E '^<-  220 |^<\*\* ' <<<"$out" | head -1 | cut -c5-)
