@@ -55,6 +55,8 @@ struct Server {
   LogFormat log_format = LogFormat::logfmt;
   Duration drain_timeout = std::chrono::seconds(30);
   Duration tarpit_duration = std::chrono::seconds(60);
+  Duration reply_timeout =
+      std::chrono::seconds(10);  // to send a reply (421, 554) and see the close
 };
 
 struct Listener {

@@ -278,6 +278,8 @@ void parse_server(TableReader& t, Server& s) {
   t.choice("log_format", s.log_format, {LogFormat::logfmt, LogFormat::json});
   t.duration("drain_timeout", s.drain_timeout, Duration(0), std::chrono::hours(1));
   t.duration("tarpit_duration", s.tarpit_duration, std::chrono::seconds(1), std::chrono::hours(1));
+  t.duration("reply_timeout", s.reply_timeout, std::chrono::milliseconds(100),
+             std::chrono::minutes(5));
 }
 
 void parse_endpoint_key(TableReader& t, std::string_view key, Endpoint& out, bool port_zero_ok) {

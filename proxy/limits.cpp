@@ -3,24 +3,24 @@
 namespace geomx::proxy {
 
 void ConnectionLimits::Slot::release() {
-  if (!owner_) return;
-  if (per_ip_) {
+  if (counter_) counter_->fetch_sub(1, std::memory_order_relaxed);
+  if (owner_) {
     std::lock_guard lock(owner_->mutex_);
     auto it = owner_->per_ip_.find(address_);
     if (it != owner_->per_ip_.end() && --it->second == 0) owner_->per_ip_.erase(it);
-  } else {
-    owner_->active_.fetch_sub(1, std::memory_order_relaxed);
   }
+  counter_ = nullptr;
   owner_ = nullptr;
 }
 
-std::optional<ConnectionLimits::Slot> ConnectionLimits::enter(std::uint32_t max) {
-  if (active_.fetch_add(1, std::memory_order_relaxed) >= max) {
-    active_.fetch_sub(1, std::memory_order_relaxed);
+std::optional<ConnectionLimits::Slot> ConnectionLimits::take(std::atomic<std::uint32_t>& counter,
+                                                             std::uint32_t max) {
+  if (counter.fetch_add(1, std::memory_order_relaxed) >= max) {
+    counter.fetch_sub(1, std::memory_order_relaxed);
     return std::nullopt;
   }
   std::optional<Slot> s(std::in_place);
-  s->owner_ = this;
+  s->counter_ = &counter;
   return s;
 }
 
@@ -34,7 +34,6 @@ std::optional<ConnectionLimits::Slot> ConnectionLimits::enter_ip(const geo::Addr
   ++n;
   s->owner_ = this;
   s->address_ = client;
-  s->per_ip_ = true;
   return s;
 }
 

@@ -1,5 +1,7 @@
 #include "proxy/log.hpp"
 
+#include <algorithm>
+
 #include <fmt/chrono.h>
 #include <fmt/format.h>
 #include <spdlog/sinks/stdout_sinks.h>
@@ -45,18 +47,45 @@ std::string_view to_string(EndReason r) {
 
 namespace {
 
-// logfmt quotes values with spaces, quotes or '='; JSON always quotes.
+// A quoted string valid in JSON and in logfmt: quotes, backslashes, control
+// characters and bytes beyond ASCII are escaped, so a line stays one line.
+void append_quoted(std::string& out, std::string_view v) {
+  out += '"';
+  for (const char ch : v) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += ch;
+    } else if (c < 0x20 || c >= 0x7f) {
+      fmt::format_to(std::back_inserter(out), "\\u{:04x}", c);
+    } else {
+      out += ch;
+    }
+  }
+  out += '"';
+}
+
+// logfmt quotes a value only when it must; JSON always quotes.
 void append(std::string& line, conf::LogFormat format, std::string_view key,
             std::string_view value) {
   if (format == conf::LogFormat::json) {
-    fmt::format_to(std::back_inserter(line), "{}{:?}:{:?}", line.size() > 1 ? "," : "", key, value);
+    if (line.size() > 1) line += ',';
+    append_quoted(line, key);
+    line += ':';
+    append_quoted(line, value);
     return;
   }
-  const bool quote = value.empty() || value.find_first_of(" \"=\\") != std::string_view::npos;
-  if (quote)
-    fmt::format_to(std::back_inserter(line), " {}={:?}", key, value);
+  line += ' ';
+  line += key;
+  line += '=';
+  const bool plain = !value.empty() && std::all_of(value.begin(), value.end(), [](char ch) {
+    const auto c = static_cast<unsigned char>(ch);
+    return c > 0x20 && c < 0x7f && c != '"' && c != '=' && c != '\\';
+  });
+  if (plain)
+    line += value;
   else
-    fmt::format_to(std::back_inserter(line), " {}={}", key, value);
+    append_quoted(line, value);
 }
 
 std::string timestamp() {

@@ -53,14 +53,18 @@ ParseResult parse_v1(std::string_view text) {
   if (line == "UNKNOWN" || line.starts_with("UNKNOWN ")) return r;  // the rest is ignored
   if (!line.starts_with("TCP4 ") && !line.starts_with("TCP6 "))
     return invalid("v1 protocol is not TCP4, TCP6 or UNKNOWN");
+  if (line.find('\0') != std::string_view::npos) return invalid("v1 line has a NUL byte");
   std::string_view fields[5];
+  bool more = true;
   for (auto& f : fields) {
+    if (!more) return invalid("v1 line has too few fields or double spaces");
     const auto space = line.find(' ');
     f = line.substr(0, space);
-    line = space == std::string_view::npos ? std::string_view{} : line.substr(space + 1);
+    more = space != std::string_view::npos;
+    line = more ? line.substr(space + 1) : std::string_view{};
     if (f.empty()) return invalid("v1 line has too few fields or double spaces");
   }
-  if (!line.empty()) return invalid("v1 line has too many fields");
+  if (more) return invalid("v1 line has too many fields or a trailing space");
   const bool tcp4 = fields[0] == "TCP4";
   auto src = geo::try_parse_address(fields[1]);
   auto dst = geo::try_parse_address(fields[2]);
@@ -99,10 +103,10 @@ ParseResult parse_v2(std::span<const std::uint8_t> data) {
   if (data.size() < 16 + length) return incomplete();
   ParseResult r{ParseStatus::complete, {}, {}};
   r.header.length = 16 + length;
+  if (command == 0) return r;  // LOCAL: the connection's own endpoints; the block is discarded
   const std::uint8_t family = data[13] >> 4, transport = data[13] & 0x0F;
   if (family > 3 || transport > 2) return invalid("v2 family or transport unknown");
-  if (command == 0) return r;  // LOCAL: the connection's own endpoints, the block is skipped
-  if (family == 0) return r;   // UNSPEC: the receiver ignores the addresses
+  if (family == 0) return r;  // UNSPEC: the receiver ignores the addresses
   if (family == 3) return invalid("v2 AF_UNIX addresses are not for SMTP clients");
   if (transport != 1) return invalid("v2 transport is not STREAM");
   const bool v6 = family == 2;

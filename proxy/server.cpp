@@ -26,19 +26,38 @@ tcp::endpoint to_asio(const conf::Endpoint& e) {
 
 asio::awaitable<void> accept_loop(tcp::acceptor& acceptor, std::size_t listener, ServerState& state,
                                   SessionRegistry& registry) {
-  for (;;) {
-    auto [ec, socket] = co_await acceptor.async_accept(nothrow);
-    if (!acceptor.is_open() || ec == asio::error::operation_aborted) co_return;
-    if (ec) {
-      // Out of descriptors and the like: say so, and do not spin.
-      state.log.event("accept_error", {{"error", ec.message()}});
-      asio::steady_timer pause(acceptor.get_executor(), std::chrono::milliseconds(100));
-      co_await pause.async_wait(nothrow);
-      continue;
+  try {
+    for (;;) {
+      auto [ec, socket] = co_await acceptor.async_accept(nothrow);
+      if (!acceptor.is_open() || ec == asio::error::operation_aborted) co_return;
+      if (ec) {
+        // Out of descriptors and the like: say so, and do not spin.
+        state.log.event("accept_error", {{"error", ec.message()}});
+        asio::steady_timer pause(acceptor.get_executor(), std::chrono::milliseconds(100));
+        co_await pause.async_wait(nothrow);
+        continue;
+      }
+      asio::co_spawn(acceptor.get_executor(),
+                     run_session(std::move(socket), listener, state, registry), asio::detached);
     }
-    asio::co_spawn(acceptor.get_executor(),
-                   run_session(std::move(socket), listener, state, registry), asio::detached);
+  } catch (const std::exception& e) {
+    // A listening socket nobody accepts on would strand its share of the
+    // SO_REUSEPORT connections: close it, the other threads carry on.
+    state.log.event("accept_error", {{"error", e.what()}, {"action", "acceptor closed"}});
+    boost::system::error_code ignored;
+    acceptor.close(ignored);
   }
+}
+
+// SO_REUSEPORT would let a second geomx bind the same port and silently take
+// half its connections: bind once without it to find out.
+void check_port_free(const tcp::endpoint& endpoint, asio::io_context& io) {
+  if (endpoint.port() == 0) return;
+  tcp::acceptor probe(io);
+  probe.open(endpoint.protocol());
+  probe.set_option(tcp::acceptor::reuse_address(true));
+  if (endpoint.address().is_v6()) probe.set_option(asio::ip::v6_only(true));
+  probe.bind(endpoint);  // throws address_in_use when someone listens there
 }
 
 }  // namespace
@@ -81,6 +100,7 @@ void Server::bind() {
     for (auto& w : workers_) {
       tcp::acceptor a(w->io);
       try {
+        if (&w == &workers_.front()) check_port_free(endpoint, w->io);
         a.open(endpoint.protocol());
         a.set_option(tcp::acceptor::reuse_address(true));
         a.set_option(reuse_port(true));
@@ -123,14 +143,26 @@ asio::awaitable<void> Server::control() {
   state_.log.event("stop", {{"signal", signal ? std::to_string(signal) : "none"},
                             {"sessions", std::to_string(state_.sessions.load())},
                             {"drain_timeout", conf::format_duration(drain)}});
+  // A second signal ends the drain at once.
+  asio::co_spawn(
+      control_io_,
+      [this]() -> asio::awaitable<void> {
+        auto [ec, second] = co_await signals_.async_wait(nothrow);
+        if (!ec) force_drain_ = true;
+      },
+      asio::detached);
+  // Close every acceptor, and know that it is closed before counting the
+  // sessions: one accepted meanwhile is then counted too.
   for (auto& w : workers_)
-    asio::post(w->io, [&w] {
+    asio::post(w->io, [this, &w] {
       boost::system::error_code ignored;
       for (auto& a : w->acceptors) a.close(ignored);
+      acceptors_closed_.fetch_add(1);
     });
   asio::steady_timer tick(control_io_);
   const auto deadline = std::chrono::steady_clock::now() + drain;
-  while (state_.sessions.load() > 0 && std::chrono::steady_clock::now() < deadline) {
+  while ((acceptors_closed_.load() < workers_.size() || state_.sessions.load() > 0) &&
+         !force_drain_ && std::chrono::steady_clock::now() < deadline) {
     tick.expires_after(std::chrono::milliseconds(20));
     co_await tick.async_wait(nothrow);
   }
@@ -138,6 +170,7 @@ asio::awaitable<void> Server::control() {
   if (left > 0)
     for (auto& w : workers_) asio::post(w->io, [&w] { w->sessions.close_all(); });
   state_.log.event("stopped", {{"closed_at_deadline", std::to_string(left)}});
+  signals_.cancel();  // ends the second-signal wait, so control_io_ runs out of work
   // Each worker's io_context runs out of work once its sessions are gone.
 }
 

@@ -83,6 +83,8 @@ class Server {
   asio::io_context control_io_{1};
   asio::signal_set signals_{control_io_, SIGINT, SIGTERM};
   std::atomic<bool> stop_requested_{false};
+  std::atomic<bool> force_drain_{false};          // a second signal
+  std::atomic<std::size_t> acceptors_closed_{0};  // workers done closing theirs
 };
 
 }  // namespace geomx::proxy

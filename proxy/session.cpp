@@ -110,14 +110,15 @@ class Session {
 
 asio::awaitable<void> Session::reply_and_close(std::string_view line, EndReason end) {
   const std::string text = std::string(line) + "\r\n";
-  asio::steady_timer deadline(client_.get_executor(), std::chrono::seconds(10));
+  const auto limit = snap_->config.server.reply_timeout;
+  asio::steady_timer deadline(client_.get_executor(), limit);
   auto r = co_await (asio::async_write(client_, asio::buffer(text), nothrow) ||
                      deadline.async_wait(nothrow));
   if (r.index() == 0 && !std::get<0>(std::get<0>(r))) rec_.bytes_out += text.size();
   // Close gracefully: the client reads the reply instead of a reset.
   boost::system::error_code ec;
   client_.shutdown(tcp::socket::shutdown_send, ec);
-  deadline.expires_after(std::chrono::seconds(2));
+  deadline.expires_after(std::min<conf::Duration>(limit, std::chrono::seconds(2)));
   std::array<char, 512> sink;
   for (;;) {
     auto d = co_await (client_.async_read_some(asio::buffer(sink), nothrow) ||
@@ -217,19 +218,28 @@ asio::awaitable<bool> Session::greet_delay(const conf::Pool& pool) {
         co_return false;
       }
     }
+    // Wait for readability rather than racing a read against the timer:
+    // a read that completes in the same tick as the timer would lose bytes.
     auto r =
-        co_await (client_.async_read_some(asio::buffer(buf), nothrow) || delay.async_wait(nothrow));
+        co_await (client_.async_wait(tcp::socket::wait_read, nothrow) || delay.async_wait(nothrow));
     if (r.index() == 1) co_return true;  // the delay is over
-    auto [ec, n] = std::get<0>(r);
-    if (ec) {
+    boost::system::error_code ec;
+    const std::size_t n =
+        std::get<0>(std::get<0>(r)) ? 0 : client_.read_some(asio::buffer(buf), ec);
+    if (n == 0) {
       finish(EndReason::client_closed);
       co_return false;
     }
     rec_.bytes_in += n;
     talked = true;
-    // pregreet = "log": keep what it said for the member, within bounds.
-    if (pending_.size() + n <= max_pending)
-      pending_.insert(pending_.end(), buf.begin(), buf.begin() + n);
+    if (pool.pregreet != conf::Pregreet::log) continue;
+    // pregreet = "log": keep what it said for the member, whole or not at all.
+    if (pending_.size() + n > max_pending) {
+      rec_.error = fmt::format("pregreet of more than {} bytes", max_pending);
+      finish(EndReason::pregreet);
+      co_return false;
+    }
+    pending_.insert(pending_.end(), buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(n));
   }
 }
 
@@ -350,6 +360,13 @@ asio::awaitable<void> Session::run() {
   const auto& server = snap_->config.server;
   auto slot = state_.limits.enter(server.max_connections);
   if (!slot) {
+    // A few beyond the limit are told why; a flood is closed at once.
+    auto spare = state_.limits.enter_spare(std::max<std::uint32_t>(16, server.max_connections / 4));
+    if (!spare) {
+      rec_.error = "closed without a reply: too many connections waiting for one";
+      finish(EndReason::too_busy);
+      co_return;
+    }
     co_await reply_and_close(fmt::format("421 4.3.2 {} too busy, try again later", hostname()),
                              EndReason::too_busy);
     co_return;
@@ -400,18 +417,23 @@ asio::awaitable<void> Session::run() {
 
 asio::awaitable<void> run_session(tcp::socket socket, std::size_t listener, ServerState& state,
                                   SessionRegistry& registry) {
-  state.sessions.fetch_add(1);
-  {
+  // Counted however the session ends, so a drain never waits for a ghost.
+  struct Count {
+    std::atomic<std::uint32_t>& n;
+    explicit Count(std::atomic<std::uint32_t>& c) : n(c) { n.fetch_add(1); }
+    ~Count() { n.fetch_sub(1); }
+  } count(state.sessions);
+  try {
     Session session(std::move(socket), listener, state);
-    const auto handle = registry.add(session.entry());
-    try {
-      co_await session.run();
-    } catch (const std::exception& e) {
-      state.log.event("session_error", {{"error", e.what()}});
-    }
-    registry.remove(handle);
+    struct Registered {
+      SessionRegistry& registry;
+      SessionRegistry::Handle handle;
+      ~Registered() { registry.remove(handle); }
+    } registered{registry, registry.add(session.entry())};
+    co_await session.run();
+  } catch (const std::exception& e) {
+    state.log.event("session_error", {{"error", e.what()}});
   }
-  state.sessions.fetch_sub(1);
 }
 
 }  // namespace geomx::proxy

@@ -205,6 +205,7 @@ my $main = start_geomx( 'main', <<"TOML" );
 [server]
 hostname = "geomx.test"
 threads = 2
+tarpit_duration = "3s"
 [geo]
 databases = ["$testdata/edge6.mmdb"]
 [[listener]]
@@ -237,6 +238,18 @@ balance = "first"
 proxy_protocol = "v2"
 greet_delay = "2s"
 greet_banner = "220-geomx.test ESMTP"
+[[rule]]
+name = "refuse"
+if = { cidr = "127.5.0.0/16" }
+action = "reject"
+[[rule]]
+name = "silence"
+if = { cidr = "127.6.0.0/16" }
+action = "drop"
+[[rule]]
+name = "slow"
+if = { cidr = "127.7.0.0/16" }
+action = "tarpit"
 [[rule]]
 name = "v1"
 if = { listener = "mx-v1" }
@@ -295,6 +308,36 @@ subtest '2. source split halves and the delayed quarantine' => sub {
     print $q "QUIT\r\n";
     like( read_reply($q), qr/^221 /m, 'QUIT answered' );
     wait_for( 'q logs 127.2.0.9', 10, sub { slurp( $pf{q}{log} ) =~ /connect from unknown\[127\.2\.0\.9\]/ } );
+};
+
+subtest '2b. reject, drop, tarpit; client bytes right after the PROXY header' => sub {
+    my $r = client( port => $port{mx}, bind => '127.5.0.1' );
+    is( read_reply($r), "554 5.7.1 geomx.test access denied\r\n", 'reject: the default reply' );
+    is( read_line( $r, 5 ), '', '... then closed' );
+    my $d = client( port => $port{mx}, bind => '127.6.0.1' );
+    is( read_line( $d, 5 ), '', 'drop: closed without a byte' );
+    my $t0 = time;
+    my $t  = client( port => $port{mx}, bind => '127.7.0.1' );
+    my $got = '';
+    while ( defined( my $n = sysread( $t, my $c, 100 ) ) ) { last unless $n; $got .= $c }
+    my $took = time - $t0;
+    like( $got, qr/^421 ?$/, "tarpit: a byte a second ('$got')" );
+    cmp_ok( $took, '>=', 2, sprintf( '... for tarpit_duration (%.1fs)', $took ) );
+    cmp_ok( $took, '<', 6, '... then closed' );
+    wait_for( 'logged', 10, sub {
+        my $log = slurp( $main->{log} );
+        $log =~ /client=127\.5\.0\.1:\d+ .*rule=refuse action=reject .*end=rejected/
+            && $log =~ /client=127\.6\.0\.1:\d+ .*action=drop .*end=dropped/
+            && $log =~ /client=127\.7\.0\.1:\d+ .*action=tarpit .*end=tarpitted/;
+    } );
+    pass('each logged with its end');
+    # A client that pipelines behind the header: its bytes reach the member.
+    my $p = client( port => $port{edge}, proxy => proxy_v1( '198.51.100.8', 4244 ) . "EHLO early.test\r\n" );
+    like( read_reply($p), qr/^220 b\.test/m, 'banner of member b' );
+    like( read_reply($p), qr/^250 /m, 'the EHLO sent with the header was answered' );
+    print $p "QUIT\r\n";
+    like( read_reply($p), qr/^221 /m, 'QUIT' );
+    close $p;
 };
 
 subtest '3. pregreet: dropped, and the quarantine backend never sees it' => sub {
@@ -388,8 +431,8 @@ address = "127.0.0.1:0"
 members = ["127.0.0.1:$sink"]
 [pool.short]
 members = ["127.0.0.1:$sink"]
-idle_timeout = "1s"
-fin_timeout = "1s"
+idle_timeout = "2s"
+fin_timeout = "500ms"
 [[rule]]
 name = "short"
 if = { listener = "short" }
@@ -406,17 +449,19 @@ subtest '6. idle_timeout and fin_timeout end stalled sessions' => sub {
     like( read_reply($idle), qr/^220 /m, 'banner' );
     is( read_reply( $idle, 5 ), '', 'an idle client is closed' );
     my $t = time - $t0;
-    cmp_ok( $t, '>=', 0.95, sprintf( '... after idle_timeout (%.2fs)', $t ) );
-    cmp_ok( $t, '<', 3, '... not much later' );
+    cmp_ok( $t, '>=', 1.95, sprintf( '... after idle_timeout (%.2fs)', $t ) );
+    cmp_ok( $t, '<', 4, '... not much later' );
     my $half = client( port => $lim->{ports}{short}, bind => '127.1.30.2' );
     read_reply($half);
     print $half "QUIT\r\n";
     like( read_reply($half), qr/^221 /m, 'QUIT answered; the backend closes, the client keeps its half' );
+    my $t221 = time;
     # While this client still holds its socket, geomx ends the session.
-    my ($ms) = wait_for( 'half-closed session ended', 10,
-        sub { [ slurp( $lim->{log} ) =~ /client=127\.1\.30\.2:\d+ .* ms=(\d+) end=server_closed/ ]->[0] } );
-    cmp_ok( $ms, '>=', 900, "ended by fin_timeout, not by the client (${ms} ms)" );
-    cmp_ok( $ms, '<', 3000, '... promptly' );
+    wait_for( 'half-closed session ended', 10,
+        sub { slurp( $lim->{log} ) =~ /client=127\.1\.30\.2:\d+ .* end=server_closed/ } );
+    my $after = time - $t221;
+    cmp_ok( $after, '>=', 0.4, sprintf( 'ended by fin_timeout after the close (%.2fs)', $after ) );
+    cmp_ok( $after, '<', 1.5, '... well before idle_timeout' );
     close $half;
     like( slurp( $lim->{log} ), qr/client=127\.1\.30\.1:\d+ .* end=idle_timeout/, 'the idle one logged as idle_timeout' );
 };
@@ -433,15 +478,24 @@ subtest '7. limits: the 51st connection from one address, and max_connections' =
     my $extra = client( port => $lport, bind => '127.1.7.7' );
     like( read_reply($extra), qr/^421 4\.7\.0 geomx\.test too many connections from your address/,
         '51st from 127.1.7.7 gets 421 4.7.0' );
+    # Until it has closed, the refused connection holds a slot (a descriptor).
+    close $extra;
+    wait_for( 'refusal logged', 10, sub { slurp( $lim->{log} ) =~ /end=too_many_from_ip/ } );
     my $other = client( port => $lport, bind => '127.1.7.8' );
     like( read_reply($other), qr/^220 /m, 'another address still gets through' );
     push @held, $other;
-    for my $i ( 1 .. 69 ) { my $s = client( port => $lport, bind => "127.1.8.$i" ); read_reply($s); push @held, $s }
+    my $fillers = 0;
+    for my $i ( 1 .. 69 ) {
+        my $s = client( port => $lport, bind => "127.1.8.$i" );
+        $fillers++ if read_reply($s) =~ /^220 /m;
+        push @held, $s;
+    }
+    is( $fillers, 69, 'connections 52-120 from other addresses all served' );
     my $t0   = time;
     my $busy = client( port => $lport, bind => '127.1.9.1' );
     like( read_reply( $busy, 5 ), qr/^421 4\.3\.2 geomx\.test too busy/, 'connection 121 gets 421 4.3.2' );
     cmp_ok( time - $t0, '<', 1, sprintf( '... quickly (%.3fs)', time - $t0 ) );
-    close $_ for @held, $extra, $busy;
+    close $_ for @held, $busy;
     wait_for( 'held sessions closed', 20, sub { log_lines( $lim->{log}, 'event=session' ) >= 124 } );
 };
 
@@ -472,6 +526,36 @@ subtest '8. SIGTERM during 100 open sessions: all complete, exit 0' => sub {
     is( $status->[0], 0, sprintf( 'geomx exited 0 (%.2fs after the last QUIT)', time - $t0 ) );
     is( log_lines( $lim->{log}, 'end=shutdown' ), 0, 'none had to be cut at the drain deadline' );
     cmp_ok( log_lines( $lim->{log}, 'event=session' ) - $before, '>=', 100, 'every session logged its end' );
+};
+
+subtest '9. the drain deadline closes what is left, exit 0' => sub {
+    my $g = start_geomx( 'drain', <<"TOML" );
+[server]
+hostname = "geomx.test"
+threads = 1
+drain_timeout = "1s"
+[geo]
+databases = ["$testdata/edge6.mmdb"]
+[[listener]]
+name = "mx"
+address = "127.0.0.1:0"
+[pool.sink]
+members = ["127.0.0.1:$sink"]
+[[rule]]
+name = "all"
+pool = "sink"
+TOML
+    my $c = client( port => $g->{ports}{mx}, bind => '127.1.40.1' );
+    like( read_reply($c), qr/^220 /m, 'a session is open' );
+    my $t0 = time;
+    kill 'TERM', $g->{pid};
+    my $status = wait_for( 'geomx exit', 10, sub { waitpid( $g->{pid}, WNOHANG ) == $g->{pid} ? [$?] : undef } );
+    my $took = time - $t0;
+    is( $status->[0], 0, 'exit 0' );
+    cmp_ok( $took, '>=', 0.9, sprintf( 'after drain_timeout (%.2fs)', $took ) );
+    cmp_ok( $took, '<', 3, '... not much later' );
+    like( slurp( $g->{log} ), qr/client=127\.1\.40\.1:\d+ .* end=shutdown/, 'the session ended as shutdown' );
+    is( read_line( $c, 2 ), '', 'the client sees the close' );
 };
 
 done_testing();

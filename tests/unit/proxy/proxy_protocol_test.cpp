@@ -47,12 +47,22 @@ TEST_CASE("v1: the spec's examples and the client's bytes after the header") {
   CHECK_FALSE(r.header.source);
   r = parse("PROXY UNKNOWN ffff:f...f:ffff ffff:f...f:ffff 65535 65535\r\n");
   CHECK(r.status == ParseStatus::complete);
-  // The longest legal line, 107 bytes.
+  // The longest addresses and ports the spec allows (104 bytes), and the
+  // 107-byte limit itself (UNKNOWN lines may carry anything up to it).
   const std::string longest =
       "PROXY TCP6 ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff "
       "65535 65535\r\n";
   REQUIRE(longest.size() == 104);
   CHECK(parse(longest).status == ParseStatus::complete);
+  const std::string at_limit = "PROXY UNKNOWN " + std::string(107 - 16, 'x') + "\r\n";
+  REQUIRE(at_limit.size() == 107);
+  CHECK(parse(at_limit).status == ParseStatus::complete);
+  const std::string over_limit = "PROXY UNKNOWN " + std::string(108 - 16, 'x') + "\r\n";
+  REQUIRE(over_limit.size() == 108);
+  CHECK(parse(over_limit).error == "v1 line longer than 107 bytes");
+  // Without a CRLF yet: 106 bytes may still end well, 107 cannot.
+  CHECK(parse(at_limit.substr(0, 106)).status == ParseStatus::incomplete);
+  CHECK(parse(over_limit.substr(0, 107)).error == "v1 line longer than 107 bytes");
 }
 
 TEST_CASE("v1: truncated input is incomplete, malformed input is invalid") {
@@ -73,7 +83,9 @@ TEST_CASE("v1: truncated input is incomplete, malformed input is invalid") {
       {"PROXY TCP5 1.2.3.4 5.6.7.8 1 2\r\n", "v1 protocol is not TCP4, TCP6 or UNKNOWN"},
       {"PROXY TCP4 1.2.3.4  5.6.7.8 1 2\r\n", "v1 line has too few fields or double spaces"},
       {"PROXY TCP4 1.2.3.4 5.6.7.8 1\r\n", "v1 line has too few fields or double spaces"},
-      {"PROXY TCP4 1.2.3.4 5.6.7.8 1 2 3\r\n", "v1 line has too many fields"},
+      {"PROXY TCP4 1.2.3.4 5.6.7.8 1 2 3\r\n", "v1 line has too many fields or a trailing space"},
+      {"PROXY TCP4 1.2.3.4 5.6.7.8 1 2 \r\n", "v1 line has too many fields or a trailing space"},
+      {std::string("PROXY TCP4 1.2.3.4\0x 5.6.7.8 1 2\r\n", 35), "v1 line has a NUL byte"},
       {"PROXY TCP4 ::1 5.6.7.8 1 2\r\n", "v1 address does not match its protocol"},
       {"PROXY TCP6 1.2.3.4 ::1 1 2\r\n", "v1 address does not match its protocol"},
       {"PROXY TCP4 1.2.3.256 5.6.7.8 1 2\r\n", "v1 address does not match its protocol"},
@@ -115,6 +127,7 @@ TEST_CASE("v2: PROXY over INET and INET6, LOCAL, UNSPEC, TLVs, trailing payload"
   REQUIRE(r.status == ParseStatus::complete);
   CHECK_FALSE(r.header.source);
   CHECK(parse(v2(0x20, 0x11, inet_body)).status == ParseStatus::complete);
+  CHECK(parse(v2(0x20, 0xff, "junk")).status == ParseStatus::complete);  // LOCAL: block discarded
   // UNSPEC with PROXY: the receiver ignores the addresses.
   r = parse(v2(0x21, 0x00, "xyz"));
   REQUIRE(r.status == ParseStatus::complete);
@@ -157,7 +170,8 @@ TEST_CASE("v2: truncated, oversized, wrong signature/version/command/family/leng
                                   "abc",
                                   6)),
        "v2 TLV value overruns the header"},
-      {v2(0x21, 0x11, inet_body + std::string(600, '\0')), "v2 header longer than 536 bytes"},
+      {v2(0x21, 0x11, inet_body + std::string(537 - 16 - 12, '\0')),
+       "v2 header longer than 536 bytes"},
   };
   for (const auto& c : cases) {
     CAPTURE(c.error);
@@ -165,6 +179,17 @@ TEST_CASE("v2: truncated, oversized, wrong signature/version/command/family/leng
     CHECK(r.status == ParseStatus::invalid);
     CHECK(r.error == c.error);
   }
+}
+
+TEST_CASE("v2: exactly 536 bytes is the largest header") {
+  std::string tlv("\xee", 1);
+  const std::size_t value = 536 - 16 - 12 - 3;
+  tlv.push_back(static_cast<char>(value >> 8));
+  tlv.push_back(static_cast<char>(value & 0xff));
+  tlv += std::string(value, 'v');
+  const auto r = parse(v2(0x21, 0x11, inet_body + tlv));
+  REQUIRE(r.status == ParseStatus::complete);
+  CHECK(r.header.length == 536);
 }
 
 TEST_CASE("headers geomx sends parse back to the same endpoints") {
