@@ -1,4 +1,5 @@
 #include "proxy/server.hpp"
+#include "proxy/endpoint.hpp"
 
 #include <fmt/format.h>
 #include <boost/asio/as_tuple.hpp>
@@ -15,14 +16,6 @@ namespace {
 
 constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
 using reuse_port = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
-
-tcp::endpoint to_asio(const conf::Endpoint& e) {
-  if (e.address.is_v4()) return {asio::ip::address_v4(e.address.v4_bits()), e.port};
-  asio::ip::address_v6::bytes_type b;
-  for (int i = 0; i < 16; ++i)
-    b[i] = static_cast<unsigned char>(e.address.v6_bits() >> (8 * (15 - i)));
-  return {asio::ip::address_v6(b), e.port};
-}
 
 asio::awaitable<void> accept_loop(tcp::acceptor& acceptor, std::size_t listener, ServerState& state,
                                   SessionRegistry& registry) {

@@ -15,6 +15,7 @@
 #include <boost/asio/write.hpp>
 
 #include "policy/decide.hpp"
+#include "proxy/endpoint.hpp"
 #include "proxy/proxy_protocol.hpp"
 #include "proxy/server.hpp"
 
@@ -26,22 +27,6 @@ using Clock = std::chrono::steady_clock;
 constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
 constexpr std::size_t relay_buffer = 16 * 1024;
 constexpr std::size_t max_pending = 4096;  // client bytes held before relaying
-
-conf::Endpoint from_asio(const tcp::endpoint& e) {
-  const auto a = e.address();
-  if (a.is_v4()) return {geo::Address::v4(a.to_v4().to_uint()), e.port()};
-  geo::u128 bits = 0;
-  for (auto byte : a.to_v6().to_bytes()) bits = bits << 8 | byte;
-  return {geo::Address::v6(bits), e.port()};
-}
-
-tcp::endpoint to_asio(const conf::Endpoint& e) {
-  if (e.address.is_v4()) return {asio::ip::address_v4(e.address.v4_bits()), e.port};
-  asio::ip::address_v6::bytes_type b;
-  for (int i = 0; i < 16; ++i)
-    b[i] = static_cast<unsigned char>(e.address.v6_bits() >> (8 * (15 - i)));
-  return {asio::ip::address_v6(b), e.port};
-}
 
 class Session {
  public:

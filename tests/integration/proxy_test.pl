@@ -132,7 +132,7 @@ sub start_geomx {
     my $exited;
     wait_for( "geomx $name ready", 30,
         sub { $exited = waitpid( $pid, WNOHANG ) == $pid; slurp($log) =~ /event=ready/ || $exited } );
-    my %ports = slurp($log) =~ /event=listening listener=(\S+) address=127\.0\.0\.1:(\d+)/g;
+    my %ports = slurp($log) =~ /event=listening listener=(\S+) address=(?:127\.0\.0\.1|\[::1\]):(\d+)/g;
     die "geomx $name did not start: " . slurp($log) if $exited || !%ports;
     return { pid => $pid, log => $log, ports => \%ports };
 }
@@ -170,7 +170,7 @@ sub read_reply {
 sub client {
     my (%o) = @_;
     my $s = IO::Socket::IP->new(
-        PeerHost => '127.0.0.1',
+        PeerHost => $o{host} // '127.0.0.1',
         PeerPort => $o{port},
         ( $o{bind} ? ( LocalHost => $o{bind} ) : () ),
         Timeout => 5
@@ -539,12 +539,19 @@ databases = ["$testdata/edge6.mmdb"]
 [[listener]]
 name = "mx"
 address = "127.0.0.1:0"
+[[listener]]
+name = "mx6"
+address = "[::1]:0"
 [pool.sink]
 members = ["127.0.0.1:$sink"]
 [[rule]]
 name = "all"
 pool = "sink"
 TOML
+    my $six = client( host => '::1', port => $g->{ports}{mx6} );
+    ok( $six && deliver($six), 'an IPv6 client on [::1] delivers' );
+    close $six if $six;
+    wait_for( 'v6 logged', 10, sub { slurp( $g->{log} ) =~ /client=\[::1\]:\d+ listener=mx6 country=ZZ .*end=server_closed/ } );
     my $c = client( port => $g->{ports}{mx}, bind => '127.1.40.1' );
     like( read_reply($c), qr/^220 /m, 'a session is open' );
     my $t0 = time;
