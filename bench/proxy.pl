@@ -22,9 +22,9 @@ GetOptions( \%o, 'build=s', 'out=s', 'runs=i', 'threads=i', 'quick!', 'mmdb=s' )
     && $o{build} or die "usage: $0 --build DIR [--out DIR] [--runs N] [--threads N] [--quick]\n";
 my %n = $o{quick}
     ? ( sessions => 300, parallel => 50, big_msgs => 4, big_len => 4_000_000, big_parallel => 4,
-        idle => 300, lat_conc => 50, lat_count => 300, pf_sessions => 100 )
+        idle => 300, lat_conc => 50, lat_count => 300, lat_interval => 50, pf_sessions => 100 )
     : ( sessions => 20_000, parallel => 50, big_msgs => 100, big_len => 4_000_000, big_parallel => 4,
-        idle => 10_000, lat_conc => 50, lat_count => 5_000, pf_sessions => 2_000 );
+        idle => 10_000, lat_conc => 50, lat_count => 5_000, lat_interval => 50, pf_sessions => 2_000 );
 $o{runs} = 1 if $o{quick};
 # A proxy holds two descriptors per idle connection.
 my $nofile = `sh -c 'ulimit -n'` + 0;
@@ -224,7 +224,12 @@ TOML
         die "geomx exited: " . slurp($log) if waitpid( $pid, WNOHANG ) == $pid;
         return slurp($log) =~ /event=ready/ && ( slurp($log) =~ /event=listening .*address=127\.0\.0\.1:(\d+)/ )[0];
     } );
-    return { port => $port, pid => $pid, stop => $stop };
+    # Stopping checks the log: a sanitizer report fails the run.
+    my $checked_stop = sub {
+        $stop->();
+        die "geomx reported an error:\n" . slurp($log) if slurp($log) =~ /Sanitizer|runtime error|session_error/;
+    };
+    return { port => $port, pid => $pid, stop => $checked_stop };
 }
 
 # --- scenarios --------------------------------------------------------------
@@ -267,7 +272,7 @@ for my $run ( 1 .. $o{runs} ) {
     }
     # 4. latency to the banner
     for my $t (@targets) {
-        my ( undef, $text ) = timed( 300, $conn_bench, 'latency', $port{$t}, $n{lat_conc}, $n{lat_count} );
+        my ( undef, $text ) = timed( 300, $conn_bench, 'latency', $port{$t}, $n{lat_conc}, $n{lat_count}, $n{lat_interval} );
         my ($p50) = $text =~ /p50_us=([\d.]+)/;
         my ($p99) = $text =~ /p99_us=([\d.]+)/;
         record( 'latency_p50', $t, $p50 );

@@ -121,7 +121,7 @@ void Log::session(const SessionRecord& r) {
   append(line, f, "client", r.client.to_string());
   if (!(r.peer == r.client)) append(line, f, "peer", r.peer.to_string());
   append(line, f, "listener", r.listener);
-  append(line, f, "country", r.country);
+  append(line, f, "country", r.country ? r.country->code() : "-");
   append(line, f, "rule", r.rule);
   append(line, f, "action", r.action);
   append(line, f, "pool", r.pool);

@@ -4,10 +4,12 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
 #include "conf/config.hpp"
+#include "geo/table.hpp"
 
 namespace spdlog {
 class logger;
@@ -39,8 +41,9 @@ struct SessionRecord {
   std::uint64_t conn = 0;
   conf::Endpoint client;  // the real client (from the PROXY header if any)
   conf::Endpoint peer;    // who connected to us (differs behind a proxy)
+  // Views into the session's snapshot, which outlives the record.
   std::string_view listener;
-  std::string_view country = "-";
+  std::optional<geo::Country> country;  // "-" until the policy decided
   std::string_view rule = "-";
   std::string_view action = "-";
   std::string_view pool = "-";

@@ -1,5 +1,8 @@
 #include "proxy/run.hpp"
 
+#include <malloc.h>
+#include <sys/resource.h>
+
 #include <fmt/format.h>
 
 #include "proxy/config_tools.hpp"
@@ -8,9 +11,24 @@
 namespace geomx::proxy {
 namespace {
 
+// Each relayed connection takes two descriptors: use all the hard limit
+// allows (as haproxy does), and say in the log what that is.
+rlim_t raise_file_limit() {
+  rlimit r{};
+  if (getrlimit(RLIMIT_NOFILE, &r) != 0) return 0;
+  if (r.rlim_cur < r.rlim_max) {
+    rlimit want = r;
+    want.rlim_cur = r.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &want) == 0) r = want;
+  }
+  return r.rlim_cur;
+}
+
 int run_proxy(const std::string& path) {
   const auto snapshot = load_snapshot(path);
   if (!snapshot) return 1;
+  malloc_trim(0);  // building the table took about twice its size in scratch memory
+  const auto max_files = raise_file_limit();
   Log log(snapshot->config.server.log_format);
   Server server(snapshot, log);
   server.bind();
@@ -27,6 +45,7 @@ int run_proxy(const std::string& path) {
   log.event("ready",
             {{"config", path},
              {"rules", std::to_string(snapshot->config.rules.size())},
+             {"max_files", std::to_string(max_files)},
              {"ipv4_intervals", std::to_string(snapshot->table.interval_count(geo::Family::v4))},
              {"ipv6_intervals", std::to_string(snapshot->table.interval_count(geo::Family::v6))}});
   server.run();

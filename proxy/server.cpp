@@ -9,6 +9,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 namespace geomx::proxy {
@@ -17,7 +18,7 @@ namespace {
 constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
 using reuse_port = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
 
-asio::awaitable<void> accept_loop(tcp::acceptor& acceptor, std::size_t listener, ServerState& state,
+asio::awaitable<void> accept_loop(Acceptor& acceptor, std::size_t listener, ServerState& state,
                                   SessionRegistry& registry) {
   try {
     for (;;) {
@@ -55,19 +56,35 @@ void check_port_free(const tcp::endpoint& endpoint, asio::io_context& io) {
 
 }  // namespace
 
-void SessionRegistry::close_all() {
-  for (auto& e : entries_) {
-    *e.shutdown = true;
-    boost::system::error_code ec;
-    e.client->close(ec);
-    e.backend->close(ec);
+SessionRegistry::Handle SessionRegistry::add(Member& m, const asio::any_io_executor& executor) {
+  if (!sweeping_) {
+    sweeping_ = true;
+    asio::co_spawn(executor, sweep(), asio::detached);
   }
+  return members_.insert(members_.end(), &m);
+}
+
+void SessionRegistry::close_all() {
+  for (auto* m : members_) m->shut_down();
+}
+
+// Runs while there are sessions, so an idle worker has no timer pending (and
+// its io_context runs out of work at the end of a drain).
+asio::awaitable<void> SessionRegistry::sweep() {
+  asio::steady_timer tick(co_await asio::this_coro::executor);
+  while (!members_.empty()) {
+    tick.expires_after(sweep_interval);
+    co_await tick.async_wait(nothrow);
+    const auto now = Clock::now();
+    for (auto it = members_.begin(); it != members_.end();) (*it++)->check_idle(now);
+  }
+  sweeping_ = false;
 }
 
 struct Server::Worker {
+  SessionRegistry sessions;  // outlives io: destroying io's handlers unregisters relays
   asio::io_context io{1};
-  std::vector<tcp::acceptor> acceptors;
-  SessionRegistry sessions;
+  std::vector<Acceptor> acceptors;
   std::thread thread;
 };
 
@@ -91,7 +108,7 @@ void Server::bind() {
   for (const auto& listener : snap->config.listeners) {
     tcp::endpoint endpoint = to_asio(listener.address);
     for (auto& w : workers_) {
-      tcp::acceptor a(w->io);
+      Acceptor a(w->io);
       try {
         if (&w == &workers_.front()) check_port_free(endpoint, w->io);
         a.open(endpoint.protocol());

@@ -4,6 +4,7 @@
 // SIGTERM/SIGINT stop accepting and drain the sessions within
 // server.drain_timeout, then close what is left.
 #include <atomic>
+#include <chrono>
 #include <list>
 #include <memory>
 #include <optional>
@@ -23,6 +24,10 @@ namespace geomx::proxy {
 
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
+// Sockets bound to their thread's io_context: half the size of ones with a
+// type-erased executor, and so are their pending operations (idle memory).
+using Socket = asio::basic_stream_socket<tcp, asio::io_context::executor_type>;
+using Acceptor = asio::basic_socket_acceptor<tcp, asio::io_context::executor_type>;
 
 // Shared by every I/O thread.
 struct ServerState {
@@ -35,25 +40,34 @@ struct ServerState {
   std::atomic<std::uint32_t> sessions{0};  // live session coroutines
 };
 
-// The sessions of one I/O thread (touched only from it), so that the end of
-// a drain can close their sockets.
+// The sessions of one I/O thread (touched only from it): the end of a drain
+// closes their sockets, and a sweep every 250 ms (while there are sessions)
+// enforces idle_timeout/fin_timeout, so that a relaying session needs no
+// timer of its own.
 class SessionRegistry {
  public:
-  struct Entry {
-    tcp::socket* client;
-    tcp::socket* backend;
-    bool* shutdown;
+  using Clock = std::chrono::steady_clock;
+  static constexpr auto sweep_interval = std::chrono::milliseconds(250);
+  class Member {
+   public:
+    virtual void check_idle(Clock::time_point now) = 0;
+    virtual void shut_down() = 0;
+
+   protected:
+    ~Member() = default;
   };
-  using Handle = std::list<Entry>::iterator;
-  Handle add(Entry e) { return entries_.insert(entries_.end(), e); }
-  void remove(Handle h) { entries_.erase(h); }
+  using Handle = std::list<Member*>::iterator;
+  Handle add(Member& m, const asio::any_io_executor& executor);
+  void remove(Handle h) { members_.erase(h); }
   void close_all();
 
  private:
-  std::list<Entry> entries_;
+  asio::awaitable<void> sweep();
+  std::list<Member*> members_;
+  bool sweeping_ = false;
 };
 
-asio::awaitable<void> run_session(tcp::socket socket, std::size_t listener, ServerState& state,
+asio::awaitable<void> run_session(Socket socket, std::size_t listener, ServerState& state,
                                   SessionRegistry& registry);
 
 class Server {

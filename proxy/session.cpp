@@ -3,6 +3,8 @@
 // detection, connect with failover, PROXY header out, relay), and one log
 // line whatever the end.
 #include <array>
+#include <cstring>
+#include <memory>
 #include <span>
 #include <variant>
 
@@ -17,6 +19,7 @@
 #include "policy/decide.hpp"
 #include "proxy/endpoint.hpp"
 #include "proxy/proxy_protocol.hpp"
+#include "proxy/relay.hpp"
 #include "proxy/server.hpp"
 
 namespace geomx::proxy {
@@ -25,19 +28,19 @@ namespace {
 using namespace asio::experimental::awaitable_operators;
 using Clock = std::chrono::steady_clock;
 constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
-constexpr std::size_t relay_buffer = 16 * 1024;
 constexpr std::size_t max_pending = 4096;  // client bytes held before relaying
 
-class Session {
+class Session final : public SessionRegistry::Member {
  public:
-  Session(tcp::socket client, std::size_t listener, ServerState& state)
+  Session(Socket client, std::size_t listener, ServerState& state, SessionRegistry& registry)
       : client_(std::move(client)),
         backend_(client_.get_executor()),
         state_(state),
         snap_(state.snapshot.load()),
         listener_(snap_->config.listeners[listener]),
         listener_index_(listener),
-        start_(Clock::now()) {
+        start_(Clock::now()),
+        registry_(registry) {
     rec_.conn = state.next_conn.fetch_add(1, std::memory_order_relaxed);
     rec_.listener = listener_.name;
     boost::system::error_code ec;
@@ -46,8 +49,14 @@ class Session {
     local_ = from_asio(client_.local_endpoint(ec));
   }
 
-  SessionRegistry::Entry entry() { return {&client_, &backend_, &shutdown_}; }
   asio::awaitable<void> run();
+
+  // SessionRegistry::Member. Until the relay, every wait has its own deadline.
+  void check_idle(Clock::time_point) override {}
+  void shut_down() override {
+    shutdown_ = true;
+    close_both();
+  }
 
  private:
   const std::string& hostname() const { return snap_->config.server.hostname; }
@@ -55,11 +64,9 @@ class Session {
   asio::awaitable<bool> read_proxy_header();
   asio::awaitable<void> tarpit(std::string_view reply);
   asio::awaitable<bool> greet_delay(const conf::Pool& pool);
-  asio::awaitable<bool> connect(const policy::Decision& d, const conf::Pool& pool);
-  asio::awaitable<void> relay(const conf::Pool& pool);
-  asio::awaitable<void> pump(tcp::socket& from, tcp::socket& to, std::span<char> buffer,
-                             bool from_client);
-  asio::awaitable<void> idle_watch(const conf::Pool& pool);
+  asio::awaitable<bool> connect(std::vector<std::size_t> order, const conf::Pool& pool);
+  asio::awaitable<bool> send_first(const conf::Pool& pool);
+  void relay(const conf::Pool& pool);
   void close_both() {
     boost::system::error_code ec;
     client_.close(ec);
@@ -72,7 +79,7 @@ class Session {
     state_.log.session(rec_);
   }
 
-  tcp::socket client_, backend_;
+  Socket client_, backend_;
   ServerState& state_;
   std::shared_ptr<const policy::Snapshot> snap_;  // the whole session uses the one it began with
   const conf::Listener& listener_;
@@ -84,13 +91,8 @@ class Session {
   std::string member_name_;
   std::vector<std::uint8_t> pending_;  // client bytes to relay once connected
   bool shutdown_ = false;
-  // relay state
-  Clock::time_point last_activity_;
-  bool idle_ = false;
-  bool half_closed_ = false;             // one side has sent its FIN
-  asio::steady_timer* watch_ = nullptr;  // the idle watchdog's timer, to re-arm
-  std::optional<bool> client_ended_first_;
-  std::string relay_error_;
+  SessionRegistry& registry_;
+  std::optional<ConnectionLimits::Slot> slot_, ip_slot_;  // held until the relay ends
 };
 
 asio::awaitable<void> Session::reply_and_close(std::string_view line, EndReason end) {
@@ -229,11 +231,11 @@ asio::awaitable<bool> Session::greet_delay(const conf::Pool& pool) {
 }
 
 // Members in the policy's order; refused or timed out: the next one.
-asio::awaitable<bool> Session::connect(const policy::Decision& d, const conf::Pool& pool) {
+asio::awaitable<bool> Session::connect(std::vector<std::size_t> order, const conf::Pool& pool) {
   std::string failures;
-  for (auto m : d.order) {
+  for (auto m : order) {
     const auto& endpoint = pool.members[m].address;
-    backend_ = tcp::socket(client_.get_executor());
+    backend_ = Socket(client_.get_executor());
     asio::steady_timer deadline(client_.get_executor(), pool.connect_timeout);
     auto r = co_await (backend_.async_connect(to_asio(endpoint), nothrow) ||
                        deadline.async_wait(nothrow));
@@ -253,98 +255,44 @@ asio::awaitable<bool> Session::connect(const policy::Decision& d, const conf::Po
   co_return false;
 }
 
-asio::awaitable<void> Session::pump(tcp::socket& from, tcp::socket& to, std::span<char> buffer,
-                                    bool from_client) {
-  for (;;) {
-    auto [ec, n] =
-        co_await from.async_read_some(asio::buffer(buffer.data(), buffer.size()), nothrow);
-    if (ec) {
-      if (!client_ended_first_) client_ended_first_ = from_client;
-      boost::system::error_code ignored;
-      if (ec == asio::error::eof) {
-        to.shutdown(tcp::socket::shutdown_send, ignored);  // pass the half-close on
-        half_closed_ = true;
-        if (watch_) watch_->cancel();  // the other half now gets fin_timeout
-      } else {
-        if (ec != asio::error::operation_aborted && relay_error_.empty())
-          relay_error_ = ec.message();
-        to.close(ignored);  // a reset ends both directions
-      }
-      co_return;
-    }
-    (from_client ? rec_.bytes_in : rec_.bytes_out) += n;
-    last_activity_ = Clock::now();
-    auto [wec, written] = co_await asio::async_write(to, asio::buffer(buffer.data(), n), nothrow);
-    if (wec) {
-      if (!client_ended_first_) client_ended_first_ = !from_client;
-      boost::system::error_code ignored;
-      from.close(ignored);
-      co_return;
-    }
-    last_activity_ = Clock::now();
-  }
-}
-
-// Closes the session after idle_timeout without a byte either way, or
-// fin_timeout after one side closed while the other keeps its half open.
-asio::awaitable<void> Session::idle_watch(const conf::Pool& pool) {
-  asio::steady_timer timer(client_.get_executor());
-  watch_ = &timer;
-  struct Forget {  // however this coroutine ends, pump() must not touch the timer
-    asio::steady_timer*& timer;
-    ~Forget() { timer = nullptr; }
-  } forget{watch_};
-  for (;;) {
-    const bool was_half_closed = half_closed_;
-    const auto limit =
-        half_closed_ ? std::min(pool.idle_timeout, pool.fin_timeout) : pool.idle_timeout;
-    timer.expires_at(last_activity_ + limit);
-    auto [ec] = co_await timer.async_wait(nothrow);
-    const auto cancelled = (co_await asio::this_coro::cancellation_state).cancelled();
-    if (cancelled != asio::cancellation_type::none) co_return;  // the relay ended first
-    if (ec && half_closed_ != was_half_closed) continue;        // re-armed for the half-close
-    if (ec) co_return;
-    if (Clock::now() >= last_activity_ + limit) {
-      idle_ = !half_closed_;
-      close_both();
-      co_return;
-    }
-  }
-}
-
-asio::awaitable<void> Session::relay(const conf::Pool& pool) {
-  // The PROXY header and whatever the client already sent, in one write:
-  // Postfix reads the header with one peek.
+// The PROXY header and whatever the client already sent, in one write:
+// Postfix reads the header with one peek.
+asio::awaitable<bool> Session::send_first(const conf::Pool& pool) {
   std::string header;
   if (pool.proxy_protocol != conf::ProxyProtocol::none) {
     const conf::Endpoint dest = dest_ ? *dest_ : local_;
     header = make_proxy_header(pool.proxy_protocol, &rec_.client, &dest);
   }
+  if (header.empty() && pending_.empty()) co_return true;
   const std::array<asio::const_buffer, 2> first{asio::buffer(header), asio::buffer(pending_)};
-  if (!header.empty() || !pending_.empty()) {
-    auto [ec, n] = co_await asio::async_write(backend_, first, nothrow);
-    if (ec) {
-      rec_.error = "writing to the member failed: " + ec.message();
-      finish(EndReason::server_closed);
-      co_return;
-    }
+  auto [ec, n] = co_await asio::async_write(backend_, first, nothrow);
+  std::vector<std::uint8_t>().swap(pending_);  // an idle session keeps no heap it does not need
+  if (!ec) co_return true;
+  rec_.error = "writing to the member failed: " + ec.message();
+  finish(EndReason::server_closed);
+  co_return false;
+}
+
+// From here on the session is a Relay: the coroutine (and its frames) end.
+void Session::relay(const conf::Pool& pool) {
+  boost::system::error_code ec;
+  client_.non_blocking(true, ec);
+  if (!ec) backend_.non_blocking(true, ec);
+  if (ec) {
+    rec_.error = "relay setup failed: " + ec.message();
+    finish(EndReason::error);
+    return;
   }
-  last_activity_ = Clock::now();
-  std::array<char, relay_buffer> up, down;
-  co_await ((pump(client_, backend_, up, true) && pump(backend_, client_, down, false)) ||
-            idle_watch(pool));
-  if (!relay_error_.empty()) rec_.error = relay_error_;
-  if (idle_)
-    finish(EndReason::idle_timeout);
-  else
-    finish(client_ended_first_.value_or(true) ? EndReason::client_closed
-                                              : EndReason::server_closed);
+  start_relay({std::move(client_), std::move(backend_), std::move(rec_), std::move(snap_), pool,
+               start_, std::move(slot_), std::move(ip_slot_)},
+              state_, registry_);
 }
 
 asio::awaitable<void> Session::run() {
   const auto& server = snap_->config.server;
-  auto slot = state_.limits.enter(server.max_connections);
-  if (!slot) {
+  if (auto slot = state_.limits.enter(server.max_connections)) {
+    slot_.emplace(std::move(*slot));
+  } else {
     // A few beyond the limit are told why; a flood is closed at once.
     auto spare = state_.limits.enter_spare(std::max<std::uint32_t>(16, server.max_connections / 4));
     if (!spare) {
@@ -358,18 +306,19 @@ asio::awaitable<void> Session::run() {
   }
   if (listener_.proxy_protocol != conf::ProxyProtocol::none && !co_await read_proxy_header())
     co_return;
-  auto ip_slot = state_.limits.enter_ip(rec_.client.address, server.max_connections_per_ip);
-  if (!ip_slot) {
+  if (auto slot = state_.limits.enter_ip(rec_.client.address, server.max_connections_per_ip)) {
+    ip_slot_.emplace(std::move(*slot));
+  } else {
     co_await reply_and_close(
         fmt::format("421 4.7.0 {} too many connections from your address", hostname()),
         EndReason::too_many_from_ip);
     co_return;
   }
   const auto sequence = state_.sequence.fetch_add(1, std::memory_order_relaxed);
-  const policy::Decision d =
+  policy::Decision d =
       policy::decide({rec_.client.address, listener_index_}, *snap_, policy::AllUp{}, sequence);
   const conf::Rule& rule = snap_->config.rules[d.rule];
-  rec_.country = d.country.code();
+  rec_.country = d.country;
   rec_.rule = rule.name;
   rec_.action = conf::to_string(d.action);
   switch (d.action) {
@@ -394,13 +343,14 @@ asio::awaitable<void> Session::run() {
     co_return;
   }
   if (pool.greet_delay.count() > 0 && !co_await greet_delay(pool)) co_return;
-  if (!co_await connect(d, pool)) co_return;
-  co_await relay(pool);
+  if (!co_await connect(std::move(d.order), pool)) co_return;
+  if (!co_await send_first(pool)) co_return;
+  relay(pool);
 }
 
 }  // namespace
 
-asio::awaitable<void> run_session(tcp::socket socket, std::size_t listener, ServerState& state,
+asio::awaitable<void> run_session(Socket socket, std::size_t listener, ServerState& state,
                                   SessionRegistry& registry) {
   // Counted however the session ends, so a drain never waits for a ghost.
   struct Count {
@@ -409,12 +359,12 @@ asio::awaitable<void> run_session(tcp::socket socket, std::size_t listener, Serv
     ~Count() { n.fetch_sub(1); }
   } count(state.sessions);
   try {
-    Session session(std::move(socket), listener, state);
+    Session session(std::move(socket), listener, state, registry);
     struct Registered {
       SessionRegistry& registry;
       SessionRegistry::Handle handle;
       ~Registered() { registry.remove(handle); }
-    } registered{registry, registry.add(session.entry())};
+    } registered{registry, registry.add(session, co_await asio::this_coro::executor)};
     co_await session.run();
   } catch (const std::exception& e) {
     state.log.event("session_error", {{"error", e.what()}});

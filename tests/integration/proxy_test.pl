@@ -18,7 +18,7 @@ use Time::HiRes qw(time sleep);
 my ( $geomx, $testdata ) = @ARGV;
 die "usage: $0 GEOMX TESTDATA\n" unless $testdata;
 $testdata = Cwd::abs_path($testdata);
-my $dir = tempdir( 'geomx-proxy-XXXXXX', TMPDIR => 1, CLEANUP => 1 );
+my $dir = tempdir( 'geomx-proxy-XXXXXX', TMPDIR => 1, CLEANUP => !$ENV{GEOMX_TEST_KEEP} );  # keep it to debug
 chmod 0755, $dir;
 my @cleanup;
 END { my $status = $?; $_->() for reverse @cleanup; $? = $status; }

@@ -1,0 +1,32 @@
+#pragma once
+// The relay of an established session, both ways until both sides have
+// closed, driven by completion handlers rather than a coroutine: an idle
+// connection costs its two sockets, one small object and two pending waits,
+// and no buffer (reads go to a per-thread buffer and are written at once;
+// only bytes the other side cannot take yet are copied aside). The session's
+// log line is written when the relay ends.
+#include <chrono>
+#include <memory>
+#include <optional>
+
+#include "policy/snapshot.hpp"
+#include "proxy/log.hpp"
+#include "proxy/server.hpp"
+
+namespace geomx::proxy {
+
+struct RelayStart {
+  Socket client, backend;                            // both connected, in non-blocking mode
+  SessionRecord record;                              // the log line so far
+  std::shared_ptr<const policy::Snapshot> snapshot;  // keeps `pool` and the record's views alive
+  const conf::Pool& pool;                            // idle_timeout, fin_timeout
+  std::chrono::steady_clock::time_point start;
+  std::optional<ConnectionLimits::Slot> slot, ip_slot;  // max_connections, max_connections_per_ip
+};
+
+// Relays until both sides have closed, an error, idle_timeout without a
+// byte either way, fin_timeout after a half-close, or a drain; the registry's
+// sweep enforces the timeouts.
+void start_relay(RelayStart start, ServerState& state, SessionRegistry& registry);
+
+}  // namespace geomx::proxy
