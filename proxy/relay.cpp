@@ -1,6 +1,9 @@
 #include "proxy/relay.hpp"
 
+#include <sys/socket.h>
+
 #include <array>
+#include <cerrno>
 #include <cstring>
 #include <optional>
 
@@ -13,7 +16,12 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using boost::system::error_code;
 
-// Nothing else runs on the thread between a read into it and the write.
+// A direction waits for readability holding no buffer, then reads into the
+// per-thread buffer and writes at once: nothing else runs on the thread in
+// between. (Reading through Asio into a 128-byte buffer of each direction's
+// own measured the same CPU per session and 0.4 kB more per idle
+// connection; Asio's reactor pays one system call per wait either way, an
+// epoll_ctl here, a failed speculative recv there.)
 constexpr std::size_t buffer_size = 64 * 1024;
 thread_local std::array<char, buffer_size> thread_buffer;
 
@@ -35,10 +43,6 @@ struct ExactAllocator {
 template <class Handler>
 auto exact(Handler h) {
   return asio::bind_allocator(ExactAllocator<void>{}, std::move(h));
-}
-
-bool would_block(const error_code& ec) {
-  return ec == asio::error::would_block || ec == asio::error::try_again;
 }
 
 class Relay final : public SessionRegistry::Member, public std::enable_shared_from_this<Relay> {
@@ -109,25 +113,36 @@ void Relay::wait(Direction& d) {
 }
 
 void Relay::on_readable(Direction& d) {
-  error_code ec;
-  const std::size_t n = d.from.read_some(asio::buffer(thread_buffer), ec);
-  if (would_block(ec)) return wait(d);
-  if (ec) return read_failed(d, ec);
+  const auto got = ::recv(d.from.native_handle(), thread_buffer.data(), buffer_size, MSG_DONTWAIT);
+  if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return wait(d);
+  if (got <= 0)
+    return read_failed(
+        d, got == 0 ? asio::error::eof : error_code(errno, boost::system::system_category()));
+  const std::size_t n = static_cast<std::size_t>(got);
+  const char* data = thread_buffer.data();
   (d.from_client ? s_.record.bytes_in : s_.record.bytes_out) += n;
   last_activity_ = Clock::now();
   std::size_t written = 0;
-  while (written < n && !ec)
-    written += d.to.write_some(asio::buffer(thread_buffer.data() + written, n - written), ec);
-  if (!ec) return wait(d);
-  if (!would_block(ec)) return write_failed(d);
-  // The other side is slow: keep the rest aside and stop reading until it is out.
-  const std::size_t rest = n - written;
-  d.backlog = std::make_unique_for_overwrite<char[]>(rest);
-  std::memcpy(d.backlog.get(), thread_buffer.data() + written, rest);
-  asio::async_write(d.to, asio::buffer(d.backlog.get(), rest),
-                    exact([self = shared_from_this(), &d](const error_code& wec, std::size_t) {
-                      self->on_written(d, wec);
-                    }));
+  while (written < n) {
+    const auto sent =
+        ::send(d.to.native_handle(), data + written, n - written, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (sent >= 0) {
+      written += static_cast<std::size_t>(sent);
+      continue;
+    }
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK) return write_failed(d);
+    // The other side is slow: keep the rest aside and stop reading until it is out.
+    const std::size_t rest = n - written;
+    d.backlog = std::make_unique_for_overwrite<char[]>(rest);
+    std::memcpy(d.backlog.get(), data + written, rest);
+    asio::async_write(d.to, asio::buffer(d.backlog.get(), rest),
+                      exact([self = shared_from_this(), &d](const error_code& wec, std::size_t) {
+                        self->on_written(d, wec);
+                      }));
+    return;
+  }
+  wait(d);
 }
 
 void Relay::on_written(Direction& d, const error_code& ec) {

@@ -1,10 +1,10 @@
 #pragma once
 // The relay of an established session, both ways until both sides have
 // closed, driven by completion handlers rather than a coroutine: an idle
-// connection costs its two sockets, one small object and two pending waits,
-// and no buffer (reads go to a per-thread buffer and are written at once;
-// only bytes the other side cannot take yet are copied aside). The session's
-// log line is written when the relay ends.
+// connection costs its two sockets, one small object and two pending
+// readiness waits, and no buffer (reads go to a per-thread buffer and are
+// written at once; only bytes the other side cannot take yet are copied
+// aside). The session's log line is written when the relay ends.
 #include <chrono>
 #include <memory>
 #include <optional>
@@ -16,7 +16,7 @@
 namespace geomx::proxy {
 
 struct RelayStart {
-  Socket client, backend;                            // both connected, in non-blocking mode
+  Socket client, backend;                            // both connected
   SessionRecord record;                              // the log line so far
   std::shared_ptr<const policy::Snapshot> snapshot;  // keeps `pool` and the record's views alive
   const conf::Pool& pool;                            // idle_timeout, fin_timeout

@@ -22,7 +22,8 @@ asio::awaitable<void> accept_loop(Acceptor& acceptor, std::size_t listener, Serv
                                   SessionRegistry& registry) {
   try {
     for (;;) {
-      auto [ec, socket] = co_await acceptor.async_accept(nothrow);
+      tcp::endpoint peer;
+      auto [ec, socket] = co_await acceptor.async_accept(peer, nothrow);
       if (!acceptor.is_open() || ec == asio::error::operation_aborted) co_return;
       if (ec) {
         // Out of descriptors and the like: say so, and do not spin.
@@ -32,7 +33,8 @@ asio::awaitable<void> accept_loop(Acceptor& acceptor, std::size_t listener, Serv
         continue;
       }
       asio::co_spawn(acceptor.get_executor(),
-                     run_session(std::move(socket), listener, state, registry), asio::detached);
+                     run_session(std::move(socket), peer, listener, state, registry),
+                     asio::detached);
     }
   } catch (const std::exception& e) {
     // A listening socket nobody accepts on would strand its share of the

@@ -67,8 +67,9 @@ class SessionRegistry {
   bool sweeping_ = false;
 };
 
-asio::awaitable<void> run_session(Socket socket, std::size_t listener, ServerState& state,
-                                  SessionRegistry& registry);
+// `peer` as accept(2) gave it: no getpeername per connection.
+asio::awaitable<void> run_session(Socket socket, tcp::endpoint peer, std::size_t listener,
+                                  ServerState& state, SessionRegistry& registry);
 
 class Server {
  public:

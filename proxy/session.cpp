@@ -32,7 +32,8 @@ constexpr std::size_t max_pending = 4096;  // client bytes held before relaying
 
 class Session final : public SessionRegistry::Member {
  public:
-  Session(Socket client, std::size_t listener, ServerState& state, SessionRegistry& registry)
+  Session(Socket client, const tcp::endpoint& peer, std::size_t listener, ServerState& state,
+          SessionRegistry& registry)
       : client_(std::move(client)),
         backend_(client_.get_executor()),
         state_(state),
@@ -43,10 +44,8 @@ class Session final : public SessionRegistry::Member {
         registry_(registry) {
     rec_.conn = state.next_conn.fetch_add(1, std::memory_order_relaxed);
     rec_.listener = listener_.name;
-    boost::system::error_code ec;
-    rec_.peer = from_asio(client_.remote_endpoint(ec));
+    rec_.peer = from_asio(peer);
     rec_.client = rec_.peer;
-    local_ = from_asio(client_.local_endpoint(ec));
   }
 
   asio::awaitable<void> run();
@@ -85,7 +84,6 @@ class Session final : public SessionRegistry::Member {
   const conf::Listener& listener_;
   std::size_t listener_index_;
   Clock::time_point start_;
-  conf::Endpoint local_;                // the address the client connected to
   std::optional<conf::Endpoint> dest_;  // ... as the PROXY header gave it
   SessionRecord rec_;
   std::string member_name_;
@@ -236,18 +234,27 @@ asio::awaitable<bool> Session::connect(std::vector<std::size_t> order, const con
   for (auto m : order) {
     const auto& endpoint = pool.members[m].address;
     backend_ = Socket(client_.get_executor());
+    // A plain timer that closes the socket, not `||`: this runs for every
+    // session, and the awaitable operators cost a coroutine per operand.
     asio::steady_timer deadline(client_.get_executor(), pool.connect_timeout);
-    auto r = co_await (backend_.async_connect(to_asio(endpoint), nothrow) ||
-                       deadline.async_wait(nothrow));
+    bool timed_out = false;
+    deadline.async_wait([this, &timed_out](const boost::system::error_code& ec) {
+      if (ec) return;  // cancelled: the connect finished first (the frame may be gone)
+      timed_out = true;
+      boost::system::error_code ignored;
+      backend_.close(ignored);
+    });
+    auto [ec] = co_await backend_.async_connect(to_asio(endpoint), nothrow);
+    deadline.cancel();
     if (shutdown_) break;
-    if (r.index() == 0 && !std::get<0>(std::get<0>(r))) {
+    if (!ec && !timed_out) {
       rec_.member = endpoint.to_string();
       co_return true;
     }
     failures += fmt::format("{}{} {}", failures.empty() ? "" : ", ", endpoint.to_string(),
-                            r.index() == 1 ? "timed out" : std::get<0>(std::get<0>(r)).message());
-    boost::system::error_code ec;
-    backend_.close(ec);
+                            timed_out ? "timed out" : ec.message());
+    boost::system::error_code ignored;
+    backend_.close(ignored);
   }
   rec_.error = failures;
   co_await reply_and_close(fmt::format("421 4.3.2 {} service temporarily unavailable", hostname()),
@@ -260,7 +267,8 @@ asio::awaitable<bool> Session::connect(std::vector<std::size_t> order, const con
 asio::awaitable<bool> Session::send_first(const conf::Pool& pool) {
   std::string header;
   if (pool.proxy_protocol != conf::ProxyProtocol::none) {
-    const conf::Endpoint dest = dest_ ? *dest_ : local_;
+    boost::system::error_code ec;  // otherwise: the address the client connected to
+    const conf::Endpoint dest = dest_ ? *dest_ : from_asio(client_.local_endpoint(ec));
     header = make_proxy_header(pool.proxy_protocol, &rec_.client, &dest);
   }
   if (header.empty() && pending_.empty()) co_return true;
@@ -275,14 +283,11 @@ asio::awaitable<bool> Session::send_first(const conf::Pool& pool) {
 
 // From here on the session is a Relay: the coroutine (and its frames) end.
 void Session::relay(const conf::Pool& pool) {
-  boost::system::error_code ec;
-  client_.non_blocking(true, ec);
-  if (!ec) backend_.non_blocking(true, ec);
-  if (ec) {
-    rec_.error = "relay setup failed: " + ec.message();
-    finish(EndReason::error);
-    return;
-  }
+  // Relay each write as the peers made it: Nagle would hold back the
+  // second of two small writes (an SMTP reply after a partial one).
+  boost::system::error_code ignored;
+  client_.set_option(tcp::no_delay(true), ignored);
+  backend_.set_option(tcp::no_delay(true), ignored);
   start_relay({std::move(client_), std::move(backend_), std::move(rec_), std::move(snap_), pool,
                start_, std::move(slot_), std::move(ip_slot_)},
               state_, registry_);
@@ -350,8 +355,8 @@ asio::awaitable<void> Session::run() {
 
 }  // namespace
 
-asio::awaitable<void> run_session(Socket socket, std::size_t listener, ServerState& state,
-                                  SessionRegistry& registry) {
+asio::awaitable<void> run_session(Socket socket, tcp::endpoint peer, std::size_t listener,
+                                  ServerState& state, SessionRegistry& registry) {
   // Counted however the session ends, so a drain never waits for a ghost.
   struct Count {
     std::atomic<std::uint32_t>& n;
@@ -359,7 +364,7 @@ asio::awaitable<void> run_session(Socket socket, std::size_t listener, ServerSta
     ~Count() { n.fetch_sub(1); }
   } count(state.sessions);
   try {
-    Session session(std::move(socket), listener, state, registry);
+    Session session(std::move(socket), peer, listener, state, registry);
     struct Registered {
       SessionRegistry& registry;
       SessionRegistry::Handle handle;
