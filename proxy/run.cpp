@@ -42,6 +42,12 @@ int run_proxy(const std::string& path) {
                                          : fmt::format("{}:{}", e.address().to_string(), e.port())},
          {"proxy_protocol", std::string(conf::to_string(l.proxy_protocol))}});
   }
+  const auto max_connections = snapshot->config.server.max_connections;
+  if (max_files != 0 && max_files < 2 * rlim_t{max_connections} + 64)
+    log.event("warning", {{"problem", "open-file limit too low for max_connections"},
+                          {"max_files", std::to_string(max_files)},
+                          {"max_connections", std::to_string(max_connections)},
+                          {"needs", std::to_string(2 * rlim_t{max_connections} + 64)}});
   log.event("ready",
             {{"config", path},
              {"rules", std::to_string(snapshot->config.rules.size())},
