@@ -218,6 +218,8 @@ $proxy
 [[rule]]
 name = "all"
 pool = "mx"
+[admin]
+listen = "127.0.0.1:0"
 TOML
     my ( $pid, $stop ) = spawn( $log, $geomx, 'run', '-c', "$dir/geomx.toml" );
     my $port = wait_for( 'geomx', 30, sub {

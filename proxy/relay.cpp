@@ -54,6 +54,7 @@ class Relay final : public SessionRegistry::Member, public std::enable_shared_fr
         handle_(registry.add(*this, s_.client.get_executor())),
         last_activity_(Clock::now()) {
     state_.sessions.fetch_add(1);
+    if (s_.member) s_.member->active.fetch_add(1, std::memory_order_relaxed);
   }
   ~Relay();
   Relay(const Relay&) = delete;
@@ -192,9 +193,10 @@ Relay::~Relay() {
   r.duration = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - s_.start);
   close_both();
   try {
-    state_.log.session(r);
+    state_.session_ended(r);
   } catch (...) {  // a log line is not worth a crash
   }
+  if (s_.member) s_.member->active.fetch_sub(1, std::memory_order_relaxed);
   state_.sessions.fetch_sub(1);
 }
 

@@ -22,6 +22,7 @@ struct RelayStart {
   const conf::Pool& pool;                            // idle_timeout, fin_timeout
   std::chrono::steady_clock::time_point start;
   std::optional<ConnectionLimits::Slot> slot, ip_slot;  // max_connections, max_connections_per_ip
+  std::shared_ptr<MemberHealth> member;                 // its `active` counts this session
 };
 
 // Relays until both sides have closed, an error, idle_timeout without a

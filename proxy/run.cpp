@@ -42,6 +42,15 @@ int run_proxy(const std::string& path) {
                                          : fmt::format("{}:{}", e.address().to_string(), e.port())},
          {"proxy_protocol", std::string(conf::to_string(l.proxy_protocol))}});
   }
+  const auto admin = server.admin_endpoint();
+  log.event("admin_listening",
+            {{"address", admin.address().is_v6()
+                             ? fmt::format("[{}]:{}", admin.address().to_string(), admin.port())
+                             : fmt::format("{}:{}", admin.address().to_string(), admin.port())},
+             {"paths", "/healthz /readyz /metrics /status"}});
+  if (!admin.address().is_loopback())
+    log.event("warning", {{"problem", "admin endpoint on a non-loopback address without TLS"},
+                          {"address", snapshot->config.admin.listen.to_string()}});
   const auto max_connections = snapshot->config.server.max_connections;
   if (max_files != 0 && max_files < 2 * rlim_t{max_connections} + 64)
     log.event("warning", {{"problem", "open-file limit too low for max_connections"},

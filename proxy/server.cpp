@@ -1,4 +1,5 @@
 #include "proxy/server.hpp"
+#include "proxy/admin.hpp"
 #include "proxy/endpoint.hpp"
 
 #include <fmt/format.h>
@@ -96,17 +97,25 @@ Server::Server(std::shared_ptr<const policy::Snapshot> snapshot, Log& log)
   const unsigned threads =
       server.threads != 0 ? server.threads : std::max(1u, std::thread::hardware_concurrency());
   for (unsigned i = 0; i < threads; ++i) workers_.push_back(std::make_unique<Worker>());
+  state_.metrics.config_loaded(1);
 }
 
 Server::~Server() {
+  admin_.reset();
   for (auto& w : workers_) {
     w->io.stop();
     if (w->thread.joinable()) w->thread.join();
   }
 }
 
+tcp::endpoint Server::admin_endpoint() const {
+  return admin_->endpoint();
+}
+
 void Server::bind() {
   const auto snap = state_.snapshot.load();
+  admin_ = std::make_unique<AdminServer>(control_io_, state_);
+  admin_->bind(snap->config.admin.listen);
   for (const auto& listener : snap->config.listeners) {
     tcp::endpoint endpoint = to_asio(listener.address);
     for (auto& w : workers_) {
@@ -137,6 +146,13 @@ void Server::run() {
       asio::co_spawn(w->io, accept_loop(w->acceptors[i], i, state_, w->sessions), asio::detached);
     w->thread = std::thread([&io = w->io] { io.run(); });
   }
+  // Health probes run on the control thread: every member of every pool.
+  const auto snap = state_.snapshot.load();
+  for (std::size_t p = 0; p < snap->config.pools.size(); ++p)
+    for (std::size_t m = 0; m < snap->config.pools[p].members.size(); ++m)
+      asio::co_spawn(control_io_, health_loop(p, m, health_ticks_.emplace_back(control_io_)),
+                     asio::detached);
+  admin_->start();
   asio::co_spawn(control_io_, control(), asio::detached);
   control_io_.run();
   for (auto& w : workers_) w->thread.join();
@@ -147,11 +163,26 @@ void Server::stop() {
   asio::post(control_io_, [this] { signals_.cancel(); });
 }
 
+asio::awaitable<void> Server::health_loop(std::size_t p, std::size_t m, asio::steady_timer& tick) {
+  const auto snap = state_.snapshot.load();
+  const conf::Pool& pool = snap->config.pools[p];
+  const auto record = state_.view->at(p, m);
+  while (probing_) {
+    const auto result = co_await probe_member(pool, pool.members[m]);
+    if (!probing_) break;
+    state_.health.probed(*record, pool.health, result);
+    tick.expires_after(pool.health.interval);
+    co_await tick.async_wait(nothrow);
+  }
+}
+
 asio::awaitable<void> Server::control() {
   // A signal, or stop() cancelling the wait, starts the drain.
   int signal = 0;
   if (!stop_requested_) std::tie(std::ignore, signal) = co_await signals_.async_wait(nothrow);
   const auto drain = state_.snapshot.load()->config.server.drain_timeout;
+  probing_ = false;  // a probe under way ends within its timeout
+  for (auto& tick : health_ticks_) tick.cancel();
   state_.log.event("stop", {{"signal", signal ? std::to_string(signal) : "none"},
                             {"sessions", std::to_string(state_.sessions.load())},
                             {"drain_timeout", conf::format_duration(drain)}});
@@ -182,6 +213,7 @@ asio::awaitable<void> Server::control() {
   if (left > 0)
     for (auto& w : workers_) asio::post(w->io, [&w] { w->sessions.close_all(); });
   state_.log.event("stopped", {{"closed_at_deadline", std::to_string(left)}});
+  admin_->stop();     // answers through the drain, then goes
   signals_.cancel();  // ends the second-signal wait, so control_io_ runs out of work
   // Each worker's io_context runs out of work once its sessions are gone.
 }

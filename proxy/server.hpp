@@ -15,10 +15,13 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include "policy/snapshot.hpp"
+#include "proxy/health.hpp"
 #include "proxy/limits.hpp"
 #include "proxy/log.hpp"
+#include "proxy/metrics.hpp"
 
 namespace geomx::proxy {
 
@@ -31,13 +34,23 @@ using Acceptor = asio::basic_socket_acceptor<tcp, asio::io_context::executor_typ
 
 // Shared by every I/O thread.
 struct ServerState {
-  ServerState(std::shared_ptr<const policy::Snapshot> s, Log& l) : snapshot(std::move(s)), log(l) {}
+  ServerState(std::shared_ptr<const policy::Snapshot> s, Log& l)
+      : snapshot(s), log(l), health(l), view(std::make_shared<HealthView>(health, *s)) {}
   std::atomic<std::shared_ptr<const policy::Snapshot>> snapshot;
   Log& log;
+  HealthBoard health;
+  std::shared_ptr<const HealthView> view;  // the snapshot's members on the board
+  Metrics metrics;
   ConnectionLimits limits;
   std::atomic<std::uint64_t> next_conn{1};
   std::atomic<std::uint64_t> sequence{0};
   std::atomic<std::uint32_t> sessions{0};  // live session coroutines
+
+  // A connection is over: its log line and its counts.
+  void session_ended(const SessionRecord& r) {
+    metrics.session(r);
+    log.session(r);
+  }
 };
 
 // The sessions of one I/O thread (touched only from it): the end of a drain
@@ -81,8 +94,10 @@ class Server {
   // Binds every listener on every I/O thread; throws std::system_error
   // naming the listener on failure.
   void bind();
-  // The bound address of each listener (port 0 resolved).
+  // The bound address of each listener (port 0 resolved), and the admin
+  // endpoint's.
   const std::vector<tcp::endpoint>& endpoints() const { return endpoints_; }
+  tcp::endpoint admin_endpoint() const;
   // Serves until SIGTERM/SIGINT or stop(), then drains; returns when done.
   void run();
   // Begins the drain; callable from any thread.
@@ -91,6 +106,7 @@ class Server {
  private:
   struct Worker;
   asio::awaitable<void> control();
+  asio::awaitable<void> health_loop(std::size_t pool, std::size_t member, asio::steady_timer& tick);
 
   ServerState state_;
   std::vector<std::unique_ptr<Worker>> workers_;
@@ -100,6 +116,9 @@ class Server {
   std::atomic<bool> stop_requested_{false};
   std::atomic<bool> force_drain_{false};          // a second signal
   std::atomic<std::size_t> acceptors_closed_{0};  // workers done closing theirs
+  std::list<asio::steady_timer> health_ticks_;    // one per probed member, on control_io_
+  std::unique_ptr<class AdminServer> admin_;      // on control_io_
+  bool probing_ = true;                           // until the drain begins
 };
 
 }  // namespace geomx::proxy

@@ -41,7 +41,8 @@ class Session final : public SessionRegistry::Member {
         listener_(snap_->config.listeners[listener]),
         listener_index_(listener),
         start_(Clock::now()),
-        registry_(registry) {
+        registry_(registry),
+        view_(state.view) {
     rec_.conn = state.next_conn.fetch_add(1, std::memory_order_relaxed);
     rec_.listener = listener_.name;
     rec_.peer = from_asio(peer);
@@ -63,7 +64,8 @@ class Session final : public SessionRegistry::Member {
   asio::awaitable<bool> read_proxy_header();
   asio::awaitable<void> tarpit(std::string_view reply);
   asio::awaitable<bool> greet_delay(const conf::Pool& pool);
-  asio::awaitable<bool> connect(std::vector<std::size_t> order, const conf::Pool& pool);
+  asio::awaitable<bool> connect(std::vector<std::size_t> order, std::size_t pool_index,
+                                const conf::Pool& pool);
   asio::awaitable<bool> send_first(const conf::Pool& pool);
   void relay(const conf::Pool& pool);
   void close_both() {
@@ -75,7 +77,7 @@ class Session final : public SessionRegistry::Member {
     rec_.end = shutdown_ ? EndReason::shutdown : end;
     rec_.duration = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start_);
     close_both();
-    state_.log.session(rec_);
+    state_.session_ended(rec_);
   }
 
   Socket client_, backend_;
@@ -91,6 +93,8 @@ class Session final : public SessionRegistry::Member {
   bool shutdown_ = false;
   SessionRegistry& registry_;
   std::optional<ConnectionLimits::Slot> slot_, ip_slot_;  // held until the relay ends
+  std::shared_ptr<const HealthView> view_;                // the members' health
+  std::shared_ptr<MemberHealth> member_;                  // the one connected to
 };
 
 asio::awaitable<void> Session::reply_and_close(std::string_view line, EndReason end) {
@@ -229,7 +233,8 @@ asio::awaitable<bool> Session::greet_delay(const conf::Pool& pool) {
 }
 
 // Members in the policy's order; refused or timed out: the next one.
-asio::awaitable<bool> Session::connect(std::vector<std::size_t> order, const conf::Pool& pool) {
+asio::awaitable<bool> Session::connect(std::vector<std::size_t> order, std::size_t pool_index,
+                                       const conf::Pool& pool) {
   std::string failures;
   for (auto m : order) {
     const auto& endpoint = pool.members[m].address;
@@ -249,10 +254,12 @@ asio::awaitable<bool> Session::connect(std::vector<std::size_t> order, const con
     if (shutdown_) break;
     if (!ec && !timed_out) {
       rec_.member = endpoint.to_string();
+      member_ = view_->at(pool_index, m);
       co_return true;
     }
-    failures += fmt::format("{}{} {}", failures.empty() ? "" : ", ", endpoint.to_string(),
-                            timed_out ? "timed out" : ec.message());
+    const std::string why = timed_out ? "connect timed out" : "connect: " + ec.message();
+    failures += fmt::format("{}{} {}", failures.empty() ? "" : ", ", endpoint.to_string(), why);
+    state_.health.connect_failed(*view_->at(pool_index, m), pool.health, why);
     boost::system::error_code ignored;
     backend_.close(ignored);
   }
@@ -289,7 +296,7 @@ void Session::relay(const conf::Pool& pool) {
   client_.set_option(tcp::no_delay(true), ignored);
   backend_.set_option(tcp::no_delay(true), ignored);
   start_relay({std::move(client_), std::move(backend_), std::move(rec_), std::move(snap_), pool,
-               start_, std::move(slot_), std::move(ip_slot_)},
+               start_, std::move(slot_), std::move(ip_slot_), std::move(member_)},
               state_, registry_);
 }
 
@@ -320,8 +327,10 @@ asio::awaitable<void> Session::run() {
     co_return;
   }
   const auto sequence = state_.sequence.fetch_add(1, std::memory_order_relaxed);
+  const auto decide_start = Clock::now();
   policy::Decision d =
-      policy::decide({rec_.client.address, listener_index_}, *snap_, policy::AllUp{}, sequence);
+      policy::decide({rec_.client.address, listener_index_}, *snap_, *view_, sequence);
+  state_.metrics.decision(Clock::now() - decide_start);
   const conf::Rule& rule = snap_->config.rules[d.rule];
   rec_.country = d.country;
   rec_.rule = rule.name;
@@ -348,7 +357,7 @@ asio::awaitable<void> Session::run() {
     co_return;
   }
   if (pool.greet_delay.count() > 0 && !co_await greet_delay(pool)) co_return;
-  if (!co_await connect(std::move(d.order), pool)) co_return;
+  if (!co_await connect(std::move(d.order), d.pool, pool)) co_return;
   if (!co_await send_first(pool)) co_return;
   relay(pool);
 }

@@ -21,7 +21,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-for port in 2525 2526 2601 2602 2603; do
+for port in 2525 2526 2601 2602 2603 9025; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
     echo "demo: 127.0.0.1:$port is in use; stop what listens there first" >&2
     exit 1

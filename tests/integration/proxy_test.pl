@@ -14,6 +14,8 @@ use Cwd ();
 use File::Temp qw(tempdir);
 use POSIX qw(:sys_wait_h);
 use Time::HiRes qw(time sleep);
+use HTTP::Tiny;
+use JSON::PP;
 
 my ( $geomx, $testdata ) = @ARGV;
 die "usage: $0 GEOMX TESTDATA\n" unless $testdata;
@@ -66,7 +68,7 @@ sub can_connect {
 # A throwaway Postfix in its own folder (DESIGN.md): discard delivery,
 # PROXY from its upstream, its log in DIR/maillog.
 sub start_postfix {
-    my ( $name, $port ) = @_;
+    my ( $name, $port, $extra ) = @_;
     my $d = "$dir/postfix-$name";
     mkdir $_ for $d, "$d/etc", "$d/queue", "$d/data";
     system( 'chown', 'postfix', "$d/data" );
@@ -93,6 +95,7 @@ local_recipient_maps =
 smtpd_client_connection_count_limit = 0
 smtpd_client_connection_rate_limit = 0
 CF
+    print $main $extra if $extra;
     close $main;
     open my $master, '>', "$d/etc/master.cf" or die;
     print $master "127.0.0.1:$port inet n - n - 200 smtpd\n";
@@ -105,7 +108,8 @@ CF
         'smtp unix - - n - - smtp',         'relay unix - - n - - smtp',
         'error unix - - n - - error',       'retry unix - - n - - error',
         'discard unix - - n - - discard',   'anvil unix - - n - 1 anvil',
-        'scache unix - - n - 1 scache',     'postlog unix-dgram n - n - 1 postlogd'
+        'scache unix - - n - 1 scache',     'postlog unix-dgram n - n - 1 postlogd',
+        'tlsmgr unix - - n 1000? 1 tlsmgr'
     );
     close $master;
     system("postfix -c $d/etc start >>$d/start.log 2>&1") == 0
@@ -125,6 +129,8 @@ sub start_geomx {
     my ( $name, $config ) = @_;
     my $conf = "$dir/$name.toml";
     open my $fh, '>', $conf or die;
+    # Several instances run at once: each its own admin port.
+    $config .= qq([admin]\nlisten = "127.0.0.1:0"\n) unless $config =~ /^\[admin\]/m;
     print $fh $config;
     close $fh;
     my $log = "$dir/$name.log";
@@ -134,7 +140,8 @@ sub start_geomx {
         sub { $exited = waitpid( $pid, WNOHANG ) == $pid; slurp($log) =~ /event=ready/ || $exited } );
     my %ports = slurp($log) =~ /event=listening listener=(\S+) address=(?:127\.0\.0\.1|\[::1\]):(\d+)/g;
     die "geomx $name did not start: " . slurp($log) if $exited || !%ports;
-    return { pid => $pid, log => $log, ports => \%ports };
+    my ($admin) = slurp($log) =~ /event=admin_listening address=127\.0\.0\.1:(\d+)/;
+    return { pid => $pid, log => $log, ports => \%ports, admin => $admin };
 }
 
 # Line reading with our own buffer (sysread), so select() sees every byte.
@@ -198,6 +205,13 @@ sub deliver {
 }
 
 sub log_lines { my ( $file, $re ) = @_; return scalar grep { /$re/ } split /\n/, slurp($file) }
+
+# GET from a geomx admin endpoint: (status, body).
+sub admin_get {
+    my ( $g, $path ) = @_;
+    my $r = HTTP::Tiny->new( timeout => 5 )->get("http://127.0.0.1:$g->{admin}$path");
+    return ( $r->{status}, $r->{content} );
+}
 
 # --- the deployment under test ------------------------------------------------
 my %pf = map { $_ => start_postfix( $_, free_port() ) } qw(a b q);
@@ -389,6 +403,150 @@ CFG
     is( read_reply( $bad, 5 ), '', 'a malformed header: closed, nothing sent' );
     wait_for( 'header error logged', 10,
         sub { slurp( $main->{log} ) =~ /end=proxy_header_error error="v1 port is not a number 0-65535"/ } );
+};
+
+subtest '4a. health checks: probes leave Postfix silent; DOWN within interval x fall + timeout; UP after rise' => sub {
+    my $hc = start_geomx( 'health', <<"TOML" );
+[server]
+hostname = "geomx.test"
+threads = 1
+[geo]
+databases = ["$testdata/edge6.mmdb"]
+[[listener]]
+name = "mx"
+address = "127.0.0.1:0"
+[pool.hc]
+members = ["127.0.0.1:$pf{a}{port}", "127.0.0.1:$pf{b}{port}"]
+balance = "first"
+proxy_protocol = "v2"
+[pool.hc.health]
+interval = "200ms"
+timeout = "500ms"
+rise = 2
+fall = 3
+[[listener]]
+name = "solo"
+address = "127.0.0.1:0"
+[pool.solo]
+members = ["127.0.0.1:$pf{a}{port}"]
+proxy_protocol = "v2"
+[pool.solo.health]
+interval = "200ms"
+timeout = "500ms"
+[[rule]]
+name = "solo"
+if = { listener = "solo" }
+pool = "solo"
+[[rule]]
+name = "all"
+pool = "hc"
+TOML
+    my $hport = $hc->{ports}{mx};
+    my $since = length slurp( $pf{a}{log} );
+    my $probes = sub { scalar( () = substr( slurp( $pf{a}{log} ), $since ) =~ /disconnect from \S+ ehlo=1 quit=1 commands=2/g ) };
+    # GEOMX_HEALTH_SOAK=60: probe for 60 s (300 probes) before looking at the log.
+    my $soak = $ENV{GEOMX_HEALTH_SOAK} // 2;
+    wait_for( "probes of member a for ${soak}s", $soak * 2 + 20, sub { $probes->() >= $soak * 5 } );
+    my $a_log = substr( slurp( $pf{a}{log} ), $since );
+    is( scalar( () = $a_log =~ /warning:/g ), 0, sprintf( 'no warning in Postfix a\'s log after %d probes (v2 LOCAL header, banner, EHLO, QUIT)', $probes->() ) );
+    unlike( slurp( $hc->{log} ), qr/event=health/, 'no state change while both are up' );
+    is( ( admin_get( $hc, '/healthz' ) )[0], 200, '/healthz 200' );
+    is( ( admin_get( $hc, '/readyz' ) )[0], 200, '/readyz 200 while every routed pool has a member up' );
+
+    system("postfix -c $pf{a}{dir}/etc stop >/dev/null 2>&1");
+    wait_for( 'a refuses', 20, sub { !can_connect( $pf{a}{port} ) } );
+    my $t0 = time;
+    wait_for( 'a marked down', 10, sub { slurp( $hc->{log} ) =~ /event=health pool=hc member=127\.0\.0\.1:$pf{a}{port} state=down/ } );
+    my $down = time - $t0;
+    cmp_ok( $down, '<=', 0.2 * 3 + 0.5, sprintf( 'member a DOWN %.3fs after it stopped answering (interval x fall + timeout = 1.1s)', $down ) );
+    my $ok = 0;
+    for my $i ( 1 .. 20 ) {
+        my $s = client( port => $hport, bind => "127.1.0.$i" ) or next;
+        $ok += deliver($s);
+        close $s;
+    }
+    is( $ok, 20, '20 of 20 sessions delivered while a is down' );
+    wait_for( '20 sessions logged', 10, sub { log_lines( $hc->{log}, "member=127\\.0\\.0\\.1:$pf{b}{port} " ) >= 20 } );
+    is( log_lines( $hc->{log}, 'end=connect_failed' ), 0, '... none saw a connect failure, all went to b' );
+    my ( $rs, $rbody ) = admin_get( $hc, '/readyz' );
+    is( $rs, 503, '/readyz 503 while pool solo has no member up' );
+    like( $rbody, qr/"pools":\["solo"\]/, '... and names it' );
+    my ( $ms, $metrics ) = admin_get( $hc, '/metrics' );
+    is( $ms, 200, '/metrics 200' );
+    open my $mf, '>', "$dir/metrics.txt" or die;
+    print $mf $metrics;
+    close $mf;
+    my $promtool = `promtool check metrics < $dir/metrics.txt 2>&1`;
+    is( $?, 0, 'promtool check metrics accepts a scrape taken during traffic' ) or diag($promtool);
+    like( $metrics, qr/^geomx_member_up\{pool="hc",member="127\.0\.0\.1:$pf{a}{port}"\} 0$/m, 'member a is 0 in geomx_member_up' );
+    like( $metrics, qr/^geomx_member_up\{pool="hc",member="127\.0\.0\.1:$pf{b}{port}"\} 1$/m, 'member b is 1' );
+    like( $metrics, qr/^geomx_connections_total\{listener="mx",rule="all",action="route",pool="hc",country="GB"\} 20$/m,
+        'the 20 sessions counted by listener, rule, action, pool and country' );
+    like( $metrics, qr/^geomx_member_connect_failures_total\{pool="hc",member="127\.0\.0\.1:$pf{a}{port}"\} \d+$/m, 'connect failures per member' );
+    like( $metrics, qr/^geomx_decision_seconds_count \d+$/m, 'decision latency histogram' );
+    my $status = decode_json( ( admin_get( $hc, '/status' ) )[1] );
+    my ($hcpool) = grep { $_->{name} eq 'hc' } @{ $status->{pools} };
+    is_deeply( [ map { $_->{state} } @{ $hcpool->{members} } ], [ 'down', 'up' ], '/status: a down, b up' );
+
+    system("postfix -c $pf{a}{dir}/etc start >/dev/null 2>&1");
+    wait_for( 'a answers', 30, sub { can_connect( $pf{a}{port} ) } );
+    my $t1 = time;
+    wait_for( 'a marked up', 10, sub { slurp( $hc->{log} ) =~ /event=health pool=hc member=127\.0\.0\.1:$pf{a}{port} state=up after="2 successes"/ } );
+    diag( sprintf( 'member a UP %.3fs after it answered again (rise 2 x interval 200ms)', time - $t1 ) );
+    is( log_lines( $hc->{log}, 'event=health pool=hc .*state=down' ), 1, 'one line per state change' );
+    wait_for( '/readyz 200 again', 10, sub { ( admin_get( $hc, '/readyz' ) )[0] == 200 } );
+    pass('/readyz 200 once solo\'s member is back');
+    my $s = client( port => $hport, bind => '127.1.0.99' );
+    ok( deliver($s), 'a session after the recovery delivers' );
+    close $s;
+    wait_for( 'it went to a', 10, sub { slurp( $hc->{log} ) =~ /client=127\.1\.0\.99:\d+ .*member=127\.0\.0\.1:$pf{a}{port} / } );
+    pass('member a has its clients back');
+    kill 'TERM', $hc->{pid};
+    waitpid $hc->{pid}, 0;
+};
+
+subtest '4b. STARTTLS probe reads the certificate: self-signed, valid for 10 days' => sub {
+    my $t = "$dir/tls";
+    mkdir $t;
+    system("openssl req -x509 -newkey rsa:2048 -nodes -days 10 -subj /CN=tls.test -keyout $t/key.pem -out $t/cert.pem 2>/dev/null") == 0
+        or die 'openssl req failed';
+    my $tp = start_postfix( 't', free_port(),
+        "smtpd_tls_cert_file = $t/cert.pem\nsmtpd_tls_key_file = $t/key.pem\nsmtpd_tls_security_level = may\nsmtpd_tls_loglevel = 1\n" );
+    my $g = start_geomx( 'tls', <<"TOML" );
+[server]
+hostname = "geomx.test"
+threads = 1
+[geo]
+databases = ["$testdata/edge6.mmdb"]
+[[listener]]
+name = "mx"
+address = "127.0.0.1:0"
+[pool.t]
+members = ["127.0.0.1:$tp->{port}"]
+proxy_protocol = "v2"
+[pool.t.health]
+interval = "200ms"
+starttls = true
+[[rule]]
+name = "all"
+pool = "t"
+TOML
+    my $member = wait_for( 'certificate seen', 20, sub {
+        my $st = decode_json( ( admin_get( $g, '/status' ) )[1] );
+        my $m = $st->{pools}[0]{members}[0];
+        return $m->{certificate} ? $m : undef;
+    } );
+    my $days = $member->{certificate}{days_left};
+    ok( $days == 9 || $days == 10, "days to expiry reported: $days" );
+    like( $member->{certificate}{subject}, qr/CN=tls\.test/, "subject: $member->{certificate}{subject}" );
+    is( $member->{state}, 'up', 'the member is up' );
+    like( ( admin_get( $g, '/metrics' ) )[1],
+        qr/^geomx_member_certificate_expiry_days\{pool="t",member="127\.0\.0\.1:$tp->{port}"\} (9|10)$/m, 'and in /metrics' );
+    wait_for( '3 TLS probes', 10, sub { ( () = slurp( $tp->{log} ) =~ /TLS connection established/g ) >= 3 } );
+    my $tlog = slurp( $tp->{log} );
+    is( scalar( () = $tlog =~ /warning:/g ), 0, 'no warning in the TLS Postfix\'s log' ) or diag($tlog);
+    kill 'TERM', $g->{pid};
+    waitpid $g->{pid}, 0;
 };
 
 subtest '4. failover: member a killed, 1,000 sequential sessions from its half all complete' => sub {

@@ -1,0 +1,189 @@
+#include "proxy/admin.hpp"
+
+#include <set>
+
+#include <fmt/format.h>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http.hpp>
+
+#include "proxy/endpoint.hpp"
+
+namespace geomx::proxy {
+namespace {
+
+namespace http = boost::beast::http;
+using namespace asio::experimental::awaitable_operators;
+constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
+
+std::string json_string(std::string_view v) {
+  std::string out = "\"";
+  for (unsigned char c : v) {
+    if (c == '"' || c == '\\')
+      out += {'\\', static_cast<char>(c)};
+    else if (c < 0x20)
+      out += fmt::format("\\u{:04x}", c);
+    else
+      out += static_cast<char>(c);
+  }
+  return out + '"';
+}
+
+// The pools some rule routes to that have no member UP.
+std::vector<std::string> empty_pools(const policy::Snapshot& snap, const HealthView& view) {
+  std::set<std::size_t> routed;
+  for (const auto& rule : snap.config.rules)
+    if (rule.action == conf::Action::route)
+      if (const auto* pool = snap.config.find_pool(rule.pool))
+        routed.insert(static_cast<std::size_t>(pool - snap.config.pools.data()));
+  std::vector<std::string> empty;
+  for (auto p : routed) {
+    bool any = false;
+    for (std::size_t m = 0; m < snap.config.pools[p].members.size(); ++m) any |= view.up(p, m);
+    if (!any) empty.push_back(snap.config.pools[p].name);
+  }
+  return empty;
+}
+
+std::string status_json(const policy::Snapshot& snap, ServerState& state) {
+  std::string out = fmt::format("{{\"config\":{},\"generation\":1,\"active_connections\":{},",
+                                json_string(snap.config.path), state.sessions.load());
+  out += "\"listeners\":[";
+  for (std::size_t i = 0; i < snap.config.listeners.size(); ++i) {
+    const auto& l = snap.config.listeners[i];
+    out += fmt::format("{}{{\"name\":{},\"address\":{},\"proxy_protocol\":\"{}\"}}", i ? "," : "",
+                       json_string(l.name), json_string(l.address.to_string()),
+                       conf::to_string(l.proxy_protocol));
+  }
+  out += "],\"pools\":[";
+  for (std::size_t p = 0; p < snap.config.pools.size(); ++p) {
+    const auto& pool = snap.config.pools[p];
+    out += fmt::format("{}{{\"name\":{},\"balance\":\"{}\",\"members\":[", p ? "," : "",
+                       json_string(pool.name), conf::to_string(pool.balance));
+    for (std::size_t m = 0; m < pool.members.size(); ++m) {
+      const auto& h = *state.view->at(p, m);
+      const auto d = h.detail();
+      out += fmt::format(
+          "{}{{\"address\":{},\"backup\":{},\"weight\":{},\"state\":\"{}\",\"active\":{},"
+          "\"checks\":{},\"check_failures\":{},\"connect_failures\":{},"
+          "\"last_change\":{:.3f},\"last_probe_seconds\":{:.6f},\"last_error\":{}",
+          m ? "," : "", json_string(h.address.to_string()), pool.members[m].backup,
+          pool.members[m].weight, h.up.load() ? "up" : "down", h.active.load(), h.checks.load(),
+          h.check_failures.load(), h.connect_failures.load(),
+          std::chrono::duration<double>(d.last_change.time_since_epoch()).count(),
+          d.last_probe_seconds, json_string(d.last_error));
+      if (d.cert_days)
+        out += fmt::format(",\"certificate\":{{\"subject\":{},\"days_left\":{}}}",
+                           json_string(d.cert_subject), *d.cert_days);
+      out += "}";
+    }
+    out += "]}";
+  }
+  return out + "]}\n";
+}
+
+}  // namespace
+
+AdminReply admin_answer(std::string_view method, std::string_view target, ServerState& state) {
+  const auto snap = state.snapshot.load();
+  const auto path = target.substr(0, target.find('?'));
+  if (path != "/healthz" && path != "/readyz" && path != "/metrics" && path != "/status")
+    return {404, "text/plain; charset=utf-8", "not found: try /healthz /readyz /metrics /status\n"};
+  if (method != "GET" && method != "HEAD") return {405, "text/plain; charset=utf-8", "GET only\n"};
+  if (path == "/healthz") return {200, "text/plain; charset=utf-8", "ok\n"};
+  if (path == "/readyz") {
+    const auto empty = empty_pools(*snap, *state.view);
+    std::string names;
+    for (const auto& e : empty) {
+      if (!names.empty()) names += ',';
+      names += json_string(e);
+    }
+    if (empty.empty()) return {200, "application/json", "{\"ready\":true}\n"};
+    return {503, "application/json",
+            fmt::format("{{\"ready\":false,\"reason\":\"no member up\",\"pools\":[{}]}}\n", names)};
+  }
+  if (path == "/metrics")
+    return {200, "text/plain; version=0.0.4; charset=utf-8",
+            state.metrics.render(*snap, state.health, {state.sessions.load()})};
+  return {200, "application/json", status_json(*snap, state)};
+}
+
+AdminServer::AdminServer(asio::io_context& io, ServerState& state)
+    : io_(io), state_(state), acceptor_(io) {}
+
+void AdminServer::bind(const conf::Endpoint& listen) {
+  try {
+    const auto e = to_asio(listen);
+    acceptor_.open(e.protocol());
+    acceptor_.set_option(tcp::acceptor::reuse_address(true));
+    acceptor_.bind(e);
+    acceptor_.listen();
+  } catch (const boost::system::system_error& e) {
+    throw std::system_error(e.code(), "admin endpoint on " + listen.to_string());
+  }
+}
+
+void AdminServer::start() {
+  asio::co_spawn(io_, accept_loop(), asio::detached);
+}
+
+void AdminServer::stop() {
+  boost::system::error_code ignored;
+  acceptor_.close(ignored);
+}
+
+asio::awaitable<void> AdminServer::accept_loop() {
+  for (;;) {
+    auto [ec, socket] = co_await acceptor_.async_accept(nothrow);
+    if (!acceptor_.is_open()) co_return;
+    if (ec) {
+      asio::steady_timer pause(io_, std::chrono::milliseconds(100));
+      co_await pause.async_wait(nothrow);
+      continue;
+    }
+    asio::co_spawn(io_, serve(std::move(socket)), asio::detached);
+  }
+}
+
+asio::awaitable<void> AdminServer::serve(tcp::socket socket) {
+  try {
+    boost::beast::flat_buffer buffer(8192);
+    http::request_parser<http::empty_body> parser;
+    parser.header_limit(8192);
+    parser.body_limit(0);
+    asio::steady_timer deadline(io_, std::chrono::seconds(10));
+    auto r = co_await (http::async_read(socket, buffer, parser, nothrow) ||
+                       deadline.async_wait(nothrow));
+    if (r.index() == 1) co_return;
+    auto [ec, n] = std::get<0>(r);
+    http::response<http::string_body> res;
+    res.version(11);
+    res.set(http::field::server, "geomx");
+    res.set(http::field::connection, "close");
+    if (ec) {
+      res.result(http::status::bad_request);
+      res.body() = "bad request: " + ec.message() + "\n";
+    } else {
+      const auto& req = parser.get();
+      auto answer = admin_answer(req.method_string(), req.target(), state_);
+      res.result(answer.status);
+      res.set(http::field::content_type, answer.content_type);
+      if (req.method() != http::verb::head) res.body() = std::move(answer.body);
+    }
+    res.prepare_payload();
+    deadline.expires_after(std::chrono::seconds(10));
+    co_await (http::async_write(socket, res, nothrow) || deadline.async_wait(nothrow));
+    boost::system::error_code ignored;
+    socket.shutdown(tcp::socket::shutdown_send, ignored);
+  } catch (const std::exception& e) {
+    state_.log.event("admin_error", {{"error", e.what()}});
+  }
+}
+
+}  // namespace geomx::proxy

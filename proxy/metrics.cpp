@@ -1,0 +1,148 @@
+#include "proxy/metrics.hpp"
+
+#include <fmt/format.h>
+
+namespace geomx::proxy {
+namespace {
+
+// A label value as the exposition format wants it.
+std::string quoted(std::string_view v) {
+  std::string out = "\"";
+  for (char c : v) {
+    if (c == '\\' || c == '"')
+      out += {'\\', c};
+    else if (c == '\n')
+      out += "\\n";
+    else
+      out += c;
+  }
+  return out + '"';
+}
+
+double unix_seconds(std::chrono::system_clock::time_point t) {
+  return std::chrono::duration<double>(t.time_since_epoch()).count();
+}
+
+void header(std::string& out, std::string_view name, std::string_view type, std::string_view help) {
+  out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
+}
+
+}  // namespace
+
+void Metrics::session(const SessionRecord& r) {
+  const std::string labels = fmt::format(
+      "listener={},rule={},action={},pool={},country={}", quoted(r.listener), quoted(r.rule),
+      quoted(r.action), quoted(r.pool), quoted(r.country ? r.country->code() : "-"));
+  std::lock_guard lock(mutex_);
+  ++connections_[labels];
+  ++ends_[std::string(to_string(r.end))];
+  bytes_in_ += r.bytes_in;
+  bytes_out_ += r.bytes_out;
+  pregreet_ += r.pregreet;
+}
+
+void Metrics::decision(std::chrono::nanoseconds took) {
+  const double s = std::chrono::duration<double>(took).count();
+  std::size_t i = 0;
+  while (i < decision_buckets.size() && s > decision_buckets[i]) ++i;
+  std::lock_guard lock(mutex_);
+  ++decision_counts_[i];
+  decision_sum_ += s;
+}
+
+void Metrics::config_loaded(std::uint64_t generation) {
+  std::lock_guard lock(mutex_);
+  generation_ = generation;
+  loaded_at_ = unix_seconds(std::chrono::system_clock::now());
+}
+
+std::string Metrics::render(const policy::Snapshot& snapshot, const HealthBoard& health,
+                            const Gauges& gauges) const {
+  std::string out;
+  {
+    std::lock_guard lock(mutex_);
+    header(out, "geomx_connections_total", "counter",
+           "Finished connections by listener, rule, action, pool and country.");
+    for (const auto& [labels, n] : connections_)
+      out += fmt::format("geomx_connections_total{{{}}} {}\n", labels, n);
+    header(out, "geomx_connection_ends_total", "counter",
+           "Finished connections by how they ended.");
+    for (const auto& [end, n] : ends_)
+      out += fmt::format("geomx_connection_ends_total{{end={}}} {}\n", quoted(end), n);
+    const auto proxy_errors = ends_.find("proxy_header_error");
+    header(out, "geomx_proxy_header_errors_total", "counter",
+           "Connections closed for a malformed, late or missing PROXY header.");
+    out += fmt::format("geomx_proxy_header_errors_total {}\n",
+                       proxy_errors == ends_.end() ? 0 : proxy_errors->second);
+    header(out, "geomx_pregreet_total", "counter", "Clients that talked before the greeting.");
+    out += fmt::format("geomx_pregreet_total {}\n", pregreet_);
+    header(out, "geomx_relayed_bytes_total", "counter",
+           "Bytes from clients (in) and to clients (out).");
+    out += fmt::format("geomx_relayed_bytes_total{{direction=\"in\"}} {}\n", bytes_in_);
+    out += fmt::format("geomx_relayed_bytes_total{{direction=\"out\"}} {}\n", bytes_out_);
+    header(out, "geomx_decision_seconds", "histogram",
+           "Time of the policy decision (lookup, rules, balancer).");
+    std::uint64_t cumulative = 0;
+    for (std::size_t i = 0; i < decision_buckets.size(); ++i) {
+      cumulative += decision_counts_[i];
+      out += fmt::format("geomx_decision_seconds_bucket{{le=\"{}\"}} {}\n", decision_buckets[i],
+                         cumulative);
+    }
+    cumulative += decision_counts_.back();
+    out += fmt::format("geomx_decision_seconds_bucket{{le=\"+Inf\"}} {}\n", cumulative);
+    out += fmt::format("geomx_decision_seconds_sum {}\ngeomx_decision_seconds_count {}\n",
+                       decision_sum_, cumulative);
+    header(out, "geomx_config_generation", "gauge", "The loaded config's generation.");
+    out += fmt::format("geomx_config_generation {}\n", generation_);
+    header(out, "geomx_config_loaded_timestamp_seconds", "gauge",
+           "When the loaded config was loaded (unix time).");
+    out += fmt::format("geomx_config_loaded_timestamp_seconds {:.3f}\n", loaded_at_);
+  }
+  header(out, "geomx_config_reloads_total", "counter", "Config reloads by result.");
+  out += "geomx_config_reloads_total{result=\"success\"} 0\n";
+  out += "geomx_config_reloads_total{result=\"failure\"} 0\n";
+  header(out, "geomx_active_connections", "gauge", "Connections open now.");
+  out += fmt::format("geomx_active_connections {}\n", gauges.active_sessions);
+  header(out, "geomx_geo_intervals", "gauge", "Intervals in the compiled geo table.");
+  out += fmt::format("geomx_geo_intervals{{family=\"ipv4\"}} {}\n",
+                     snapshot.table.interval_count(geo::Family::v4));
+  out += fmt::format("geomx_geo_intervals{{family=\"ipv6\"}} {}\n",
+                     snapshot.table.interval_count(geo::Family::v6));
+
+  const auto members = health.all();
+  auto each = [&](std::string_view name, std::string_view type, std::string_view help, auto value) {
+    header(out, name, type, help);
+    for (const auto& m : members) {
+      const auto v = value(*m);
+      if (!v) continue;
+      out += fmt::format("{}{{pool={},member={}}} {}\n", name, quoted(m->pool),
+                         quoted(m->address.to_string()), *v);
+    }
+  };
+  each("geomx_member_up", "gauge", "1 when the member is UP.",
+       [](const MemberHealth& m) { return std::optional<int>(m.up.load() ? 1 : 0); });
+  each("geomx_member_active_connections", "gauge", "Sessions relayed to the member now.",
+       [](const MemberHealth& m) { return std::optional<std::uint32_t>(m.active.load()); });
+  each("geomx_member_checks_total", "counter", "Health probes run.",
+       [](const MemberHealth& m) { return std::optional<std::uint64_t>(m.checks.load()); });
+  each("geomx_member_check_failures_total", "counter", "Health probes failed.",
+       [](const MemberHealth& m) { return std::optional<std::uint64_t>(m.check_failures.load()); });
+  each("geomx_member_connect_failures_total", "counter", "Sessions that could not connect.",
+       [](const MemberHealth& m) {
+         return std::optional<std::uint64_t>(m.connect_failures.load());
+       });
+  each("geomx_member_probe_duration_seconds", "gauge", "Duration of the last health probe.",
+       [](const MemberHealth& m) { return std::optional<double>(m.detail().last_probe_seconds); });
+  each("geomx_member_last_change_timestamp_seconds", "gauge",
+       "When the member last changed state (unix time; start if never).",
+       [](const MemberHealth& m) {
+         return std::optional<std::string>(
+             fmt::format("{:.3f}", unix_seconds(m.detail().last_change)));
+       });
+  each("geomx_member_certificate_expiry_days", "gauge",
+       "Days until the certificate seen by the STARTTLS probe expires.",
+       [](const MemberHealth& m) { return m.detail().cert_days; });
+  return out;
+}
+
+}  // namespace geomx::proxy

@@ -1,0 +1,48 @@
+#pragma once
+// Counters for the admin endpoint's /metrics (Prometheus text exposition).
+// Label cardinality is bounded by the config (listeners, rules, pools,
+// members) except country, which is bounded by the ~250 country codes.
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <mutex>
+#include <string>
+
+#include "policy/snapshot.hpp"
+#include "proxy/health.hpp"
+#include "proxy/log.hpp"
+
+namespace geomx::proxy {
+
+class Metrics {
+ public:
+  // Counts one finished connection (called with its log line).
+  void session(const SessionRecord& r);
+  // How long the policy decision took.
+  void decision(std::chrono::nanoseconds took);
+  // The loaded config: generation 1 at start (reloads add to it).
+  void config_loaded(std::uint64_t generation);
+
+  struct Gauges {
+    std::uint32_t active_sessions = 0;
+  };
+  // The whole exposition.
+  std::string render(const policy::Snapshot& snapshot, const HealthBoard& health,
+                     const Gauges& gauges) const;
+
+  static constexpr std::array<double, 10> decision_buckets{1e-7, 2.5e-7, 5e-7,   1e-6, 2.5e-6,
+                                                           5e-6, 1e-5,   2.5e-5, 1e-4, 1e-3};
+
+ private:
+  mutable std::mutex mutex_;
+  std::map<std::string, std::uint64_t> connections_;  // by rendered labels
+  std::map<std::string, std::uint64_t> ends_;         // by end reason
+  std::uint64_t bytes_in_ = 0, bytes_out_ = 0, pregreet_ = 0;
+  std::array<std::uint64_t, decision_buckets.size() + 1> decision_counts_{};
+  double decision_sum_ = 0;
+  std::uint64_t generation_ = 0;
+  double loaded_at_ = 0;  // unix time
+};
+
+}  // namespace geomx::proxy
