@@ -137,6 +137,7 @@ struct Pool {
 
 struct Admin {
   Endpoint listen{geo::Address::v4(0x7f000001), 9025};
+  std::string tls_cert, tls_key;  // both or neither: HTTPS (PEM files)
 };
 
 struct Config {

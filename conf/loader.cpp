@@ -570,6 +570,13 @@ Config parse_table(const toml::table& root, const std::string& path, const Defau
   if (auto* a = top.typed<toml::table>("admin", "a table")) {
     TableReader t(r, *a, "admin");
     parse_endpoint_key(t, "listen", c.admin.listen, true);
+    for (auto [key, out] :
+         {std::pair{"tls_cert", &c.admin.tls_cert}, {"tls_key", &c.admin.tls_key}})
+      if (t.string(key, *out) && !out->empty() && out->front() != '/' && !base_dir.empty())
+        *out = base_dir + "/" + *out;
+    if (c.admin.tls_cert.empty() != c.admin.tls_key.empty())
+      t.error(c.admin.tls_cert.empty() ? "tls_key" : "tls_cert",
+              "tls_cert and tls_key go together (HTTPS needs both)");
   }
   std::set<std::string> rule_names;
   top.each_array_table("rule", [&](std::size_t, TableReader& t) {

@@ -7,6 +7,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -19,6 +20,7 @@ namespace geomx::proxy {
 namespace {
 
 namespace http = boost::beast::http;
+namespace ssl = asio::ssl;
 using namespace asio::experimental::awaitable_operators;
 constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
 
@@ -117,7 +119,20 @@ AdminReply admin_answer(std::string_view method, std::string_view target, Server
 AdminServer::AdminServer(asio::io_context& io, ServerState& state)
     : io_(io), state_(state), acceptor_(io) {}
 
-void AdminServer::bind(const conf::Endpoint& listen) {
+AdminServer::~AdminServer() = default;
+
+void AdminServer::bind(const conf::Endpoint& listen, const std::string& cert,
+                       const std::string& key) {
+  if (!cert.empty()) {
+    tls_ = std::make_unique<ssl::context>(ssl::context::tls_server);
+    tls_->set_options(ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
+    try {
+      tls_->use_certificate_chain_file(cert);
+      tls_->use_private_key_file(key, ssl::context::pem);
+    } catch (const boost::system::system_error& e) {
+      throw std::system_error(e.code(), "admin endpoint TLS certificate " + cert + " / key " + key);
+    }
+  }
   try {
     const auto e = to_asio(listen);
     acceptor_.open(e.protocol());
@@ -153,37 +168,49 @@ asio::awaitable<void> AdminServer::accept_loop() {
 
 asio::awaitable<void> AdminServer::serve(tcp::socket socket) {
   try {
-    boost::beast::flat_buffer buffer(8192);
-    http::request_parser<http::empty_body> parser;
-    parser.header_limit(8192);
-    parser.body_limit(0);
-    asio::steady_timer deadline(io_, std::chrono::seconds(10));
-    auto r = co_await (http::async_read(socket, buffer, parser, nothrow) ||
-                       deadline.async_wait(nothrow));
-    if (r.index() == 1) co_return;
-    auto [ec, n] = std::get<0>(r);
-    http::response<http::string_body> res;
-    res.version(11);
-    res.set(http::field::server, "geomx");
-    res.set(http::field::connection, "close");
-    if (ec) {
-      res.result(http::status::bad_request);
-      res.body() = "bad request: " + ec.message() + "\n";
-    } else {
-      const auto& req = parser.get();
-      auto answer = admin_answer(req.method_string(), req.target(), state_);
-      res.result(answer.status);
-      res.set(http::field::content_type, answer.content_type);
-      if (req.method() != http::verb::head) res.body() = std::move(answer.body);
+    if (!tls_) {
+      co_await exchange(socket);
+      co_return;
     }
-    res.prepare_payload();
-    deadline.expires_after(std::chrono::seconds(10));
-    co_await (http::async_write(socket, res, nothrow) || deadline.async_wait(nothrow));
-    boost::system::error_code ignored;
-    socket.shutdown(tcp::socket::shutdown_send, ignored);
+    ssl::stream<tcp::socket> stream(std::move(socket), *tls_);
+    asio::steady_timer deadline(io_, std::chrono::seconds(10));
+    auto r = co_await (stream.async_handshake(ssl::stream_base::server, nothrow) ||
+                       deadline.async_wait(nothrow));
+    if (r.index() == 1 || std::get<0>(std::get<0>(r))) co_return;  // not our client
+    co_await exchange(stream);
   } catch (const std::exception& e) {
     state_.log.event("admin_error", {{"error", e.what()}});
   }
+}
+
+template <class Stream>
+asio::awaitable<void> AdminServer::exchange(Stream& stream) {
+  boost::beast::flat_buffer buffer(8192);
+  http::request_parser<http::empty_body> parser;
+  parser.header_limit(8192);
+  parser.body_limit(0);
+  asio::steady_timer deadline(io_, std::chrono::seconds(10));
+  auto r =
+      co_await (http::async_read(stream, buffer, parser, nothrow) || deadline.async_wait(nothrow));
+  if (r.index() == 1) co_return;
+  auto [ec, n] = std::get<0>(r);
+  http::response<http::string_body> res;
+  res.version(11);
+  res.set(http::field::server, "geomx");
+  res.set(http::field::connection, "close");
+  if (ec) {
+    res.result(http::status::bad_request);
+    res.body() = "bad request: " + ec.message() + "\n";
+  } else {
+    const auto& req = parser.get();
+    auto answer = admin_answer(req.method_string(), req.target(), state_);
+    res.result(answer.status);
+    res.set(http::field::content_type, answer.content_type);
+    if (req.method() != http::verb::head) res.body() = std::move(answer.body);
+  }
+  res.prepare_payload();
+  deadline.expires_after(std::chrono::seconds(10));
+  co_await (http::async_write(stream, res, nothrow) || deadline.async_wait(nothrow));
 }
 
 }  // namespace geomx::proxy

@@ -6,12 +6,14 @@
 //                 routes to has an UP member; else 503 naming the empty pools
 //   GET /metrics  Prometheus text exposition
 //   GET /status   JSON: listeners, pools, members and their health, counters
-// One request per connection, 8 KiB of headers at most, 10 s to send it.
+// One request per connection, 8 KiB of headers at most, 10 s to send it;
+// HTTPS when [admin] has tls_cert and tls_key.
 #include <string>
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
 
 #include "proxy/metrics.hpp"
 #include "proxy/server.hpp"
@@ -30,8 +32,12 @@ AdminReply admin_answer(std::string_view method, std::string_view target, Server
 class AdminServer {
  public:
   AdminServer(asio::io_context& io, ServerState& state);
-  // Binds [admin] listen; throws std::system_error naming it on failure.
-  void bind(const conf::Endpoint& listen);
+  ~AdminServer();
+  // Binds [admin] listen (HTTPS with a certificate and key); throws
+  // std::system_error naming what failed.
+  void bind(const conf::Endpoint& listen, const std::string& cert = {},
+            const std::string& key = {});
+  bool tls() const { return tls_ != nullptr; }
   tcp::endpoint endpoint() const { return acceptor_.local_endpoint(); }
   void start();
   void stop();
@@ -39,9 +45,12 @@ class AdminServer {
  private:
   asio::awaitable<void> accept_loop();
   asio::awaitable<void> serve(tcp::socket socket);
+  template <class Stream>
+  asio::awaitable<void> exchange(Stream& stream);
   asio::io_context& io_;
   ServerState& state_;
   tcp::acceptor acceptor_;
+  std::unique_ptr<asio::ssl::context> tls_;
 };
 
 }  // namespace geomx::proxy

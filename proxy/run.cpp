@@ -47,8 +47,9 @@ int run_proxy(const std::string& path) {
             {{"address", admin.address().is_v6()
                              ? fmt::format("[{}]:{}", admin.address().to_string(), admin.port())
                              : fmt::format("{}:{}", admin.address().to_string(), admin.port())},
+             {"tls", snapshot->config.admin.tls_cert.empty() ? "no" : "yes"},
              {"paths", "/healthz /readyz /metrics /status"}});
-  if (!admin.address().is_loopback())
+  if (!admin.address().is_loopback() && snapshot->config.admin.tls_cert.empty())
     log.event("warning", {{"problem", "admin endpoint on a non-loopback address without TLS"},
                           {"address", snapshot->config.admin.listen.to_string()}});
   const auto max_connections = snapshot->config.server.max_connections;

@@ -115,7 +115,7 @@ tcp::endpoint Server::admin_endpoint() const {
 void Server::bind() {
   const auto snap = state_.snapshot.load();
   admin_ = std::make_unique<AdminServer>(control_io_, state_);
-  admin_->bind(snap->config.admin.listen);
+  admin_->bind(snap->config.admin.listen, snap->config.admin.tls_cert, snap->config.admin.tls_key);
   for (const auto& listener : snap->config.listeners) {
     tcp::endpoint endpoint = to_asio(listener.address);
     for (auto& w : workers_) {

@@ -530,9 +530,20 @@ starttls = true
 [[rule]]
 name = "all"
 pool = "t"
+[admin]
+listen = "127.0.0.1:0"
+tls_cert = "$t/cert.pem"
+tls_key = "$t/key.pem"
 TOML
+    # The admin endpoint speaks HTTPS with this config (the same certificate).
+    my $https = sub {
+        my ($path) = @_;
+        return scalar `curl -s --max-time 5 --cacert $t/cert.pem --resolve tls.test:$g->{admin}:127.0.0.1 https://tls.test:$g->{admin}$path`;
+    };
+    is( $https->('/healthz'), "ok\n", 'admin over HTTPS: /healthz' );
+    isnt( ( admin_get( $g, '/healthz' ) )[0], 200, '... and not over plain HTTP' );
     my $member = wait_for( 'certificate seen', 20, sub {
-        my $st = decode_json( ( admin_get( $g, '/status' ) )[1] );
+        my $st = decode_json( $https->('/status') || '{}' );
         my $m = $st->{pools}[0]{members}[0];
         return $m->{certificate} ? $m : undef;
     } );
@@ -540,7 +551,7 @@ TOML
     ok( $days == 9 || $days == 10, "days to expiry reported: $days" );
     like( $member->{certificate}{subject}, qr/CN=tls\.test/, "subject: $member->{certificate}{subject}" );
     is( $member->{state}, 'up', 'the member is up' );
-    like( ( admin_get( $g, '/metrics' ) )[1],
+    like( $https->('/metrics'),
         qr/^geomx_member_certificate_expiry_days\{pool="t",member="127\.0\.0\.1:$tp->{port}"\} (9|10)$/m, 'and in /metrics' );
     wait_for( '3 TLS probes', 10, sub { ( () = slurp( $tp->{log} ) =~ /TLS connection established/g ) >= 3 } );
     my $tlog = slurp( $tp->{log} );

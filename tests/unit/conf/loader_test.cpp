@@ -107,6 +107,9 @@ TEST_CASE("more mistakes, one at a time") {
   CHECK(errors_of(minimal + "action = \"reject\"\n") ==
         std::vector<std::string>{
             "t.toml:9:8: rule[0].pool: only applies to action \"route\", not \"reject\""});
+  CHECK(errors_of("[admin]\ntls_cert = \"c.pem\"\n" + minimal) ==
+        std::vector<std::string>{
+            "t.toml:2:12: admin.tls_cert: tls_cert and tls_key go together (HTTPS needs both)"});
   CHECK(errors_of(minimal + "reply = \"554 no\"\n") ==
         std::vector<std::string>{
             "t.toml:10:9: rule[0].reply: only applies to actions \"reject\" and \"tarpit\""});
