@@ -31,6 +31,8 @@ class Address {
 
   Family family() const { return family_; }
   bool is_v4() const { return family_ == Family::v4; }
+  // 127.0.0.0/8 or ::1.
+  bool is_loopback() const { return is_v4() ? (bits_ >> 24) == 127 : bits_ == 1; }
   std::uint32_t v4_bits() const { return static_cast<std::uint32_t>(bits_); }
   u128 v6_bits() const { return bits_; }
   // Width of the address in bits: 32 or 128.

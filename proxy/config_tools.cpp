@@ -117,6 +117,13 @@ int run_check(const std::string& path) {
     if (!r.reply.empty()) what += fmt::format(" \"{}\"", r.reply);
     fmt::print("rule {:<4} {}: {} -> {}\n", i + 1, r.name, describe_match(r.match), what);
   }
+  fmt::print("admin     {}{}\n", c.admin.listen.to_string(),
+             c.admin.tls_cert.empty() ? "" : " (HTTPS)");
+  if (!c.admin.listen.address.is_loopback() && c.admin.tls_cert.empty())
+    fmt::print(stderr,
+               "geomx: {}: warning: admin.listen {} is not a loopback address and has no TLS "
+               "(tls_cert, tls_key); it has no authentication either\n",
+               path, c.admin.listen.to_string());
   return 0;
 }
 

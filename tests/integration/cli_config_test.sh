@@ -36,6 +36,11 @@ expect check-both 1 '' '^geomx: .*both\.toml: 3 errors$' -- "$geomx" check -c "$
 if grep -q ':10:1: rule\[0\].colour: unknown key' "$tmp/err" && grep -q 'missing.txt' "$tmp/err" && grep -q corrupt.mmdb "$tmp/err"; then ok
 else fail "check-both: $(cat "$tmp/err")"; fi
 expect check-directory 1 '' "^$tmp: is a directory, not a config file\$" -- "$geomx" check -c "$tmp"
+# The admin endpoint on a public address without TLS: valid, with a warning.
+printf '[[listener]]\nname = "mx"\naddress = "127.0.0.1:0"\n[[rule]]\nname = "all"\naction = "drop"\n[admin]\nlisten = "0.0.0.0:9025"\n' >"$tmp/admin.toml"
+"$geomx" check -c "$tmp/admin.toml" >"$tmp/out" 2>"$tmp/err"
+if [[ $? == 0 ]] && grep -q "warning: admin.listen 0.0.0.0:9025 is not a loopback address and has no TLS" "$tmp/err"; then ok
+else fail "check-admin-warning: $(cat "$tmp/err")"; fi
 
 # explain: the seed deployment on tor-geoipdb's data
 expect explain-us 0 '^8\.8\.8\.8 country=US lists=english rule=english why="in list english" action=route pool=primary member=10\.0\.0\.11:25 fallback=10\.0\.0\.11:25,10\.0\.0\.12:25$' '' -- \
