@@ -238,7 +238,7 @@ TOML
 
 my %result;    # scenario -> target -> [values of each run]
 my @targets = qw(direct haproxy geomx);
-sub record { my ( $s, $t, $v ) = @_; push @{ $result{$s}{$t} }, $v }
+sub record { my ( $s, $t, $v ) = @_; push @{ $result{$s}{$t} }, $v + 0 }    # numbers in the JSON
 
 sub smtp_source {
     my ( $port, $sessions, $parallel, $len, $limit ) = @_;

@@ -29,7 +29,7 @@ std::string json_string(std::string_view v) {
   for (unsigned char c : v) {
     if (c == '"' || c == '\\')
       out += {'\\', static_cast<char>(c)};
-    else if (c < 0x20)
+    else if (c < 0x20 || c >= 0x7f)  // bytes from backends need not be UTF-8: as Latin-1
       out += fmt::format("\\u{:04x}", c);
     else
       out += static_cast<char>(c);
@@ -151,6 +151,7 @@ void AdminServer::start() {
 void AdminServer::stop() {
   boost::system::error_code ignored;
   acceptor_.close(ignored);
+  for (auto* s : open_) s->close(ignored);
 }
 
 asio::awaitable<void> AdminServer::accept_loop() {
@@ -162,17 +163,27 @@ asio::awaitable<void> AdminServer::accept_loop() {
       co_await pause.async_wait(nothrow);
       continue;
     }
+    if (open_.size() >= max_connections) continue;  // a flood: closed at once
     asio::co_spawn(io_, serve(std::move(socket)), asio::detached);
   }
 }
 
 asio::awaitable<void> AdminServer::serve(tcp::socket socket) {
+  struct Open {  // stop() closes it
+    std::set<tcp::socket*>& open;
+    tcp::socket* s;
+    ~Open() { open.erase(s); }
+  };
   try {
     if (!tls_) {
+      Open open{open_, &socket};
+      open_.insert(&socket);
       co_await exchange(socket);
       co_return;
     }
     ssl::stream<tcp::socket> stream(std::move(socket), *tls_);
+    Open open{open_, &stream.next_layer()};
+    open_.insert(&stream.next_layer());
     asio::steady_timer deadline(io_, std::chrono::seconds(10));
     auto r = co_await (stream.async_handshake(ssl::stream_base::server, nothrow) ||
                        deadline.async_wait(nothrow));
@@ -206,9 +217,13 @@ asio::awaitable<void> AdminServer::exchange(Stream& stream) {
     auto answer = admin_answer(req.method_string(), req.target(), state_);
     res.result(answer.status);
     res.set(http::field::content_type, answer.content_type);
-    if (req.method() != http::verb::head) res.body() = std::move(answer.body);
+    if (answer.status == 405) res.set(http::field::allow, "GET, HEAD");
+    if (req.method() == http::verb::head)
+      res.content_length(answer.body.size());  // the length GET would have
+    else
+      res.body() = std::move(answer.body);
   }
-  res.prepare_payload();
+  if (!res.has_content_length()) res.prepare_payload();
   deadline.expires_after(std::chrono::seconds(10));
   co_await (http::async_write(stream, res, nothrow) || deadline.async_wait(nothrow));
 }

@@ -8,6 +8,7 @@
 //   GET /status   JSON: listeners, pools, members and their health, counters
 // One request per connection, 8 KiB of headers at most, 10 s to send it;
 // HTTPS when [admin] has tls_cert and tls_key.
+#include <set>
 #include <string>
 
 #include <boost/asio/awaitable.hpp>
@@ -51,6 +52,8 @@ class AdminServer {
   ServerState& state_;
   tcp::acceptor acceptor_;
   std::unique_ptr<asio::ssl::context> tls_;
+  static constexpr std::size_t max_connections = 32;  // at once; more are closed
+  std::set<tcp::socket*> open_;                       // closed by stop()
 };
 
 }  // namespace geomx::proxy

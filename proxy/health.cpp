@@ -3,6 +3,8 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
+#include <cctype>
+
 #include <fmt/format.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
@@ -44,7 +46,9 @@ asio::awaitable<std::string> expect(Stream& s, std::string& buf, int want, std::
           fmt::format("{}: {}", step, ec == asio::error::eof ? "closed" : ec.message()));
     std::string line = buf.substr(0, n - 2);
     buf.erase(0, n);
-    const bool codes = line.size() >= 3 && std::all_of(line.begin(), line.begin() + 3, ::isdigit);
+    const bool codes =
+        line.size() >= 3 && std::all_of(line.begin(), line.begin() + 3,
+                                        [](unsigned char c) { return std::isdigit(c); });
     if (!codes || (line.size() > 3 && line[3] != ' ' && line[3] != '-'))
       throw ProbeError(fmt::format("{}: not an SMTP reply: \"{}\"", step, line.substr(0, 60)));
     if (!reply.empty() && line.compare(0, 3, reply, 0, 3) != 0)

@@ -82,7 +82,7 @@ class Relay final : public SessionRegistry::Member, public std::enable_shared_fr
   void on_readable(Direction& d);
   void on_written(Direction& d, const error_code& ec);
   void read_failed(Direction& d, const error_code& ec);
-  void write_failed(Direction& d);
+  void write_failed(Direction& d, const error_code& ec);
   void close_both() {
     error_code ignored;
     s_.client.close(ignored);
@@ -132,7 +132,8 @@ void Relay::on_readable(Direction& d) {
       continue;
     }
     if (errno == EINTR) continue;
-    if (errno != EAGAIN && errno != EWOULDBLOCK) return write_failed(d);
+    if (errno != EAGAIN && errno != EWOULDBLOCK)
+      return write_failed(d, error_code(errno, boost::system::system_category()));
     // The other side is slow: keep the rest aside and stop reading until it is out.
     const std::size_t rest = n - written;
     d.backlog = std::make_unique_for_overwrite<char[]>(rest);
@@ -149,7 +150,7 @@ void Relay::on_readable(Direction& d) {
 void Relay::on_written(Direction& d, const error_code& ec) {
   d.backlog.reset();
   last_activity_ = Clock::now();
-  if (ec) return write_failed(d);
+  if (ec) return write_failed(d, ec);
   wait(d);
 }
 
@@ -166,8 +167,10 @@ void Relay::read_failed(Direction& d, const error_code& ec) {
   d.to.close(ignored);  // a reset ends both directions
 }
 
-void Relay::write_failed(Direction& d) {
+void Relay::write_failed(Direction& d, const error_code& ec) {
   if (!client_ended_first_) client_ended_first_ = !d.from_client;
+  if (ec != asio::error::operation_aborted && ec != asio::error::bad_descriptor && error_.empty())
+    error_ = ec.message();
   error_code ignored;
   d.from.close(ignored);
 }

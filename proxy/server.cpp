@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/ip/v6_only.hpp>
@@ -60,11 +61,12 @@ void check_port_free(const tcp::endpoint& endpoint, asio::io_context& io) {
 }  // namespace
 
 SessionRegistry::Handle SessionRegistry::add(Member& m, const asio::any_io_executor& executor) {
+  const auto handle = members_.insert(members_.end(), &m);  // before the sweep looks
   if (!sweeping_) {
     sweeping_ = true;
     asio::co_spawn(executor, sweep(), asio::detached);
   }
-  return members_.insert(members_.end(), &m);
+  return handle;
 }
 
 void SessionRegistry::close_all() {
@@ -144,14 +146,26 @@ void Server::run() {
   for (auto& w : workers_) {
     for (std::size_t i = 0; i < w->acceptors.size(); ++i)
       asio::co_spawn(w->io, accept_loop(w->acceptors[i], i, state_, w->sessions), asio::detached);
-    w->thread = std::thread([&io = w->io] { io.run(); });
+    w->thread = std::thread([this, &io = w->io] {
+      // A handler that throws (out of memory) must not take the process down.
+      for (;;) {
+        try {
+          io.run();
+          return;
+        } catch (const std::exception& e) {
+          state_.log.event("worker_error", {{"error", e.what()}});
+        }
+      }
+    });
   }
   // Health probes run on the control thread: every member of every pool.
   const auto snap = state_.snapshot.load();
   for (std::size_t p = 0; p < snap->config.pools.size(); ++p)
-    for (std::size_t m = 0; m < snap->config.pools[p].members.size(); ++m)
-      asio::co_spawn(control_io_, health_loop(p, m, health_ticks_.emplace_back(control_io_)),
-                     asio::detached);
+    for (std::size_t m = 0; m < snap->config.pools[p].members.size(); ++m) {
+      auto& prober = probers_.emplace_back(control_io_);
+      asio::co_spawn(control_io_, health_loop(p, m, prober.tick),
+                     asio::bind_cancellation_slot(prober.stop.slot(), asio::detached));
+    }
   admin_->start();
   asio::co_spawn(control_io_, control(), asio::detached);
   control_io_.run();
@@ -168,9 +182,14 @@ asio::awaitable<void> Server::health_loop(std::size_t p, std::size_t m, asio::st
   const conf::Pool& pool = snap->config.pools[p];
   const auto record = state_.view->at(p, m);
   while (probing_) {
-    const auto result = co_await probe_member(pool, pool.members[m]);
-    if (!probing_) break;
-    state_.health.probed(*record, pool.health, result);
+    try {
+      const auto result = co_await probe_member(pool, pool.members[m]);
+      if (!probing_) break;
+      state_.health.probed(*record, pool.health, result);
+    } catch (const std::exception& e) {  // the member must not stay unprobed
+      if (!probing_) break;
+      state_.log.event("health_error", {{"pool", pool.name}, {"error", e.what()}});
+    }
     tick.expires_after(pool.health.interval);
     co_await tick.async_wait(nothrow);
   }
@@ -181,8 +200,11 @@ asio::awaitable<void> Server::control() {
   int signal = 0;
   if (!stop_requested_) std::tie(std::ignore, signal) = co_await signals_.async_wait(nothrow);
   const auto drain = state_.snapshot.load()->config.server.drain_timeout;
-  probing_ = false;  // a probe under way ends within its timeout
-  for (auto& tick : health_ticks_) tick.cancel();
+  probing_ = false;
+  for (auto& prober : probers_) {
+    prober.tick.cancel();
+    prober.stop.emit(asio::cancellation_type::terminal);  // and any probe under way
+  }
   state_.log.event("stop", {{"signal", signal ? std::to_string(signal) : "none"},
                             {"sessions", std::to_string(state_.sessions.load())},
                             {"drain_timeout", conf::format_duration(drain)}});

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/signal_set.hpp>
@@ -116,9 +117,14 @@ class Server {
   std::atomic<bool> stop_requested_{false};
   std::atomic<bool> force_drain_{false};          // a second signal
   std::atomic<std::size_t> acceptors_closed_{0};  // workers done closing theirs
-  std::list<asio::steady_timer> health_ticks_;    // one per probed member, on control_io_
-  std::unique_ptr<class AdminServer> admin_;      // on control_io_
-  bool probing_ = true;                           // until the drain begins
+  struct Prober {                                 // one per probed member, on control_io_
+    explicit Prober(asio::io_context& io) : tick(io) {}
+    asio::steady_timer tick;
+    asio::cancellation_signal stop;  // one signal per operation: a slot holds one handler
+  };
+  std::list<Prober> probers_;
+  std::unique_ptr<class AdminServer> admin_;  // on control_io_
+  bool probing_ = true;                       // until the drain begins
 };
 
 }  // namespace geomx::proxy

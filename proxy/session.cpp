@@ -233,37 +233,54 @@ asio::awaitable<bool> Session::greet_delay(const conf::Pool& pool) {
 }
 
 // Members in the policy's order; refused or timed out: the next one.
+// Errors that say something about the member (count toward its `fall`),
+// not about this host (out of descriptors or ports).
+bool member_error(const boost::system::error_code& ec) {
+  return ec == asio::error::connection_refused || ec == asio::error::connection_reset ||
+         ec == asio::error::connection_aborted || ec == asio::error::host_unreachable ||
+         ec == asio::error::network_unreachable || ec == asio::error::timed_out;
+}
+
 asio::awaitable<bool> Session::connect(std::vector<std::size_t> order, std::size_t pool_index,
                                        const conf::Pool& pool) {
   std::string failures;
   for (auto m : order) {
+    if (!view_->up(pool_index, m)) continue;  // DOWN now (maybe since the decision)
     const auto& endpoint = pool.members[m].address;
     backend_ = Socket(client_.get_executor());
     // A plain timer that closes the socket, not `||`: this runs for every
-    // session, and the awaitable operators cost a coroutine per operand.
+    // session, and the awaitable operators cost a coroutine per operand. Its
+    // state is on the heap: an expired timer's handler may run after the
+    // connect has completed (and after this frame is gone), so it checks
+    // `armed` before it touches the session.
+    struct Deadline {
+      bool armed = true, fired = false;
+    };
+    const auto state = std::make_shared<Deadline>();
     asio::steady_timer deadline(client_.get_executor(), pool.connect_timeout);
-    bool timed_out = false;
-    deadline.async_wait([this, &timed_out](const boost::system::error_code& ec) {
-      if (ec) return;  // cancelled: the connect finished first (the frame may be gone)
-      timed_out = true;
+    deadline.async_wait([this, state](const boost::system::error_code& ec) {
+      if (ec || !state->armed) return;
+      state->fired = true;
       boost::system::error_code ignored;
       backend_.close(ignored);
     });
     auto [ec] = co_await backend_.async_connect(to_asio(endpoint), nothrow);
+    state->armed = false;
     deadline.cancel();
     if (shutdown_) break;
-    if (!ec && !timed_out) {
+    if (!ec && !state->fired) {
       rec_.member = endpoint.to_string();
       member_ = view_->at(pool_index, m);
       co_return true;
     }
-    const std::string why = timed_out ? "connect timed out" : "connect: " + ec.message();
+    const std::string why = state->fired ? "connect timed out" : "connect: " + ec.message();
     failures += fmt::format("{}{} {}", failures.empty() ? "" : ", ", endpoint.to_string(), why);
-    state_.health.connect_failed(*view_->at(pool_index, m), pool.health, why);
+    if (state->fired || member_error(ec))
+      state_.health.connect_failed(*view_->at(pool_index, m), pool.health, why);
     boost::system::error_code ignored;
     backend_.close(ignored);
   }
-  rec_.error = failures;
+  rec_.error = failures.empty() ? "no member up" : failures;
   co_await reply_and_close(fmt::format("421 4.3.2 {} service temporarily unavailable", hostname()),
                            EndReason::connect_failed);
   co_return false;
@@ -359,6 +376,10 @@ asio::awaitable<void> Session::run() {
   if (pool.greet_delay.count() > 0 && !co_await greet_delay(pool)) co_return;
   if (!co_await connect(std::move(d.order), d.pool, pool)) co_return;
   if (!co_await send_first(pool)) co_return;
+  if (shutdown_) {  // the drain closed it while the first bytes went out
+    finish(EndReason::shutdown);
+    co_return;
+  }
   relay(pool);
 }
 
