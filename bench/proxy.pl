@@ -16,6 +16,9 @@ use File::Temp qw(tempdir);
 use JSON::PP;
 use POSIX qw(:sys_wait_h);
 use Time::HiRes qw(time sleep);
+use FindBin;
+use lib "$FindBin::Bin/../tests/integration";
+use GeomxTest qw(free_port wait_for slurp can_connect spawn start_postfix);
 
 my %o = ( runs => 5, threads => 1, out => 'bench/results', quick => 0 );
 GetOptions( \%o, 'build=s', 'out=s', 'runs=i', 'threads=i', 'quick!', 'mmdb=s' )
@@ -40,50 +43,11 @@ my $conn_bench = "$o{build}/bench/conn_bench";
 system( 'mkdir', '-p', $o{out} ) == 0 or die;
 my $dir = tempdir( 'geomx-bench-XXXXXX', TMPDIR => 1, CLEANUP => 1 );
 chmod 0755, $dir;
-my @cleanup;
-END { my $status = $?; $_->() for reverse @cleanup; $? = $status; }
+END { my $status = $?; $_->() for reverse @GeomxTest::cleanup; $? = $status; }
 $SIG{INT} = $SIG{TERM} = sub { exit 130 };
 $SIG{PIPE} = 'IGNORE';
 
-sub free_port {
-    my $s = IO::Socket::IP->new( Listen => 1, LocalHost => '127.0.0.1', LocalPort => 0 ) or die;
-    return $s->sockport;
-}
-sub slurp { open my $fh, '<', $_[0] or return ''; local $/; return scalar <$fh> }
 sub spit { open my $fh, '>', $_[0] or die "$_[0]: $!"; print $fh $_[1]; close $fh }
-
-sub wait_for {
-    my ( $what, $seconds, $cond ) = @_;
-    my $end = time + $seconds;
-    while ( time < $end ) { my $r = $cond->(); return $r if $r; sleep 0.02 }
-    die "timed out after ${seconds}s waiting for $what\n";
-}
-
-sub can_connect {
-    return IO::Socket::IP->new( PeerHost => '127.0.0.1', PeerPort => $_[0], Timeout => 1 );
-}
-
-# Starts a process in the background; returns a stopper.
-sub spawn {
-    my ( $log, @cmd ) = @_;
-    my $pid = fork // die "fork: $!";
-    if ( $pid == 0 ) {
-        open STDIN, '<', '/dev/null';
-        open STDOUT, '>>', $log;
-        open STDERR, '>>', $log;
-        exec @cmd or die "exec $cmd[0]: $!";
-    }
-    my $stop = sub {
-        return unless $pid;
-        kill 'TERM', $pid;
-        my $end = time + 10;
-        sleep 0.02 while waitpid( $pid, WNOHANG ) == 0 && time < $end;
-        if ( kill 0, $pid ) { kill 'KILL', $pid; waitpid $pid, 0 }
-        $pid = 0;
-    };
-    push @cleanup, $stop;
-    return ( $pid, $stop );
-}
 
 # Runs a command to completion within a time bound; returns (seconds, output).
 sub timed {
@@ -117,56 +81,6 @@ sub start_sink {
     my ( $pid, $stop ) = spawn( "$dir/sink.log", 'smtp-sink', '-u', 'nobody', "127.0.0.1:$port", '4096' );
     wait_for( 'smtp-sink', 10, sub { can_connect($port) } );
     return $port;
-}
-
-# A throwaway Postfix: discard delivery, PROXY from its upstream.
-sub start_postfix {
-    my $port = free_port();
-    my $d = "$dir/postfix";
-    mkdir $_ for $d, "$d/etc", "$d/queue", "$d/data";
-    system( 'chown', 'postfix', "$d/data" );
-    spit( "$d/etc/main.cf", <<"CF" );
-compatibility_level = 3.6
-queue_directory = $d/queue
-data_directory = $d/data
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-myhostname = bench.test
-mydestination =
-relay_domains = example.test
-default_transport = discard:
-relay_transport = discard:
-smtpd_upstream_proxy_protocol = haproxy
-smtpd_peername_lookup = no
-mynetworks = 127.0.0.0/8
-maillog_file = $d/maillog
-maillog_file_prefixes = $d
-alias_maps =
-alias_database =
-local_recipient_maps =
-smtpd_client_connection_count_limit = 0
-smtpd_client_connection_rate_limit = 0
-CF
-    spit( "$d/etc/master.cf", join "\n", "127.0.0.1:$port inet n - n - 200 smtpd",
-        'pickup unix n - n 60 1 pickup',  'cleanup unix n - n - 0 cleanup',
-        'qmgr unix n - n 300 1 qmgr',     'rewrite unix - - n - - trivial-rewrite',
-        'bounce unix - - n - 0 bounce',   'defer unix - - n - 0 bounce',
-        'trace unix - - n - 0 bounce',    'verify unix - - n - 1 verify',
-        'flush unix n - n 1000? 0 flush', 'proxymap unix - - n - - proxymap',
-        'smtp unix - - n - - smtp',       'relay unix - - n - - smtp',
-        'error unix - - n - - error',     'retry unix - - n - - error',
-        'discard unix - - n - - discard', 'anvil unix - - n - 1 anvil',
-        'scache unix - - n - 1 scache',   "postlog unix-dgram n - n - 1 postlogd\n" );
-    system("postfix -c $d/etc start >>$d/start.log 2>&1") == 0
-        or die "postfix did not start: " . slurp("$d/start.log") . slurp("$d/maillog");
-    push @cleanup, sub { system("postfix -c $d/etc stop >/dev/null 2>&1") };
-    # A v2 LOCAL header, so that the probe leaves no warning in the log.
-    wait_for( 'postfix', 30, sub {
-        my $c = can_connect($port) or return;
-        print $c "\r\n\r\n\0\r\nQUIT\n\x20\x00\x00\x00QUIT\r\n";
-        return 1;
-    } );
-    return { port => $port, log => "$d/maillog" };
 }
 
 # haproxy in mode tcp, logging one line per connection like geomx does.
@@ -294,7 +208,7 @@ for my $run ( 1 .. $o{runs} ) {
 }
 
 # 6. PROXY v2 to a real Postfix smtpd
-my $pf = start_postfix();
+my $pf = start_postfix( $dir, 'bench', free_port() );
 for my $run ( 1 .. $o{runs} ) {
     for my $t (qw(haproxy geomx)) {
         my $p = $t eq 'haproxy' ? start_haproxy( $pf->{port}, 1 ) : start_geomx( $pf->{port}, 1 );

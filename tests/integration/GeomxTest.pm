@@ -1,0 +1,125 @@
+package GeomxTest;
+# Shared by tests/integration/proxy_test.pl and bench/proxy.pl: loopback
+# helpers with deadlines, and a throwaway Postfix smtpd in its own folder.
+# Cleanups (stop what was started) go on @GeomxTest::cleanup; the caller's
+# END block runs them in reverse.
+use strict;
+use warnings;
+use Exporter 'import';
+use IO::Socket::IP;
+use POSIX qw(:sys_wait_h);
+use Time::HiRes qw(time sleep);
+
+our @EXPORT_OK = qw(free_port wait_for slurp can_connect spawn start_postfix);
+our @cleanup;
+
+sub free_port {
+    my $s = IO::Socket::IP->new( Listen => 1, LocalHost => '127.0.0.1', LocalPort => 0 )
+        or die "port: $@";
+    my $port = $s->sockport;
+    close $s;
+    return $port;
+}
+
+sub wait_for {
+    my ( $what, $seconds, $cond ) = @_;
+    my $end = time + $seconds;
+    while ( time < $end ) {
+        my $r = $cond->();
+        return $r if $r;
+        sleep 0.02;
+    }
+    die "timed out after ${seconds}s waiting for $what\n";
+}
+
+sub slurp { open my $fh, '<', $_[0] or return ''; local $/; return scalar <$fh> }
+
+sub can_connect {
+    my ($port) = @_;
+    return IO::Socket::IP->new( PeerHost => '127.0.0.1', PeerPort => $port, Timeout => 1 );
+}
+
+# A throwaway Postfix in its own folder (DESIGN.md): discard delivery,
+# PROXY from its upstream, its log in DIR/maillog.
+sub start_postfix {
+    my ( $dir, $name, $port, $extra ) = @_;
+    my $d = "$dir/postfix-$name";
+    mkdir $_ for $d, "$d/etc", "$d/queue", "$d/data";
+    system( 'chown', 'postfix', "$d/data" );
+    open my $main, '>', "$d/etc/main.cf" or die;
+    print $main <<"CF";
+compatibility_level = 3.6
+queue_directory = $d/queue
+data_directory = $d/data
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+myhostname = $name.test
+mydestination =
+relay_domains = example.test
+default_transport = discard:
+relay_transport = discard:
+smtpd_upstream_proxy_protocol = haproxy
+smtpd_peername_lookup = no
+mynetworks = 127.0.0.0/8
+maillog_file = $d/maillog
+maillog_file_prefixes = $d
+alias_maps =
+alias_database =
+local_recipient_maps =
+smtpd_client_connection_count_limit = 0
+smtpd_client_connection_rate_limit = 0
+CF
+    print $main $extra if $extra;
+    close $main;
+    open my $master, '>', "$d/etc/master.cf" or die;
+    print $master "127.0.0.1:$port inet n - n - 200 smtpd\n";
+    print $master "$_\n" for (
+        'pickup unix n - n 60 1 pickup',    'cleanup unix n - n - 0 cleanup',
+        'qmgr unix n - n 300 1 qmgr',       'rewrite unix - - n - - trivial-rewrite',
+        'bounce unix - - n - 0 bounce',     'defer unix - - n - 0 bounce',
+        'trace unix - - n - 0 bounce',      'verify unix - - n - 1 verify',
+        'flush unix n - n 1000? 0 flush',   'proxymap unix - - n - - proxymap',
+        'smtp unix - - n - - smtp',         'relay unix - - n - - smtp',
+        'error unix - - n - - error',       'retry unix - - n - - error',
+        'discard unix - - n - - discard',   'anvil unix - - n - 1 anvil',
+        'scache unix - - n - 1 scache',     'postlog unix-dgram n - n - 1 postlogd',
+        'tlsmgr unix - - n 1000? 1 tlsmgr'
+    );
+    close $master;
+    system("postfix -c $d/etc start >>$d/start.log 2>&1") == 0
+        or die "postfix $name did not start: " . slurp("$d/start.log") . slurp("$d/maillog");
+    push @cleanup, sub { system("postfix -c $d/etc stop >/dev/null 2>&1") };
+    # The probe sends a v2 LOCAL header, so it leaves no warning in the log
+    # (Postfix 3.7 rejects v1 "PROXY UNKNOWN": "bad or missing protocol type").
+    wait_for( "postfix $name on $port", 30, sub {
+        my $c = can_connect($port) or return;
+        print $c "\r\n\r\n\0\r\nQUIT\n\x20\x00\x00\x00QUIT\r\n";
+        return 1;
+    } );
+    return { dir => $d, port => $port, log => "$d/maillog" };
+}
+
+# Starts a process in the background, its output appended to LOG; returns
+# (pid, stop). stop: SIGTERM, then SIGKILL after 10 s; also run at the end.
+sub spawn {
+    my ( $log, @cmd ) = @_;
+    my $pid = fork // die "fork: $!";
+    if ( $pid == 0 ) {
+        open STDIN, '<', '/dev/null';
+        open STDOUT, '>>', $log;
+        open STDERR, '>>', $log;
+        exec @cmd or die "exec $cmd[0]: $!";
+    }
+    my $stop = sub {
+        return unless $pid;
+        kill 'TERM', $pid;
+        my $end = time + 10;
+        sleep 0.02 while waitpid( $pid, WNOHANG ) == 0 && time < $end;
+        if ( kill 0, $pid ) { kill 'KILL', $pid; waitpid $pid, 0 }
+        $pid = 0;
+    };
+    push @cleanup, $stop;
+    return ( $pid, $stop );
+}
+
+1;
