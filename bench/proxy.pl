@@ -116,10 +116,12 @@ sub start_geomx {
     my $log = "$dir/geomx.log";
     unlink $log;
     my $proxy = $proxy_v2 ? qq(proxy_protocol = "v2"\n) : '';
+    my $user = $> == 0 ? qq(user = "nobody"\n) : '';    # geomx will not serve as root
     spit( "$dir/geomx.toml", <<"TOML" );
 [server]
 hostname = "bench.test"
 threads = $o{threads}
+$user
 max_connections = $maxconn
 max_connections_per_ip = 0      # every client is 127.0.0.1 here
 [[listener]]

@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "proxy/config_tools.hpp"
+#include "proxy/privileges.hpp"
 #include "proxy/server.hpp"
 
 namespace geomx::proxy {
@@ -32,6 +33,12 @@ int run_proxy(const std::string& path) {
   Log log(snapshot->config.server.log_format);
   Server server(snapshot, log);
   server.bind();
+  const auto drop = drop_privileges(snapshot->config.server);
+  log.event(drop.ok && !drop.warning ? "privileges"
+            : drop.ok                ? "warning"
+                                     : "error",
+            {{"result", drop.message}});
+  if (!drop.ok) return 1;
   for (std::size_t i = 0; i < server.endpoints().size(); ++i) {
     const auto& e = server.endpoints()[i];
     const auto& l = snapshot->config.listeners[i];

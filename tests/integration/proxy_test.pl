@@ -34,6 +34,8 @@ sub start_geomx {
     open my $fh, '>', $conf or die;
     # Several instances run at once: each its own admin port.
     $config .= qq([admin]\nlisten = "127.0.0.1:0"\n) unless $config =~ /^\[admin\]/m;
+    # geomx refuses to serve as root without server.user (CI runs as root).
+    $config =~ s/^\[server\]\n/[server]\nuser = "nobody"\n/m if $> == 0 && $config !~ /^(user|allow_root) *=/m;
     print $fh $config;
     close $fh;
     my $log = "$dir/$name.log";
@@ -635,6 +637,26 @@ TOML
     cmp_ok( $took, '<', 3, '... not much later' );
     like( slurp( $g->{log} ), qr/client=127\.1\.40\.1:\d+ .* end=shutdown/, 'the session ended as shutdown' );
     is( read_line( $c, 2 ), '', 'the client sees the close' );
+};
+
+subtest '10. privileges: root drops to server.user with no capabilities; root without a user is refused' => sub {
+    plan skip_all => 'needs root' if $> != 0;
+    my $status = slurp("/proc/$main->{pid}/status");
+    my ($uid) = $status =~ /^Uid:\s+(\d+)/m;
+    my ($caps) = $status =~ /^CapEff:\s+(\S+)/m;
+    isnt( $uid, 0, "geomx runs as uid $uid (nobody), not root" );
+    is( $caps, '0000000000000000', 'CapEff is empty' );
+    like( slurp( $main->{log} ), qr/event=privileges result="now nobody \(uid \d+, gid \d+\), no capabilities"/, 'logged' );
+    ok( can_connect( $port{mx} ), 'and it still serves on the port it bound as root' );
+    # No user and no allow_root, as root: refused before serving.
+    my $conf = "$dir/root.toml";
+    open my $fh, '>', $conf or die;
+    print $fh qq([[listener]]\nname = "mx"\naddress = "127.0.0.1:0"\n[[rule]]\nname = "all"\naction = "drop"\n[admin]\nlisten = "127.0.0.1:0"\n);
+    close $fh;
+    my $out = `$geomx run -c $conf 2>&1`;
+    isnt( $? >> 8, 0, 'geomx run as root without server.user exits non-zero' );
+    like( $out, qr/event=error result="refusing to serve as root: set server.user/, '... and says why' );
+    unlike( $out, qr/event=ready/, '... before serving' );
 };
 
 done_testing();
