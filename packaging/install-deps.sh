@@ -12,7 +12,7 @@ packages=(
   libcli11-dev libfmt-dev libspdlog-dev libsystemd-dev
   # test and benchmark tools
   mmdb-bin libmaxmind-db-writer-perl libnet-works-perl tor-geoipdb postfix swaks haproxy
-  prometheus gnuplot-nox curl openssl heaptrack
+  prometheus gnuplot-nox curl openssl heaptrack systemd
 )
 
 missing=()

@@ -2,6 +2,8 @@
 #include "proxy/admin.hpp"
 #include "proxy/endpoint.hpp"
 
+#include <systemd/sd-daemon.h>
+
 #include <fmt/format.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
@@ -167,6 +169,13 @@ void Server::run() {
                      asio::bind_cancellation_slot(prober.stop.slot(), asio::detached));
     }
   admin_->start();
+  asio::co_spawn(control_io_, hangups(), asio::detached);
+  // systemd: Type=notify and WatchdogSec= (nothing happens without systemd).
+  std::uint64_t watchdog_usec = 0;
+  if (sd_watchdog_enabled(0, &watchdog_usec) > 0)
+    asio::co_spawn(control_io_, watchdog(std::chrono::microseconds(watchdog_usec / 2)),
+                   asio::detached);
+  sd_notify(0, "READY=1\nSTATUS=serving");
   asio::co_spawn(control_io_, control(), asio::detached);
   control_io_.run();
   for (auto& w : workers_) w->thread.join();
@@ -195,11 +204,42 @@ asio::awaitable<void> Server::health_loop(std::size_t p, std::size_t m, asio::st
   }
 }
 
+asio::awaitable<void> Server::hangups() {
+  for (;;) {
+    auto [ec, signal] = co_await hangup_.async_wait(nothrow);
+    if (ec) co_return;
+    state_.log.event("reload", {{"result",
+                                 "not available in this version: the running config "
+                                 "stays; restart geomx to apply a new one"}});
+  }
+}
+
+// Tells systemd we are alive only if every I/O thread ran a posted handler
+// since the last time: a stuck worker stops the pings and systemd restarts us.
+asio::awaitable<void> Server::watchdog(std::chrono::microseconds every) {
+  std::vector<std::shared_ptr<std::atomic<bool>>> answered;
+  for (std::size_t i = 0; i < workers_.size(); ++i)
+    answered.push_back(std::make_shared<std::atomic<bool>>(true));
+  while (!stop_requested_ && !stopping_) {
+    bool all = true;
+    for (auto& a : answered) all &= a->exchange(false);
+    if (all) sd_notify(0, "WATCHDOG=1");
+    for (std::size_t i = 0; i < workers_.size(); ++i)
+      asio::post(workers_[i]->io, [a = answered[i]] { a->store(true); });
+    watchdog_.expires_after(every);
+    co_await watchdog_.async_wait(nothrow);
+  }
+}
+
 asio::awaitable<void> Server::control() {
   // A signal, or stop() cancelling the wait, starts the drain.
   int signal = 0;
   if (!stop_requested_) std::tie(std::ignore, signal) = co_await signals_.async_wait(nothrow);
   const auto drain = state_.snapshot.load()->config.server.drain_timeout;
+  stopping_ = true;
+  sd_notify(0, "STOPPING=1");
+  hangup_.cancel();
+  watchdog_.cancel();
   probing_ = false;
   for (auto& prober : probers_) {
     prober.tick.cancel();

@@ -108,12 +108,16 @@ class Server {
   struct Worker;
   asio::awaitable<void> control();
   asio::awaitable<void> health_loop(std::size_t pool, std::size_t member, asio::steady_timer& tick);
+  asio::awaitable<void> hangups();
+  asio::awaitable<void> watchdog(std::chrono::microseconds every);
 
   ServerState state_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<tcp::endpoint> endpoints_;
   asio::io_context control_io_{1};
   asio::signal_set signals_{control_io_, SIGINT, SIGTERM};
+  asio::signal_set hangup_{control_io_, SIGHUP};  // caught: it must not kill the daemon
+  asio::steady_timer watchdog_{control_io_};
   std::atomic<bool> stop_requested_{false};
   std::atomic<bool> force_drain_{false};          // a second signal
   std::atomic<std::size_t> acceptors_closed_{0};  // workers done closing theirs
@@ -125,6 +129,7 @@ class Server {
   std::list<Prober> probers_;
   std::unique_ptr<class AdminServer> admin_;  // on control_io_
   bool probing_ = true;                       // until the drain begins
+  bool stopping_ = false;                     // the drain has begun (control thread)
 };
 
 }  // namespace geomx::proxy

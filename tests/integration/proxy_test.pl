@@ -10,6 +10,8 @@ use warnings;
 use Test::More;
 use IO::Socket::IP;
 use IO::Select;
+use IO::Socket::UNIX;
+use Socket qw(SOCK_DGRAM);
 use Cwd ();
 use File::Temp qw(tempdir);
 use POSIX qw(:sys_wait_h);
@@ -657,6 +659,50 @@ subtest '10. privileges: root drops to server.user with no capabilities; root wi
     isnt( $? >> 8, 0, 'geomx run as root without server.user exits non-zero' );
     like( $out, qr/event=error result="refusing to serve as root: set server.user/, '... and says why' );
     unlike( $out, qr/event=ready/, '... before serving' );
+};
+
+subtest '11. systemd: READY=1, WATCHDOG=1 from every thread, STOPPING=1; SIGHUP does not kill' => sub {
+    my $path = "$dir/notify.sock";
+    my $ns = IO::Socket::UNIX->new( Type => SOCK_DGRAM, Local => $path ) or die "notify socket: $!";
+    chmod 0777, $path;    # geomx writes to it after dropping to nobody
+    local $ENV{NOTIFY_SOCKET} = $path;
+    local $ENV{WATCHDOG_USEC} = 400_000;
+    my $g = start_geomx( 'notify', <<"TOML" );
+[server]
+hostname = "geomx.test"
+threads = 2
+[geo]
+databases = ["$testdata/edge6.mmdb"]
+[[listener]]
+name = "mx"
+address = "127.0.0.1:0"
+[pool.sink]
+members = ["127.0.0.1:$sink"]
+[[rule]]
+name = "all"
+pool = "sink"
+TOML
+    my $got = '';
+    my $sel = IO::Select->new($ns);
+    my $read_until = sub {
+        my ( $re, $seconds ) = @_;
+        my $end = time + $seconds;
+        while ( $got !~ $re && time < $end ) {
+            next unless $sel->can_read(0.1);
+            my $msg;
+            $ns->recv( $msg, 4096 );
+            $got .= "$msg\n";
+        }
+        return $got =~ $re;
+    };
+    ok( $read_until->( qr/READY=1/, 10 ), 'READY=1 once serving' );
+    ok( $read_until->( qr/WATCHDOG=1\n(?:.*\n)*WATCHDOG=1/, 5 ), 'WATCHDOG=1, repeatedly (every WATCHDOG_USEC/2 while both I/O threads answer)' );
+    kill 'HUP', $g->{pid};
+    wait_for( 'SIGHUP logged', 10, sub { slurp( $g->{log} ) =~ /event=reload / } );
+    ok( kill( 0, $g->{pid} ) && can_connect( $g->{ports}{mx} ), 'still serving after SIGHUP' );
+    kill 'TERM', $g->{pid};
+    ok( $read_until->( qr/STOPPING=1/, 10 ), 'STOPPING=1 on SIGTERM' );
+    waitpid $g->{pid}, 0;
 };
 
 done_testing();
