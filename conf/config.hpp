@@ -138,6 +138,8 @@ struct Pool {
 struct Admin {
   Endpoint listen{geo::Address::v4(0x7f000001), 9025};
   std::string tls_cert, tls_key;  // both or neither: HTTPS (PEM files)
+  // Reachable beyond this host without TLS (and it has no authentication).
+  bool exposed() const { return !listen.address.is_loopback() && tls_cert.empty(); }
 };
 
 struct Config {

@@ -25,16 +25,9 @@ using namespace asio::experimental::awaitable_operators;
 constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
 
 std::string json_string(std::string_view v) {
-  std::string out = "\"";
-  for (unsigned char c : v) {
-    if (c == '"' || c == '\\')
-      out += {'\\', static_cast<char>(c)};
-    else if (c < 0x20 || c >= 0x7f)  // bytes from backends need not be UTF-8: as Latin-1
-      out += fmt::format("\\u{:04x}", c);
-    else
-      out += static_cast<char>(c);
-  }
-  return out + '"';
+  std::string out;
+  append_quoted(out, v);
+  return out;
 }
 
 // The pools some rule routes to that have no member UP.

@@ -119,7 +119,7 @@ int run_check(const std::string& path) {
   }
   fmt::print("admin     {}{}\n", c.admin.listen.to_string(),
              c.admin.tls_cert.empty() ? "" : " (HTTPS)");
-  if (!c.admin.listen.address.is_loopback() && c.admin.tls_cert.empty())
+  if (c.admin.exposed())
     fmt::print(stderr,
                "geomx: {}: warning: admin.listen {} is not a loopback address and has no TLS "
                "(tls_cert, tls_key); it has no authentication either\n",

@@ -45,10 +45,6 @@ std::string_view to_string(EndReason r) {
   return "error";
 }
 
-namespace {
-
-// A quoted string valid in JSON and in logfmt: quotes, backslashes, control
-// characters and bytes beyond ASCII are escaped, so a line stays one line.
 void append_quoted(std::string& out, std::string_view v) {
   out += '"';
   for (const char ch : v) {
@@ -64,6 +60,8 @@ void append_quoted(std::string& out, std::string_view v) {
   }
   out += '"';
 }
+
+namespace {
 
 // logfmt quotes a value only when it must; JSON always quotes.
 void append(std::string& line, conf::LogFormat format, std::string_view key,

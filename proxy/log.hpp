@@ -55,6 +55,11 @@ struct SessionRecord {
   std::string error;  // detail for proxy_header_error, connect_failed, error
 };
 
+// A quoted string valid in JSON and in logfmt: quotes, backslashes, control
+// characters and bytes beyond ASCII (as \u00XX) are escaped, so a value
+// stays on one line and is valid JSON whatever a peer sent.
+void append_quoted(std::string& out, std::string_view v);
+
 class Log {
  public:
   explicit Log(conf::LogFormat format);

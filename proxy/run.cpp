@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "proxy/config_tools.hpp"
+#include "proxy/endpoint.hpp"
 #include "proxy/privileges.hpp"
 #include "proxy/server.hpp"
 
@@ -42,21 +43,15 @@ int run_proxy(const std::string& path) {
   for (std::size_t i = 0; i < server.endpoints().size(); ++i) {
     const auto& e = server.endpoints()[i];
     const auto& l = snapshot->config.listeners[i];
-    log.event(
-        "listening",
-        {{"listener", l.name},
-         {"address", e.address().is_v6() ? fmt::format("[{}]:{}", e.address().to_string(), e.port())
-                                         : fmt::format("{}:{}", e.address().to_string(), e.port())},
-         {"proxy_protocol", std::string(conf::to_string(l.proxy_protocol))}});
+    log.event("listening", {{"listener", l.name},
+                            {"address", from_asio(e).to_string()},
+                            {"proxy_protocol", std::string(conf::to_string(l.proxy_protocol))}});
   }
   const auto admin = server.admin_endpoint();
-  log.event("admin_listening",
-            {{"address", admin.address().is_v6()
-                             ? fmt::format("[{}]:{}", admin.address().to_string(), admin.port())
-                             : fmt::format("{}:{}", admin.address().to_string(), admin.port())},
-             {"tls", snapshot->config.admin.tls_cert.empty() ? "no" : "yes"},
-             {"paths", "/healthz /readyz /metrics /status"}});
-  if (!admin.address().is_loopback() && snapshot->config.admin.tls_cert.empty())
+  log.event("admin_listening", {{"address", from_asio(admin).to_string()},
+                                {"tls", snapshot->config.admin.tls_cert.empty() ? "no" : "yes"},
+                                {"paths", "/healthz /readyz /metrics /status"}});
+  if (snapshot->config.admin.exposed())
     log.event("warning", {{"problem", "admin endpoint on a non-loopback address without TLS"},
                           {"address", snapshot->config.admin.listen.to_string()}});
   const auto max_connections = snapshot->config.server.max_connections;

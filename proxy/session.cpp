@@ -3,7 +3,6 @@
 // detection, connect with failover, PROXY header out, relay), and one log
 // line whatever the end.
 #include <array>
-#include <cstring>
 #include <memory>
 #include <span>
 #include <variant>
