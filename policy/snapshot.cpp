@@ -1,5 +1,7 @@
 #include "policy/snapshot.hpp"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cassert>
 
@@ -108,6 +110,40 @@ std::shared_ptr<const Snapshot> build_snapshot(conf::Config config) {
     throw conf::ConfigError(std::move(errors));
   }
   return snap;
+}
+
+namespace {
+
+std::string host_name() {
+  char buf[256] = {};
+  if (gethostname(buf, sizeof buf - 1) != 0 || buf[0] == '\0') return "localhost";
+  return buf;
+}
+
+}  // namespace
+
+Loaded load_snapshot(const std::string& path) {
+  try {
+    std::vector<conf::Diagnostic> errors;
+    conf::Config config =
+        conf::parse_config(conf::read_config_file(path), path, {host_name()}, errors);
+    if (errors.empty()) return {build_snapshot(std::move(config)), {}};
+    auto file_errors = check_files(config);
+    errors.insert(errors.end(), file_errors.begin(), file_errors.end());
+    conf::sort_diagnostics(errors);
+    return {nullptr, std::move(errors)};
+  } catch (const conf::ConfigError& e) {
+    return {nullptr, e.diagnostics()};
+  }
+}
+
+std::vector<std::string> data_files(const conf::Config& config) {
+  std::vector<std::string> files;
+  for (const auto& d : config.geo.databases) files.push_back(d.path);
+  if (config.geo.databases.empty()) files = geo::default_databases();
+  for (const auto& list : config.lists)
+    for (const auto& f : list.files) files.push_back(f.path);
+  return files;
 }
 
 std::vector<conf::Diagnostic> check_files(const conf::Config& config) {

@@ -46,9 +46,11 @@ std::vector<std::string> empty_pools(const policy::Snapshot& snap, const HealthV
   return empty;
 }
 
-std::string status_json(const policy::Snapshot& snap, ServerState& state) {
-  std::string out = fmt::format("{{\"config\":{},\"generation\":1,\"active_connections\":{},",
-                                json_string(snap.config.path), state.sessions.load());
+std::string status_json(const Runtime& rt, ServerState& state) {
+  const policy::Snapshot& snap = *rt.snapshot;
+  std::string out =
+      fmt::format("{{\"config\":{},\"generation\":{},\"active_connections\":{},",
+                  json_string(snap.config.path), rt.generation, state.sessions.load());
   out += "\"listeners\":[";
   for (std::size_t i = 0; i < snap.config.listeners.size(); ++i) {
     const auto& l = snap.config.listeners[i];
@@ -62,7 +64,7 @@ std::string status_json(const policy::Snapshot& snap, ServerState& state) {
     out += fmt::format("{}{{\"name\":{},\"balance\":\"{}\",\"members\":[", p ? "," : "",
                        json_string(pool.name), conf::to_string(pool.balance));
     for (std::size_t m = 0; m < pool.members.size(); ++m) {
-      const auto& h = *state.view->at(p, m);
+      const auto& h = *rt.view->at(p, m);
       const auto d = h.detail();
       out += fmt::format(
           "{}{{\"address\":{},\"backup\":{},\"weight\":{},\"state\":\"{}\",\"active\":{},"
@@ -83,17 +85,46 @@ std::string status_json(const policy::Snapshot& snap, ServerState& state) {
   return out + "]}\n";
 }
 
+std::string reload_json(const ReloadOutcome& r) {
+  std::string out = fmt::format("{{\"result\":\"{}\",\"generation\":{}",
+                                r.ok ? "success" : "failure", r.generation);
+  for (const auto* what : {&r.errors, &r.warnings}) {
+    out += what == &r.errors ? ",\"errors\":[" : "],\"warnings\":[";
+    for (std::size_t i = 0; i < what->size(); ++i) {
+      if (i) out += ',';
+      out += json_string((*what)[i]);
+    }
+  }
+  return out + "]}\n";
+}
+
 }  // namespace
 
+AdminReply reload_reply(const ReloadOutcome& r, bool text) {
+  const unsigned status = r.ok ? 200 : 422;
+  if (!text) return {status, "application/json", reload_json(r)};
+  std::string body =
+      r.ok
+          ? fmt::format("reload: success, generation {}\n", r.generation)
+          : fmt::format("reload: failed, the running config stays (generation {})\n", r.generation);
+  for (const auto& e : r.errors) body += fmt::format("error: {}\n", e);
+  for (const auto& w : r.warnings) body += fmt::format("warning: {}\n", w);
+  return {status, "text/plain; charset=utf-8", body};
+}
+
 AdminReply admin_answer(std::string_view method, std::string_view target, ServerState& state) {
-  const auto snap = state.snapshot.load();
+  const auto rt = state.current();
+  const auto& snap = rt->snapshot;
   const auto path = target.substr(0, target.find('?'));
-  if (path != "/healthz" && path != "/readyz" && path != "/metrics" && path != "/status")
-    return {404, "text/plain; charset=utf-8", "not found: try /healthz /readyz /metrics /status\n"};
+  if (path != "/healthz" && path != "/readyz" && path != "/metrics" && path != "/status" &&
+      path != "/reload")
+    return {404, "text/plain; charset=utf-8",
+            "not found: try /healthz /readyz /metrics /status, or POST /reload\n"};
+  if (path == "/reload") return {405, "text/plain; charset=utf-8", "POST only\n"};
   if (method != "GET" && method != "HEAD") return {405, "text/plain; charset=utf-8", "GET only\n"};
   if (path == "/healthz") return {200, "text/plain; charset=utf-8", "ok\n"};
   if (path == "/readyz") {
-    const auto empty = empty_pools(*snap, *state.view);
+    const auto empty = empty_pools(*snap, *rt->view);
     std::string names;
     for (const auto& e : empty) {
       if (!names.empty()) names += ',';
@@ -106,7 +137,7 @@ AdminReply admin_answer(std::string_view method, std::string_view target, Server
   if (path == "/metrics")
     return {200, "text/plain; version=0.0.4; charset=utf-8",
             state.metrics.render(*snap, state.health, {state.sessions.load()})};
-  return {200, "application/json", status_json(*snap, state)};
+  return {200, "application/json", status_json(*rt, state)};
 }
 
 AdminServer::AdminServer(asio::io_context& io, ServerState& state)
@@ -207,10 +238,19 @@ asio::awaitable<void> AdminServer::exchange(Stream& stream) {
     res.body() = "bad request: " + ec.message() + "\n";
   } else {
     const auto& req = parser.get();
-    auto answer = admin_answer(req.method_string(), req.target(), state_);
+    const auto target = req.target().substr(0, req.target().find('?'));
+    AdminReply answer;
+    if (target == "/reload" && req.method() == http::verb::post && reload_) {
+      // Not inside an expression: g++ 12 mishandles temporaries around co_await there.
+      const ReloadOutcome outcome = co_await reload_();
+      answer = reload_reply(outcome, req.target().find("format=text") != std::string_view::npos);
+    } else {
+      answer = admin_answer(req.method_string(), req.target(), state_);
+    }
     res.result(answer.status);
     res.set(http::field::content_type, answer.content_type);
-    if (answer.status == 405) res.set(http::field::allow, "GET, HEAD");
+    if (answer.status == 405)
+      res.set(http::field::allow, target == "/reload" ? "POST" : "GET, HEAD");
     if (req.method() == http::verb::head)
       res.content_length(answer.body.size());  // the length GET would have
     else

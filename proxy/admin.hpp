@@ -6,8 +6,12 @@
 //                 routes to has an UP member; else 503 naming the empty pools
 //   GET /metrics  Prometheus text exposition
 //   GET /status   JSON: listeners, pools, members and their health, counters
+//   POST /reload  reloads the config (as SIGHUP does) and answers with the
+//                 outcome: 200 {"result":"success",...} or 422 with the errors
+//                 (?format=text: one line each, as `geomx reload` prints them)
 // One request per connection, 8 KiB of headers at most, 10 s to send it;
 // HTTPS when [admin] has tls_cert and tls_key.
+#include <functional>
 #include <set>
 #include <string>
 
@@ -29,6 +33,8 @@ struct AdminReply {
 
 // The answer to one request (no I/O: the endpoint's logic, tested directly).
 AdminReply admin_answer(std::string_view method, std::string_view target, ServerState& state);
+// POST /reload's answer: JSON, or lines of text (?format=text, for `geomx reload`).
+AdminReply reload_reply(const ReloadOutcome& outcome, bool text = false);
 
 class AdminServer {
  public:
@@ -42,6 +48,9 @@ class AdminServer {
   tcp::endpoint endpoint() const { return acceptor_.local_endpoint(); }
   void start();
   void stop();
+  // What POST /reload runs (on the control thread).
+  using Reloader = std::function<asio::awaitable<ReloadOutcome>()>;
+  void set_reloader(Reloader r) { reload_ = std::move(r); }
 
  private:
   asio::awaitable<void> accept_loop();
@@ -54,6 +63,7 @@ class AdminServer {
   std::unique_ptr<asio::ssl::context> tls_;
   static constexpr std::size_t max_connections = 32;  // at once; more are closed
   std::set<tcp::socket*> open_;                       // closed by stop()
+  Reloader reload_;
 };
 
 }  // namespace geomx::proxy

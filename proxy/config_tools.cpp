@@ -1,7 +1,5 @@
 #include "proxy/config_tools.hpp"
 
-#include <unistd.h>
-
 #include <iostream>
 #include <memory>
 
@@ -15,12 +13,6 @@
 namespace geomx::proxy {
 namespace {
 
-std::string host_name() {
-  char buf[256] = {};
-  if (gethostname(buf, sizeof buf - 1) != 0 || buf[0] == '\0') return "localhost";
-  return buf;
-}
-
 void print_errors(const std::string& path, const std::vector<conf::Diagnostic>& errors) {
   for (const auto& d : errors) fmt::print(stderr, "{}\n", d.to_string());
   fmt::print(stderr, "geomx: {}: {} error{}\n", path, errors.size(), errors.size() == 1 ? "" : "s");
@@ -29,19 +21,9 @@ void print_errors(const std::string& path, const std::vector<conf::Diagnostic>& 
 }  // namespace
 
 std::shared_ptr<const policy::Snapshot> load_snapshot(const std::string& path) {
-  try {
-    std::vector<conf::Diagnostic> errors;
-    conf::Config config =
-        conf::parse_config(conf::read_config_file(path), path, {host_name()}, errors);
-    if (errors.empty()) return policy::build_snapshot(std::move(config));
-    auto file_errors = policy::check_files(config);
-    errors.insert(errors.end(), file_errors.begin(), file_errors.end());
-    conf::sort_diagnostics(errors);
-    print_errors(path, errors);
-  } catch (const conf::ConfigError& e) {
-    print_errors(path, e.diagnostics());
-  }
-  return nullptr;
+  auto loaded = policy::load_snapshot(path);
+  if (!loaded.snapshot) print_errors(path, loaded.errors);
+  return loaded.snapshot;
 }
 
 namespace {

@@ -10,8 +10,8 @@ namespace geomx::proxy {
 
 void add_config_tools(CLI::App& app, Action& action);
 
-// Loads and compiles FILE; on failure prints every diagnostic (the config's
-// and those of every file it names) to stderr and returns null.
+// policy::load_snapshot, printing the diagnostics to stderr and returning
+// null on failure.
 std::shared_ptr<const policy::Snapshot> load_snapshot(const std::string& path);
 
 }  // namespace geomx::proxy

@@ -152,15 +152,20 @@ asio::awaitable<HealthBoard::Result> probe_member(const conf::Pool& pool,
 std::shared_ptr<MemberHealth> HealthBoard::member(const std::string& pool,
                                                   const conf::Endpoint& address) {
   std::lock_guard lock(mutex_);
-  auto& m = members_[{pool, address.to_string()}];
-  if (!m) m = std::make_shared<MemberHealth>(pool, address);
+  auto& slot = members_[{pool, address.to_string()}];
+  if (auto m = slot.lock()) return m;
+  // Not in any config since the last reload: forget what was (it starts UP).
+  std::erase_if(members_, [](const auto& kv) { return kv.second.expired(); });
+  auto m = std::make_shared<MemberHealth>(pool, address);
+  members_[{pool, address.to_string()}] = m;
   return m;
 }
 
 std::vector<std::shared_ptr<MemberHealth>> HealthBoard::all() const {
   std::lock_guard lock(mutex_);
   std::vector<std::shared_ptr<MemberHealth>> out;
-  for (const auto& [key, m] : members_) out.push_back(m);
+  for (const auto& [key, weak] : members_)
+    if (auto m = weak.lock()) out.push_back(std::move(m));
   return out;
 }
 

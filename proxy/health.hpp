@@ -1,8 +1,8 @@
 #pragma once
 // Health of the pool members: one record per (pool name, member address),
-// kept across config snapshots, fed by active probes (SMTP or TCP, driven by
-// [pool.NAME.health]) and by the connect failures of real sessions; the
-// balancer skips members that are DOWN. A state change is logged once.
+// kept across reloads while the member stays in the config, fed by active probes (SMTP or TCP,
+// driven by [pool.NAME.health]) and by the connect failures of real sessions; the balancer skips
+// members that are DOWN. A state change is logged once.
 #include <atomic>
 #include <chrono>
 #include <map>
@@ -73,7 +73,9 @@ class HealthBoard {
               std::string_view source);
   Log& log_;
   mutable std::mutex mutex_;
-  std::map<std::pair<std::string, std::string>, std::shared_ptr<MemberHealth>> members_;
+  // Held by the HealthViews (and relays) that use them: a member a reload
+  // removed is gone from the board once nothing uses it.
+  std::map<std::pair<std::string, std::string>, std::weak_ptr<MemberHealth>> members_;
 };
 
 // The board as the balancer of one snapshot sees it: [pool][member].

@@ -56,6 +56,11 @@ void Metrics::config_loaded(std::uint64_t generation) {
   loaded_at_ = unix_seconds(std::chrono::system_clock::now());
 }
 
+void Metrics::reloaded(bool ok) {
+  std::lock_guard lock(mutex_);
+  ++(ok ? reloads_ok_ : reloads_failed_);
+}
+
 std::string Metrics::render(const policy::Snapshot& snapshot, const HealthBoard& health,
                             const Gauges& gauges) const {
   std::string out;
@@ -97,10 +102,11 @@ std::string Metrics::render(const policy::Snapshot& snapshot, const HealthBoard&
     header(out, "geomx_config_loaded_timestamp_seconds", "gauge",
            "When the loaded config was loaded (unix time).");
     out += fmt::format("geomx_config_loaded_timestamp_seconds {:.3f}\n", loaded_at_);
+    header(out, "geomx_config_reloads_total", "counter",
+           "Reloads (SIGHUP, POST /reload, geo.watch) by result; a failure keeps the old config.");
+    out += fmt::format("geomx_config_reloads_total{{result=\"success\"}} {}\n", reloads_ok_);
+    out += fmt::format("geomx_config_reloads_total{{result=\"failure\"}} {}\n", reloads_failed_);
   }
-  header(out, "geomx_config_reloads_total", "counter", "Config reloads by result.");
-  out += "geomx_config_reloads_total{result=\"success\"} 0\n";
-  out += "geomx_config_reloads_total{result=\"failure\"} 0\n";
   header(out, "geomx_active_connections", "gauge", "Connections open now.");
   out += fmt::format("geomx_active_connections {}\n", gauges.active_sessions);
   header(out, "geomx_geo_intervals", "gauge", "Intervals in the compiled geo table.");

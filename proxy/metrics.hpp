@@ -23,6 +23,8 @@ class Metrics {
   void decision(std::chrono::nanoseconds took);
   // The loaded config: generation 1 at start (reloads add to it).
   void config_loaded(std::uint64_t generation);
+  // A reload ended: a success also calls config_loaded.
+  void reloaded(bool ok);
 
   struct Gauges {
     std::uint32_t active_sessions = 0;
@@ -42,6 +44,7 @@ class Metrics {
   std::array<std::uint64_t, decision_buckets.size() + 1> decision_counts_{};
   double decision_sum_ = 0;
   std::uint64_t generation_ = 0;
+  std::uint64_t reloads_ok_ = 0, reloads_failed_ = 0;
   double loaded_at_ = 0;  // unix time
 };
 

@@ -3,7 +3,13 @@
 #include <malloc.h>
 #include <sys/resource.h>
 
+#include <openssl/x509_vfy.h>
+
 #include <fmt/format.h>
+#include <boost/asio/ssl.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 
 #include "proxy/config_tools.hpp"
 #include "proxy/endpoint.hpp"
@@ -50,7 +56,7 @@ int run_proxy(const std::string& path) {
   const auto admin = server.admin_endpoint();
   log.event("admin_listening", {{"address", from_asio(admin).to_string()},
                                 {"tls", snapshot->config.admin.tls_cert.empty() ? "no" : "yes"},
-                                {"paths", "/healthz /readyz /metrics /status"}});
+                                {"paths", "/healthz /readyz /metrics /status, POST /reload"}});
   if (snapshot->config.admin.exposed())
     log.event("warning", {{"problem", "admin endpoint on a non-loopback address without TLS"},
                           {"address", snapshot->config.admin.listen.to_string()}});
@@ -70,6 +76,56 @@ int run_proxy(const std::string& path) {
   return 0;
 }
 
+// `geomx reload`: POST /reload to the running daemon's admin endpoint, as the
+// config names it (HTTPS when it has a certificate, which is then the only
+// one trusted), and print the outcome. Exit 0 reloaded, 1 failed (the old
+// config stays), 2 no answer.
+int reload_daemon(const std::string& path, const std::string& admin_override) {
+  namespace beast = boost::beast;
+  namespace http = beast::http;
+  namespace ssl = asio::ssl;
+  std::vector<conf::Diagnostic> ignored;  // a broken file is what reload is asked to report
+  const auto config =
+      conf::parse_config(conf::read_config_file(path), path, {"localhost"}, ignored);
+  const auto admin =
+      admin_override.empty() ? config.admin.listen : conf::parse_endpoint(admin_override);
+  asio::io_context io;
+  http::request<http::empty_body> req{http::verb::post, "/reload?format=text", 11};
+  req.set(http::field::host, admin.to_string());
+  req.set(http::field::user_agent, "geomx reload");
+  http::response<http::string_body> res;
+  beast::flat_buffer buffer;
+  try {
+    beast::tcp_stream tcp(io);
+    tcp.expires_after(std::chrono::minutes(2));  // a large table takes a while to build
+    tcp.connect(to_asio(admin));
+    if (config.admin.tls_cert.empty() || !admin_override.empty()) {
+      http::write(tcp, req);
+      http::read(tcp, buffer, res);
+    } else {
+      ssl::context ctx(ssl::context::tls_client);
+      ctx.load_verify_file(config.admin.tls_cert);
+      X509_VERIFY_PARAM_set_flags(
+          SSL_CTX_get0_param(ctx.native_handle()),
+          X509_V_FLAG_PARTIAL_CHAIN);  // the certificate itself is the anchor
+      ctx.set_verify_mode(ssl::verify_peer);
+      ssl::stream<beast::tcp_stream> tls(std::move(tcp), ctx);
+      tls.handshake(ssl::stream_base::client);
+      http::write(tls, req);
+      http::read(tls, buffer, res);
+    }
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "geomx: no answer from the admin endpoint at {}: {} (is geomx running?)\n",
+               admin.to_string(), e.what());
+    return 2;
+  }
+  fmt::print("{}", res.body());
+  if (res.result_int() == 200) return 0;
+  if (res.result_int() != 422)
+    fmt::print(stderr, "geomx: the admin endpoint answered {}\n", res.result_int());
+  return 1;
+}
+
 }  // namespace
 
 void add_run_command(CLI::App& app, Action& action) {
@@ -77,6 +133,19 @@ void add_run_command(CLI::App& app, Action& action) {
   auto* run = app.add_subcommand("run", "Run the proxy in the foreground (logs to stderr)");
   run->add_option("-c,--config", *path, "Config file")->required();
   run->callback([&action, path] { action = [path] { return run_proxy(*path); }; });
+
+  auto reload_path = std::make_shared<std::string>();
+  auto admin = std::make_shared<std::string>();
+  auto* reload = app.add_subcommand(
+      "reload",
+      "Make the running geomx reload its config (through its admin endpoint) and print the "
+      "outcome; exit 0 reloaded, 1 failed (the running config stays), 2 no answer");
+  reload->add_option("-c,--config", *reload_path, "Config file (names the admin endpoint)")
+      ->required();
+  reload->add_option("--admin", *admin, "Admin endpoint to call instead (plain HTTP), ADDR:PORT");
+  reload->callback([&action, reload_path, admin] {
+    action = [reload_path, admin] { return reload_daemon(*reload_path, *admin); };
+  });
 }
 
 }  // namespace geomx::proxy

@@ -1,5 +1,6 @@
 #pragma once
-// `geomx run -c FILE`: the proxy in the foreground, logging to stderr.
+// `geomx run -c FILE`: the proxy in the foreground, logging to stderr;
+// `geomx reload -c FILE`: asks the running one to reload.
 #include <CLI/CLI.hpp>
 
 #include "proxy/geo_tools.hpp"

@@ -1,8 +1,9 @@
 #include "proxy/server.hpp"
-#include "proxy/admin.hpp"
-#include "proxy/endpoint.hpp"
 
+#include <sys/stat.h>
 #include <systemd/sd-daemon.h>
+
+#include <algorithm>
 
 #include <fmt/format.h>
 #include <boost/asio/as_tuple.hpp>
@@ -16,14 +17,27 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "proxy/admin.hpp"
+#include "proxy/endpoint.hpp"
+#include "proxy/watch.hpp"
+
 namespace geomx::proxy {
+
+// Its accept loop and its worker hold it.
+struct ListeningSocket {
+  ListeningSocket(asio::io_context& io, std::string k) : key(std::move(k)), acceptor(io) {}
+  const std::string key;  // listener_key()
+  Acceptor acceptor;
+};
+
 namespace {
 
 constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
 using reuse_port = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
 
-asio::awaitable<void> accept_loop(Acceptor& acceptor, std::size_t listener, ServerState& state,
+asio::awaitable<void> accept_loop(std::shared_ptr<ListeningSocket> listening, ServerState& state,
                                   SessionRegistry& registry) {
+  Acceptor& acceptor = listening->acceptor;
   try {
     for (;;) {
       tcp::endpoint peer;
@@ -37,7 +51,7 @@ asio::awaitable<void> accept_loop(Acceptor& acceptor, std::size_t listener, Serv
         continue;
       }
       asio::co_spawn(acceptor.get_executor(),
-                     run_session(std::move(socket), peer, listener, state, registry),
+                     run_session(std::move(socket), peer, listening->key, state, registry),
                      asio::detached);
     }
   } catch (const std::exception& e) {
@@ -91,13 +105,29 @@ asio::awaitable<void> SessionRegistry::sweep() {
 struct Server::Worker {
   SessionRegistry sessions;  // outlives io: destroying io's handlers unregisters relays
   asio::io_context io{1};
-  std::vector<Acceptor> acceptors;
+  std::vector<std::shared_ptr<ListeningSocket>> listening;  // touched by its thread once running
   std::thread thread;
 };
 
+std::string listener_key(const conf::Listener& l) {
+  const auto address = l.address.to_string();
+  return l.address.port != 0 ? address : l.name + "@" + address;
+}
+
+Runtime::Runtime(std::shared_ptr<const policy::Snapshot> s, HealthBoard& board, std::uint64_t g)
+    : snapshot(std::move(s)), view(std::make_shared<HealthView>(board, *snapshot)), generation(g) {
+  for (const auto& l : snapshot->config.listeners) listener_keys.push_back(listener_key(l));
+}
+
+std::optional<std::size_t> Runtime::listener(std::string_view key) const {
+  for (std::size_t i = 0; i < listener_keys.size(); ++i)
+    if (listener_keys[i] == key) return i;
+  return std::nullopt;
+}
+
 Server::Server(std::shared_ptr<const policy::Snapshot> snapshot, Log& log)
     : state_(std::move(snapshot), log) {
-  const auto& server = state_.snapshot.load()->config.server;
+  const auto& server = state_.current()->snapshot->config.server;
   const unsigned threads =
       server.threads != 0 ? server.threads : std::max(1u, std::thread::hardware_concurrency());
   for (unsigned i = 0; i < threads; ++i) workers_.push_back(std::make_unique<Worker>());
@@ -106,48 +136,63 @@ Server::Server(std::shared_ptr<const policy::Snapshot> snapshot, Log& log)
 
 Server::~Server() {
   admin_.reset();
+  watch_.reset();
   for (auto& w : workers_) {
     w->io.stop();
     if (w->thread.joinable()) w->thread.join();
   }
+  loader_.join();
 }
 
 tcp::endpoint Server::admin_endpoint() const {
   return admin_->endpoint();
 }
 
+std::vector<std::shared_ptr<ListeningSocket>> Server::open_listener(const conf::Listener& listener,
+                                                                    tcp::endpoint& bound) {
+  std::vector<std::shared_ptr<ListeningSocket>> sockets;
+  tcp::endpoint endpoint = to_asio(listener.address);
+  for (auto& w : workers_) {
+    auto socket = std::make_shared<ListeningSocket>(w->io, listener_key(listener));
+    auto& a = socket->acceptor;
+    try {
+      if (&w == &workers_.front()) check_port_free(endpoint, w->io);
+      a.open(endpoint.protocol());
+      a.set_option(tcp::acceptor::reuse_address(true));
+      a.set_option(reuse_port(true));
+      if (endpoint.address().is_v6()) a.set_option(asio::ip::v6_only(true));
+      a.bind(endpoint);
+      a.listen(asio::socket_base::max_listen_connections);
+    } catch (const boost::system::system_error& e) {
+      throw std::system_error(
+          e.code(), fmt::format("listener {} on {}", listener.name, listener.address.to_string()));
+    }
+    // Port 0: every thread binds the port the first one was given.
+    endpoint = a.local_endpoint();
+    sockets.push_back(std::move(socket));
+  }
+  bound = endpoint;
+  return sockets;
+}
+
 void Server::bind() {
-  const auto snap = state_.snapshot.load();
+  const auto snap = state_.current()->snapshot;
   admin_ = std::make_unique<AdminServer>(control_io_, state_);
   admin_->bind(snap->config.admin.listen, snap->config.admin.tls_cert, snap->config.admin.tls_key);
   for (const auto& listener : snap->config.listeners) {
-    tcp::endpoint endpoint = to_asio(listener.address);
-    for (auto& w : workers_) {
-      Acceptor a(w->io);
-      try {
-        if (&w == &workers_.front()) check_port_free(endpoint, w->io);
-        a.open(endpoint.protocol());
-        a.set_option(tcp::acceptor::reuse_address(true));
-        a.set_option(reuse_port(true));
-        if (endpoint.address().is_v6()) a.set_option(asio::ip::v6_only(true));
-        a.bind(endpoint);
-        a.listen(asio::socket_base::max_listen_connections);
-      } catch (const boost::system::system_error& e) {
-        throw std::system_error(e.code(), fmt::format("listener {} on {}", listener.name,
-                                                      listener.address.to_string()));
-      }
-      // Port 0: every thread binds the port the first one was given.
-      endpoint = a.local_endpoint();
-      w->acceptors.push_back(std::move(a));
-    }
-    endpoints_.push_back(endpoint);
+    tcp::endpoint bound;
+    auto sockets = open_listener(listener, bound);
+    for (std::size_t i = 0; i < workers_.size(); ++i)
+      workers_[i]->listening.push_back(std::move(sockets[i]));
+    endpoints_.push_back(bound);
+    bound_[listener_key(listener)] = bound;
   }
 }
 
 void Server::run() {
   for (auto& w : workers_) {
-    for (std::size_t i = 0; i < w->acceptors.size(); ++i)
-      asio::co_spawn(w->io, accept_loop(w->acceptors[i], i, state_, w->sessions), asio::detached);
+    for (auto& l : w->listening)
+      asio::co_spawn(w->io, accept_loop(l, state_, w->sessions), asio::detached);
     w->thread = std::thread([this, &io = w->io] {
       // A handler that throws (out of memory) must not take the process down.
       for (;;) {
@@ -160,14 +205,10 @@ void Server::run() {
       }
     });
   }
-  // Health probes run on the control thread: every member of every pool.
-  const auto snap = state_.snapshot.load();
-  for (std::size_t p = 0; p < snap->config.pools.size(); ++p)
-    for (std::size_t m = 0; m < snap->config.pools[p].members.size(); ++m) {
-      auto& prober = probers_.emplace_back(control_io_);
-      asio::co_spawn(control_io_, health_loop(p, m, prober.tick),
-                     asio::bind_cancellation_slot(prober.stop.slot(), asio::detached));
-    }
+  const auto runtime = state_.current();
+  update_probers(*runtime);  // health probes run on the control thread
+  update_watch(*runtime->snapshot);
+  admin_->set_reloader([this] { return reload("admin", true); });
   admin_->start();
   asio::co_spawn(control_io_, hangups(), asio::detached);
   // systemd: Type=notify and WatchdogSec= (nothing happens without systemd).
@@ -186,31 +227,342 @@ void Server::stop() {
   asio::post(control_io_, [this] { signals_.cancel(); });
 }
 
-asio::awaitable<void> Server::health_loop(std::size_t p, std::size_t m, asio::steady_timer& tick) {
-  const auto snap = state_.snapshot.load();
-  const conf::Pool& pool = snap->config.pools[p];
-  const auto record = state_.view->at(p, m);
-  while (probing_) {
-    try {
-      const auto result = co_await probe_member(pool, pool.members[m]);
-      if (!probing_) break;
-      state_.health.probed(*record, pool.health, result);
-    } catch (const std::exception& e) {  // the member must not stay unprobed
-      if (!probing_) break;
-      state_.log.event("health_error", {{"pool", pool.name}, {"error", e.what()}});
+// --- health probes: one loop per (pool, member) of the running config -------
+
+void Server::update_probers(const Runtime& runtime) {
+  std::set<MemberKey> wanted;
+  for (const auto& pool : runtime.snapshot->config.pools)
+    for (const auto& m : pool.members) wanted.insert({pool.name, m.address.to_string()});
+  for (auto it = probers_.begin(); it != probers_.end();) {
+    if (wanted.count(it->first)) {
+      ++it;
+      continue;
     }
-    tick.expires_after(pool.health.interval);
-    co_await tick.async_wait(nothrow);
+    it->second->stopped = true;  // removed from the config
+    it->second->tick.cancel();
+    it->second->stop.emit(asio::cancellation_type::terminal);
+    it = probers_.erase(it);
+  }
+  for (const auto& key : wanted) {
+    if (probers_.count(key)) continue;
+    auto prober = std::make_shared<Prober>(control_io_);
+    probers_.emplace(key, prober);
+    asio::co_spawn(control_io_, health_loop(key, prober),
+                   asio::bind_cancellation_slot(prober->stop.slot(), asio::detached));
   }
 }
+
+// Each round reads the running config: a reload may change the pool's
+// health settings, and the member's record is the one its sessions use.
+asio::awaitable<void> Server::health_loop(MemberKey key, std::shared_ptr<Prober> prober) {
+  while (probing_ && !prober->stopped) {
+    const auto runtime = state_.current();
+    const auto& pools = runtime->snapshot->config.pools;
+    const auto pool = std::find_if(pools.begin(), pools.end(),
+                                   [&](const conf::Pool& p) { return p.name == key.first; });
+    if (pool == pools.end()) co_return;
+    const auto member =
+        std::find_if(pool->members.begin(), pool->members.end(),
+                     [&](const conf::Member& m) { return m.address.to_string() == key.second; });
+    if (member == pool->members.end()) co_return;
+    const auto record = runtime->view->at(static_cast<std::size_t>(pool - pools.begin()),
+                                          static_cast<std::size_t>(member - pool->members.begin()));
+    try {
+      const auto result = co_await probe_member(*pool, *member);
+      if (!probing_ || prober->stopped) break;
+      state_.health.probed(*record, pool->health, result);
+    } catch (const std::exception& e) {  // the member must not stay unprobed
+      if (!probing_ || prober->stopped) break;
+      state_.log.event("health_error", {{"pool", pool->name}, {"error", e.what()}});
+    }
+    prober->tick.expires_after(pool->health.interval);
+    co_await prober->tick.async_wait(nothrow);
+  }
+}
+
+// --- reload -----------------------------------------------------------------
+
+namespace {
+
+using SystemClock = std::chrono::system_clock;
+
+// A data file modified after `since`: a writer may still be at it, and what
+// was read may be half old, half new.
+std::optional<std::string> written_since(const conf::Config& config,
+                                         SystemClock::time_point since) {
+  for (const auto& file : policy::data_files(config)) {
+    struct stat st {};
+    if (::stat(file.c_str(), &st) != 0) continue;  // the load reported it if it mattered
+    const auto mtime = SystemClock::time_point(std::chrono::duration_cast<SystemClock::duration>(
+        std::chrono::seconds(st.st_mtim.tv_sec) + std::chrono::nanoseconds(st.st_mtim.tv_nsec)));
+    if (mtime >= since) return file;
+  }
+  return std::nullopt;
+}
+
+// Builds the next snapshot: from the config file again, or from the running
+// config (geo.watch: only the data changed). A data file written to while it
+// was read is read again, a little later, up to a few times.
+policy::Loaded build_next(const std::string& path, const std::optional<conf::Config>& running) {
+  constexpr int attempts = 5;
+  constexpr auto settle = std::chrono::milliseconds(300);
+  for (int attempt = 1;; ++attempt) {
+    // Timestamps are coarse (a clock tick): anything this recent may overlap.
+    const auto since = SystemClock::now() - std::chrono::milliseconds(20);
+    policy::Loaded loaded;
+    if (running) {
+      try {
+        loaded.snapshot = policy::build_snapshot(*running);
+      } catch (const conf::ConfigError& e) {
+        loaded.errors = e.diagnostics();
+      }
+    } else {
+      loaded = policy::load_snapshot(path);
+    }
+    if (!loaded.snapshot) return loaded;
+    const auto busy = written_since(loaded.snapshot->config, since);
+    if (!busy) return loaded;
+    if (attempt == attempts) {
+      loaded.errors.push_back({{*busy, 0, 0},
+                               "geo",
+                               fmt::format("still being written after {} attempts to read it; "
+                                           "write a new file and rename it into place",
+                                           attempts)});
+      loaded.snapshot.reset();
+      return loaded;
+    }
+    std::this_thread::sleep_for(settle);
+  }
+}
+
+// A coroutine function, not a lambda: its arguments are copied into its
+// frame, which then runs and ends on the loader thread.
+asio::awaitable<policy::Loaded> build_on_loader(std::string path,
+                                                std::optional<conf::Config> running) {
+  co_return build_next(path, running);
+}
+
+// Settings a running process cannot change: they stay as they were.
+std::vector<std::string> needs_restart(const conf::Config& was, const conf::Config& now) {
+  std::vector<std::string> out;
+  auto check = [&](bool same, std::string_view what) {
+    if (!same) out.push_back(fmt::format("{} changed: takes effect at the next restart", what));
+  };
+  check(was.server.threads == now.server.threads, "server.threads");
+  check(was.server.user == now.server.user && was.server.group == now.server.group &&
+            was.server.allow_root == now.server.allow_root,
+        "server.user/group/allow_root");
+  check(was.server.log_format == now.server.log_format, "server.log_format");
+  check(was.admin.listen.to_string() == now.admin.listen.to_string() &&
+            was.admin.tls_cert == now.admin.tls_cert && was.admin.tls_key == now.admin.tls_key,
+        "admin");
+  return out;
+}
+
+std::string describe_bind_error(const std::system_error& e) {
+  std::string out = e.what();
+  if (e.code() == std::errc::permission_denied)
+    out +=
+        " (geomx gave up the right to bind ports below 1024 after start: restart it to add this "
+        "listener)";
+  return out;
+}
+
+}  // namespace
+
+asio::awaitable<ReloadOutcome> Server::reload(std::string trigger, bool reread_config) {
+  asio::steady_timer wait(control_io_);
+  while (reloading_ && !stopping_) {  // one at a time, in order
+    wait.expires_after(std::chrono::milliseconds(20));
+    co_await wait.async_wait(nothrow);
+  }
+  ReloadOutcome out;
+  const auto old = state_.current();
+  out.generation = old->generation;
+  if (stopping_) {
+    out.errors.push_back("geomx is stopping");
+    co_return out;
+  }
+  reloading_ = true;
+  struct Done {
+    bool& flag;
+    ~Done() { flag = false; }
+  } done{reloading_};
+  sd_notify(0, "RELOADING=1\nSTATUS=reloading");
+  const auto started = std::chrono::steady_clock::now();
+  policy::Loaded loaded;
+  try {
+    std::optional<conf::Config> running;
+    if (!reread_config) running = old->snapshot->config;
+    loaded = co_await asio::co_spawn(
+        loader_, build_on_loader(old->snapshot->config.path, std::move(running)),
+        asio::use_awaitable);
+  } catch (const std::exception& e) {
+    loaded.errors.push_back({{old->snapshot->config.path, 0, 0}, "reload", e.what()});
+  }
+  for (const auto& d : loaded.errors) out.errors.push_back(d.to_string());
+  if (loaded.snapshot && !stopping_) {
+    auto next =
+        std::make_shared<const Runtime>(loaded.snapshot, state_.health, old->generation + 1);
+    out.warnings = needs_restart(old->snapshot->config, loaded.snapshot->config);
+    if (auto problem = co_await switch_to(next); !problem.empty()) {
+      out.errors.push_back(std::move(problem));
+    } else {
+      out.ok = true;
+      out.generation = next->generation;
+    }
+  } else if (stopping_ && out.errors.empty()) {
+    out.errors.push_back("geomx is stopping");
+  }
+  const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(
+      std::chrono::steady_clock::now() - started);
+  state_.metrics.reloaded(out.ok);
+  for (const auto& e : out.errors) state_.log.event("reload_error", {{"error", e}});
+  for (const auto& w : out.warnings) state_.log.event("warning", {{"problem", w}});
+  const auto now = state_.current();
+  if (out.ok) {
+    state_.metrics.config_loaded(out.generation);
+    update_probers(*now);
+    update_watch(*now->snapshot);
+    const auto& snap = *now->snapshot;
+    state_.log.event(
+        "reload", {{"trigger", trigger},
+                   {"result", "success"},
+                   {"generation", std::to_string(out.generation)},
+                   {"took", fmt::format("{}ms", took.count())},
+                   {"rules", std::to_string(snap.config.rules.size())},
+                   {"pools", std::to_string(snap.config.pools.size())},
+                   {"ipv4_intervals", std::to_string(snap.table.interval_count(geo::Family::v4))},
+                   {"ipv6_intervals", std::to_string(snap.table.interval_count(geo::Family::v6))}});
+  } else {
+    state_.log.event("reload", {{"trigger", trigger},
+                                {"result", "failure"},
+                                {"errors", std::to_string(out.errors.size())},
+                                {"generation", std::to_string(out.generation)},
+                                {"action", "the running config stays"}});
+  }
+  if (!stopping_) sd_notify(0, "READY=1\nSTATUS=serving");
+  co_return out;
+}
+
+asio::awaitable<std::string> Server::switch_to(std::shared_ptr<const Runtime> next) {
+  const auto& listeners = next->snapshot->config.listeners;
+  // Open what is new first: if that fails, nothing has changed.
+  std::vector<std::pair<std::size_t, std::vector<std::shared_ptr<ListeningSocket>>>> added;
+  std::map<std::string, tcp::endpoint> bound;
+  for (std::size_t i = 0; i < listeners.size(); ++i) {
+    const auto& key = next->listener_keys[i];
+    if (const auto it = bound_.find(key); it != bound_.end()) {
+      bound[key] = it->second;
+      continue;
+    }
+    try {
+      tcp::endpoint at;
+      added.emplace_back(i, open_listener(listeners[i], at));
+      bound[key] = at;
+    } catch (const std::system_error& e) {
+      boost::system::error_code ignored;
+      for (auto& [index, sockets] : added)
+        for (auto& s : sockets) s->acceptor.close(ignored);
+      co_return describe_bind_error(e);
+    }
+  }
+  // Close what went away, on every thread, before the swap: a session is
+  // only ever accepted on a listener its runtime has.
+  std::set<std::string> removed;
+  for (const auto& [key, at] : bound_)
+    if (!bound.count(key)) removed.insert(key);
+  if (!removed.empty()) {
+    auto left = std::make_shared<std::atomic<std::size_t>>(workers_.size());
+    for (auto& w : workers_)
+      asio::post(w->io, [&w, removed, left] {
+        boost::system::error_code ignored;
+        std::erase_if(w->listening, [&](const auto& l) {
+          if (!removed.count(l->key)) return false;
+          l->acceptor.close(ignored);
+          return true;
+        });
+        left->fetch_sub(1);
+      });
+    asio::steady_timer tick(control_io_);
+    while (left->load() > 0) {
+      tick.expires_after(std::chrono::milliseconds(2));
+      co_await tick.async_wait(nothrow);
+    }
+    for (const auto& key : removed)
+      state_.log.event("listener_closed",
+                       {{"listener", key}, {"address", from_asio(bound_[key]).to_string()}});
+  }
+  state_.runtime.store(next);
+  bound_ = std::move(bound);
+  for (auto& [index, sockets] : added) {
+    for (std::size_t i = 0; i < workers_.size(); ++i)
+      asio::post(workers_[i]->io, [this, &w = *workers_[i], s = sockets[i]] {
+        w.listening.push_back(s);
+        asio::co_spawn(w.io, accept_loop(s, state_, w.sessions), asio::detached);
+      });
+    const auto& l = listeners[index];
+    state_.log.event("listening",
+                     {{"listener", l.name},
+                      {"address", from_asio(bound_[next->listener_keys[index]]).to_string()},
+                      {"proxy_protocol", std::string(conf::to_string(l.proxy_protocol))}});
+  }
+  co_return std::string();
+}
+
+// --- geo.watch ----------------------------------------------------------------
+
+void Server::update_watch(const policy::Snapshot& snapshot) {
+  if (!snapshot.config.geo.watch) {
+    if (watch_) watch_->watch({});
+    return;
+  }
+  try {
+    if (!watch_)
+      watch_ = std::make_unique<FileWatch>(control_io_,
+                                           [this](const std::string& p) { file_changed(p); });
+    for (const auto& problem : watch_->watch(policy::data_files(snapshot.config)))
+      state_.log.event("warning",
+                       {{"problem", "geo.watch cannot watch a directory"}, {"error", problem}});
+  } catch (const std::exception& e) {
+    state_.log.event("warning", {{"problem", "geo.watch is off"}, {"error", e.what()}});
+  }
+}
+
+// Renames come in bursts (geoipupdate replaces several files): wait until
+// none came for `quiet`, then reload once.
+void Server::file_changed(const std::string& path) {
+  constexpr auto quiet = std::chrono::milliseconds(500);
+  if (stopping_) return;
+  state_.log.event("watch", {{"file", path}, {"action", "reload when quiet for 500ms"}});
+  changed_files_.insert(path);
+  settle_until_ = std::chrono::steady_clock::now() + quiet;
+  if (!settling_) {
+    settling_ = true;
+    asio::co_spawn(control_io_, watch_settle(), asio::detached);
+  }
+}
+
+asio::awaitable<void> Server::watch_settle() {
+  while (std::chrono::steady_clock::now() < settle_until_ && !stopping_) {
+    settle_.expires_at(settle_until_);
+    co_await settle_.async_wait(nothrow);
+  }
+  settling_ = false;
+  if (stopping_) co_return;
+  std::string files;
+  for (const auto& f : changed_files_) files += (files.empty() ? "" : " ") + f;
+  changed_files_.clear();
+  co_await reload("watch " + files, false);
+}
+
+// --- signals and the drain ----------------------------------------------------
 
 asio::awaitable<void> Server::hangups() {
   for (;;) {
     auto [ec, signal] = co_await hangup_.async_wait(nothrow);
     if (ec) co_return;
-    state_.log.event("reload", {{"result",
-                                 "not available in this version: the running config "
-                                 "stays; restart geomx to apply a new one"}});
+    co_await reload("sighup", true);
   }
 }
 
@@ -235,15 +587,17 @@ asio::awaitable<void> Server::control() {
   // A signal, or stop() cancelling the wait, starts the drain.
   int signal = 0;
   if (!stop_requested_) std::tie(std::ignore, signal) = co_await signals_.async_wait(nothrow);
-  const auto drain = state_.snapshot.load()->config.server.drain_timeout;
+  const auto drain = state_.current()->snapshot->config.server.drain_timeout;
   stopping_ = true;
   sd_notify(0, "STOPPING=1");
   hangup_.cancel();
   watchdog_.cancel();
+  settle_.cancel();
+  if (watch_) watch_->stop();
   probing_ = false;
-  for (auto& prober : probers_) {
-    prober.tick.cancel();
-    prober.stop.emit(asio::cancellation_type::terminal);  // and any probe under way
+  for (auto& [key, prober] : probers_) {
+    prober->tick.cancel();
+    prober->stop.emit(asio::cancellation_type::terminal);  // and any probe under way
   }
   state_.log.event("stop", {{"signal", signal ? std::to_string(signal) : "none"},
                             {"sessions", std::to_string(state_.sessions.load())},
@@ -261,7 +615,7 @@ asio::awaitable<void> Server::control() {
   for (auto& w : workers_)
     asio::post(w->io, [this, &w] {
       boost::system::error_code ignored;
-      for (auto& a : w->acceptors) a.close(ignored);
+      for (auto& l : w->listening) l->acceptor.close(ignored);
       acceptors_closed_.fetch_add(1);
     });
   asio::steady_timer tick(control_io_);

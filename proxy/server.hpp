@@ -6,8 +6,11 @@
 #include <atomic>
 #include <chrono>
 #include <list>
+#include <map>
 #include <memory>
 #include <optional>
+#include <set>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -17,6 +20,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/thread_pool.hpp>
 
 #include "policy/snapshot.hpp"
 #include "proxy/health.hpp"
@@ -33,14 +37,31 @@ using tcp = asio::ip::tcp;
 using Socket = asio::basic_stream_socket<tcp, asio::io_context::executor_type>;
 using Acceptor = asio::basic_socket_acceptor<tcp, asio::io_context::executor_type>;
 
+// What a connection is decided by, swapped whole by a reload: the snapshot,
+// its members' health records, and a listener key per config.listeners entry.
+// A session keeps the one it began with.
+struct Runtime {
+  Runtime(std::shared_ptr<const policy::Snapshot> s, HealthBoard& board, std::uint64_t g);
+  std::shared_ptr<const policy::Snapshot> snapshot;
+  std::shared_ptr<const HealthView> view;
+  std::vector<std::string> listener_keys;  // parallel to config.listeners
+  std::uint64_t generation = 1;
+  // The listener with this key (see listener_key), if the config has it.
+  std::optional<std::size_t> listener(std::string_view key) const;
+};
+
+// What makes a listening socket the same across a reload: its address, and
+// for port 0 (tests) its name too. A reload keeps sockets whose key stays.
+std::string listener_key(const conf::Listener& l);
+
 // Shared by every I/O thread.
 struct ServerState {
   ServerState(std::shared_ptr<const policy::Snapshot> s, Log& l)
-      : snapshot(s), log(l), health(l), view(std::make_shared<HealthView>(health, *s)) {}
-  std::atomic<std::shared_ptr<const policy::Snapshot>> snapshot;
+      : log(l), health(l), runtime(std::make_shared<const Runtime>(std::move(s), health, 1)) {}
   Log& log;
   HealthBoard health;
-  std::shared_ptr<const HealthView> view;  // the snapshot's members on the board
+  std::atomic<std::shared_ptr<const Runtime>> runtime;
+  std::shared_ptr<const Runtime> current() const { return runtime.load(); }
   Metrics metrics;
   ConnectionLimits limits;
   std::atomic<std::uint64_t> next_conn{1};
@@ -81,9 +102,21 @@ class SessionRegistry {
   bool sweeping_ = false;
 };
 
-// `peer` as accept(2) gave it: no getpeername per connection.
-asio::awaitable<void> run_session(Socket socket, tcp::endpoint peer, std::size_t listener,
+// `peer` as accept(2) gave it: no getpeername per connection. `listener` is
+// the key of the socket it came in on.
+asio::awaitable<void> run_session(Socket socket, tcp::endpoint peer, const std::string& listener,
                                   ServerState& state, SessionRegistry& registry);
+
+// The outcome of one reload, for the log, the admin endpoint and `geomx reload`.
+struct ReloadOutcome {
+  bool ok = false;
+  std::uint64_t generation = 0;       // the one serving afterwards
+  std::vector<std::string> errors;    // FILE:LINE:COLUMN: key: message, when !ok
+  std::vector<std::string> warnings;  // settings that need a restart, and the like
+};
+
+class FileWatch;
+struct ListeningSocket;  // one I/O thread's socket of one listener
 
 class Server {
  public:
@@ -95,8 +128,8 @@ class Server {
   // Binds every listener on every I/O thread; throws std::system_error
   // naming the listener on failure.
   void bind();
-  // The bound address of each listener (port 0 resolved), and the admin
-  // endpoint's.
+  // The bound address of each listener at start (port 0 resolved), and the
+  // admin endpoint's.
   const std::vector<tcp::endpoint>& endpoints() const { return endpoints_; }
   tcp::endpoint admin_endpoint() const;
   // Serves until SIGTERM/SIGINT or stop(), then drains; returns when done.
@@ -106,30 +139,56 @@ class Server {
 
  private:
   struct Worker;
+  struct Prober {  // one per probed (pool, member), on control_io_
+    explicit Prober(asio::io_context& io) : tick(io) {}
+    asio::steady_timer tick;
+    asio::cancellation_signal stop;  // one signal per operation: a slot holds one handler
+    bool stopped = false;
+  };
+  using MemberKey = std::pair<std::string, std::string>;  // pool name, member address
+
+  // Opens one socket per I/O thread for the listener; `bound` gets the
+  // address (port 0 resolved). Throws std::system_error naming it.
+  std::vector<std::shared_ptr<ListeningSocket>> open_listener(const conf::Listener& l,
+                                                              tcp::endpoint& bound);
   asio::awaitable<void> control();
-  asio::awaitable<void> health_loop(std::size_t pool, std::size_t member, asio::steady_timer& tick);
+  // Reloads on the control thread, one at a time: the config file again
+  // (SIGHUP, POST /reload), or only the data files of the running config
+  // (geo.watch). Builds off the I/O threads; a failure changes nothing.
+  asio::awaitable<ReloadOutcome> reload(std::string trigger, bool reread_config);
+  // Listener sockets for the new runtime: opens the added ones, closes the
+  // removed ones, then swaps the runtime; "" or why it could not.
+  asio::awaitable<std::string> switch_to(std::shared_ptr<const Runtime> next);
+  void update_probers(const Runtime& runtime);
+  asio::awaitable<void> health_loop(MemberKey key, std::shared_ptr<Prober> prober);
+  void update_watch(const policy::Snapshot& snapshot);
+  void file_changed(const std::string& path);
+  asio::awaitable<void> watch_settle();
   asio::awaitable<void> hangups();
   asio::awaitable<void> watchdog(std::chrono::microseconds every);
 
   ServerState state_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<tcp::endpoint> endpoints_;
+  std::map<std::string, tcp::endpoint> bound_;  // by listener key: what is open now
   asio::io_context control_io_{1};
+  asio::thread_pool loader_{1};  // builds reloaded snapshots
   asio::signal_set signals_{control_io_, SIGINT, SIGTERM};
-  asio::signal_set hangup_{control_io_, SIGHUP};  // caught: it must not kill the daemon
+  asio::signal_set hangup_{control_io_, SIGHUP};
   asio::steady_timer watchdog_{control_io_};
   std::atomic<bool> stop_requested_{false};
   std::atomic<bool> force_drain_{false};          // a second signal
   std::atomic<std::size_t> acceptors_closed_{0};  // workers done closing theirs
-  struct Prober {                                 // one per probed member, on control_io_
-    explicit Prober(asio::io_context& io) : tick(io) {}
-    asio::steady_timer tick;
-    asio::cancellation_signal stop;  // one signal per operation: a slot holds one handler
-  };
-  std::list<Prober> probers_;
+  std::map<MemberKey, std::shared_ptr<Prober>> probers_;
   std::unique_ptr<class AdminServer> admin_;  // on control_io_
-  bool probing_ = true;                       // until the drain begins
-  bool stopping_ = false;                     // the drain has begun (control thread)
+  std::unique_ptr<FileWatch> watch_;          // geo.watch, on control_io_
+  std::set<std::string> changed_files_;       // seen by the watch, not yet reloaded
+  std::chrono::steady_clock::time_point settle_until_;
+  asio::steady_timer settle_{control_io_};
+  bool settling_ = false;   // a watch_settle() is waiting
+  bool reloading_ = false;  // a reload() is under way
+  bool probing_ = true;     // until the drain begins
+  bool stopping_ = false;   // the drain has begun (control thread)
 };
 
 }  // namespace geomx::proxy

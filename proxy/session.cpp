@@ -31,17 +31,17 @@ constexpr std::size_t max_pending = 4096;  // client bytes held before relaying
 
 class Session final : public SessionRegistry::Member {
  public:
-  Session(Socket client, const tcp::endpoint& peer, std::size_t listener, ServerState& state,
-          SessionRegistry& registry)
+  Session(Socket client, const tcp::endpoint& peer, const Runtime& runtime, std::size_t listener,
+          ServerState& state, SessionRegistry& registry)
       : client_(std::move(client)),
         backend_(client_.get_executor()),
         state_(state),
-        snap_(state.snapshot.load()),
+        snap_(runtime.snapshot),
         listener_(snap_->config.listeners[listener]),
         listener_index_(listener),
         start_(Clock::now()),
         registry_(registry),
-        view_(state.view) {
+        view_(runtime.view) {
     rec_.conn = state.next_conn.fetch_add(1, std::memory_order_relaxed);
     rec_.listener = listener_.name;
     rec_.peer = from_asio(peer);
@@ -384,7 +384,7 @@ asio::awaitable<void> Session::run() {
 
 }  // namespace
 
-asio::awaitable<void> run_session(Socket socket, tcp::endpoint peer, std::size_t listener,
+asio::awaitable<void> run_session(Socket socket, tcp::endpoint peer, const std::string& listener,
                                   ServerState& state, SessionRegistry& registry) {
   // Counted however the session ends, so a drain never waits for a ghost.
   struct Count {
@@ -393,7 +393,17 @@ asio::awaitable<void> run_session(Socket socket, tcp::endpoint peer, std::size_t
     ~Count() { n.fetch_sub(1); }
   } count(state.sessions);
   try {
-    Session session(std::move(socket), peer, listener, state, registry);
+    // A reload closes a removed listener's sockets before it swaps the
+    // runtime, so the listener is there; if not, close rather than guess.
+    const auto runtime = state.current();
+    const auto index = runtime->listener(listener);
+    if (!index) {
+      state.log.event("session_error", {{"error", "listener no longer configured"},
+                                        {"listener", listener},
+                                        {"client", from_asio(peer).to_string()}});
+      co_return;
+    }
+    Session session(std::move(socket), peer, *runtime, *index, state, registry);
     struct Registered {
       SessionRegistry& registry;
       SessionRegistry::Handle handle;

@@ -10,7 +10,7 @@ use IO::Socket::IP;
 use POSIX qw(:sys_wait_h);
 use Time::HiRes qw(time sleep);
 
-our @EXPORT_OK = qw(free_port wait_for slurp can_connect spawn start_postfix);
+our @EXPORT_OK = qw(free_port wait_for slurp can_connect spawn start_postfix start_geomx);
 our @cleanup;
 
 sub free_port {
@@ -120,6 +120,29 @@ sub spawn {
     };
     push @cleanup, $stop;
     return ( $pid, $stop );
+}
+
+# `geomx run` on CONFIG (written to DIR/NAME.toml) until it logs ready; its
+# admin endpoint on a port of its own, and user "nobody" when run as root
+# (geomx refuses root without server.user). Returns {pid, stop, log, conf,
+# ports (listener name => port), admin (port)}.
+sub start_geomx {
+    my ( $geomx, $dir, $name, $config ) = @_;
+    my $conf = "$dir/$name.toml";
+    $config .= qq([admin]\nlisten = "127.0.0.1:0"\n) unless $config =~ /^\[admin\]/m;
+    $config =~ s/^\[server\]\n/[server]\nuser = "nobody"\n/m if $> == 0 && $config !~ /^(user|allow_root) *=/m;
+    open my $fh, '>', $conf or die "$conf: $!";
+    print $fh $config;
+    close $fh;
+    my $log = "$dir/$name.log";
+    my ( $pid, $stop ) = spawn( $log, $geomx, 'run', '-c', $conf );
+    my $exited;
+    wait_for( "geomx $name ready", 30,
+        sub { $exited = waitpid( $pid, WNOHANG ) == $pid; slurp($log) =~ /event=ready/ || $exited } );
+    my %ports = slurp($log) =~ /event=listening listener=(\S+) address=(?:127\.0\.0\.1|\[::1\]):(\d+)/g;
+    die "geomx $name did not start: " . slurp($log) if $exited || !%ports;
+    my ($admin) = slurp($log) =~ /event=admin_listening address=127\.0\.0\.1:(\d+)/;
+    return { pid => $pid, stop => $stop, log => $log, conf => $conf, ports => \%ports, admin => $admin };
 }
 
 1;

@@ -30,26 +30,7 @@ chmod 0755, $dir;
 END { my $status = $?; $_->() for reverse @GeomxTest::cleanup; $? = $status; }
 $SIG{PIPE} = 'IGNORE';
 
-sub start_geomx {
-    my ( $name, $config ) = @_;
-    my $conf = "$dir/$name.toml";
-    open my $fh, '>', $conf or die;
-    # Several instances run at once: each its own admin port.
-    $config .= qq([admin]\nlisten = "127.0.0.1:0"\n) unless $config =~ /^\[admin\]/m;
-    # geomx refuses to serve as root without server.user (CI runs as root).
-    $config =~ s/^\[server\]\n/[server]\nuser = "nobody"\n/m if $> == 0 && $config !~ /^(user|allow_root) *=/m;
-    print $fh $config;
-    close $fh;
-    my $log = "$dir/$name.log";
-    my ($pid) = spawn( $log, $geomx, 'run', '-c', $conf );
-    my $exited;
-    wait_for( "geomx $name ready", 30,
-        sub { $exited = waitpid( $pid, WNOHANG ) == $pid; slurp($log) =~ /event=ready/ || $exited } );
-    my %ports = slurp($log) =~ /event=listening listener=(\S+) address=(?:127\.0\.0\.1|\[::1\]):(\d+)/g;
-    die "geomx $name did not start: " . slurp($log) if $exited || !%ports;
-    my ($admin) = slurp($log) =~ /event=admin_listening address=127\.0\.0\.1:(\d+)/;
-    return { pid => $pid, log => $log, ports => \%ports, admin => $admin };
-}
+sub start_geomx { return GeomxTest::start_geomx( $geomx, $dir, @_ ) }
 
 # Line reading with our own buffer (sysread), so select() sees every byte.
 my %buffer;
