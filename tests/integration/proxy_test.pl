@@ -642,7 +642,7 @@ subtest '10. privileges: root drops to server.user with no capabilities; root wi
     unlike( $out, qr/event=ready/, '... before serving' );
 };
 
-subtest '11. systemd: READY=1, WATCHDOG=1 from every thread, STOPPING=1; SIGHUP does not kill' => sub {
+subtest '11. systemd: READY=1, WATCHDOG=1 from every thread, RELOADING=1 on SIGHUP, STOPPING=1' => sub {
     my $path = "$dir/notify.sock";
     my $ns = IO::Socket::UNIX->new( Type => SOCK_DGRAM, Local => $path ) or die "notify socket: $!";
     chmod 0777, $path;    # geomx writes to it after dropping to nobody
@@ -679,7 +679,8 @@ TOML
     ok( $read_until->( qr/READY=1/, 10 ), 'READY=1 once serving' );
     ok( $read_until->( qr/WATCHDOG=1\n(?:.*\n)*WATCHDOG=1/, 5 ), 'WATCHDOG=1, repeatedly (every WATCHDOG_USEC/2 while both I/O threads answer)' );
     kill 'HUP', $g->{pid};
-    wait_for( 'SIGHUP logged', 10, sub { slurp( $g->{log} ) =~ /event=reload / } );
+    ok( $read_until->( qr/RELOADING=1(?:.*\n)*READY=1/, 10 ), 'SIGHUP: RELOADING=1, then READY=1' );
+    like( slurp( $g->{log} ), qr/event=reload trigger=sighup result=success generation=2/, 'and the reload is logged' );
     ok( kill( 0, $g->{pid} ) && can_connect( $g->{ports}{mx} ), 'still serving after SIGHUP' );
     kill 'TERM', $g->{pid};
     ok( $read_until->( qr/STOPPING=1/, 10 ), 'STOPPING=1 on SIGTERM' );
