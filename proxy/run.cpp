@@ -6,7 +6,10 @@
 #include <openssl/x509_vfy.h>
 
 #include <fmt/format.h>
+#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/ssl.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/use_future.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
@@ -76,44 +79,76 @@ int run_proxy(const std::string& path) {
   return 0;
 }
 
-// `geomx reload`: POST /reload to the running daemon's admin endpoint, as the
-// config names it (HTTPS when it has a certificate, which is then the only
-// one trusted), and print the outcome. Exit 0 reloaded, 1 failed (the old
-// config stays), 2 no answer.
-int reload_daemon(const std::string& path, const std::string& admin_override) {
-  namespace beast = boost::beast;
-  namespace http = beast::http;
-  namespace ssl = asio::ssl;
-  std::vector<conf::Diagnostic> ignored;  // a broken file is what reload is asked to report
-  const auto config =
-      conf::parse_config(conf::read_config_file(path), path, {"localhost"}, ignored);
-  const auto admin =
-      admin_override.empty() ? config.admin.listen : conf::parse_endpoint(admin_override);
-  asio::io_context io;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace ssl = asio::ssl;
+
+// One POST /reload?format=text, all of it within `limit`.
+asio::awaitable<http::response<http::string_body>> post_reload(asio::io_context& io,
+                                                               conf::Endpoint admin,
+                                                               std::string ca_file,
+                                                               std::chrono::seconds limit) {
   http::request<http::empty_body> req{http::verb::post, "/reload?format=text", 11};
   req.set(http::field::host, admin.to_string());
   req.set(http::field::user_agent, "geomx reload");
   http::response<http::string_body> res;
   beast::flat_buffer buffer;
+  beast::tcp_stream tcp(io);
+  tcp.expires_after(limit);  // a large table takes a while to build
+  co_await tcp.async_connect(to_asio(admin), asio::use_awaitable);
+  if (ca_file.empty()) {
+    co_await http::async_write(tcp, req, asio::use_awaitable);
+    co_await http::async_read(tcp, buffer, res, asio::use_awaitable);
+    co_return res;
+  }
+  ssl::context ctx(ssl::context::tls_client);
+  ctx.load_verify_file(ca_file);
+  X509_VERIFY_PARAM_set_flags(SSL_CTX_get0_param(ctx.native_handle()),
+                              X509_V_FLAG_PARTIAL_CHAIN);  // the certificate itself is the anchor
+  ctx.set_verify_mode(ssl::verify_peer);
+  ssl::stream<beast::tcp_stream> tls(std::move(tcp), ctx);
+  co_await tls.async_handshake(ssl::stream_base::client, asio::use_awaitable);
+  co_await http::async_write(tls, req, asio::use_awaitable);
+  co_await http::async_read(tls, buffer, res, asio::use_awaitable);
+  co_return res;
+}
+
+// `geomx reload`: checks the file as `geomx check` would (a file with errors
+// is not sent: the running config stays), then POST /reload to the running
+// daemon's admin endpoint as the file names it (HTTPS when it has a
+// certificate, which is then the only one trusted), and prints the outcome.
+// Exit 0 reloaded, 1 failed (the old config stays), 2 no answer.
+int reload_daemon(const std::string& path, const std::string& admin_override) {
+  std::vector<conf::Diagnostic> errors;
+  conf::Config config;
   try {
-    beast::tcp_stream tcp(io);
-    tcp.expires_after(std::chrono::minutes(2));  // a large table takes a while to build
-    tcp.connect(to_asio(admin));
-    if (config.admin.tls_cert.empty() || !admin_override.empty()) {
-      http::write(tcp, req);
-      http::read(tcp, buffer, res);
-    } else {
-      ssl::context ctx(ssl::context::tls_client);
-      ctx.load_verify_file(config.admin.tls_cert);
-      X509_VERIFY_PARAM_set_flags(
-          SSL_CTX_get0_param(ctx.native_handle()),
-          X509_V_FLAG_PARTIAL_CHAIN);  // the certificate itself is the anchor
-      ctx.set_verify_mode(ssl::verify_peer);
-      ssl::stream<beast::tcp_stream> tls(std::move(tcp), ctx);
-      tls.handshake(ssl::stream_base::client);
-      http::write(tls, req);
-      http::read(tls, buffer, res);
+    config = conf::parse_config(conf::read_config_file(path), path, {"localhost"}, errors);
+  } catch (const conf::ConfigError& e) {
+    errors = e.diagnostics();
+  }
+  if (!errors.empty()) {
+    for (const auto& d : errors) fmt::print(stderr, "{}\n", d.to_string());
+    fmt::print(stderr, "geomx: {}: {} error{}; not reloaded, the running config stays\n", path,
+               errors.size(), errors.size() == 1 ? "" : "s");
+    return 1;
+  }
+  conf::Endpoint admin = config.admin.listen;
+  if (!admin_override.empty()) {
+    try {
+      admin = conf::parse_endpoint(admin_override);
+    } catch (const std::invalid_argument& e) {
+      fmt::print(stderr, "geomx: --admin {}: {}\n", admin_override, e.what());
+      return 2;
     }
+  }
+  asio::io_context io;
+  auto answer =
+      asio::co_spawn(io, post_reload(io, admin, config.admin.tls_cert, std::chrono::seconds(120)),
+                     asio::use_future);
+  io.run();
+  http::response<http::string_body> res;
+  try {
+    res = answer.get();
   } catch (const std::exception& e) {
     fmt::print(stderr, "geomx: no answer from the admin endpoint at {}: {} (is geomx running?)\n",
                admin.to_string(), e.what());
@@ -142,7 +177,8 @@ void add_run_command(CLI::App& app, Action& action) {
       "outcome; exit 0 reloaded, 1 failed (the running config stays), 2 no answer");
   reload->add_option("-c,--config", *reload_path, "Config file (names the admin endpoint)")
       ->required();
-  reload->add_option("--admin", *admin, "Admin endpoint to call instead (plain HTTP), ADDR:PORT");
+  reload->add_option("--admin", *admin,
+                     "Admin endpoint to call instead of the file's [admin] listen, ADDR:PORT");
   reload->callback([&action, reload_path, admin] {
     action = [reload_path, admin] { return reload_daemon(*reload_path, *admin); };
   });

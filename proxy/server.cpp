@@ -10,6 +10,7 @@
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/ip/v6_only.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
@@ -105,6 +106,9 @@ asio::awaitable<void> SessionRegistry::sweep() {
 struct Server::Worker {
   SessionRegistry sessions;  // outlives io: destroying io's handlers unregisters relays
   asio::io_context io{1};
+  // Keeps io running while a reload swaps its listeners (for a moment it may
+  // have none and no session); the drain lets it go.
+  asio::executor_work_guard<asio::io_context::executor_type> busy{io.get_executor()};
   std::vector<std::shared_ptr<ListeningSocket>> listening;  // touched by its thread once running
   std::thread thread;
 };
@@ -247,8 +251,10 @@ void Server::update_probers(const Runtime& runtime) {
     if (probers_.count(key)) continue;
     auto prober = std::make_shared<Prober>(control_io_);
     probers_.emplace(key, prober);
-    asio::co_spawn(control_io_, health_loop(key, prober),
-                   asio::bind_cancellation_slot(prober->stop.slot(), asio::detached));
+    // The completion handler holds the prober: its signal must outlive the loop.
+    asio::co_spawn(
+        control_io_, health_loop(key, prober),
+        asio::bind_cancellation_slot(prober->stop.slot(), [prober](const std::exception_ptr&) {}));
   }
 }
 
@@ -286,16 +292,17 @@ namespace {
 
 using SystemClock = std::chrono::system_clock;
 
-// A data file modified after `since`: a writer may still be at it, and what
-// was read may be half old, half new.
-std::optional<std::string> written_since(const conf::Config& config,
-                                         SystemClock::time_point since) {
+// A data file modified between `since` and `until` (the load): a writer may
+// still be at it, and what was read may be half old, half new. A time
+// stamp in the future (a copy from a host with a fast clock) is not that.
+std::optional<std::string> written_during(const conf::Config& config, SystemClock::time_point since,
+                                          SystemClock::time_point until) {
   for (const auto& file : policy::data_files(config)) {
     struct stat st {};
     if (::stat(file.c_str(), &st) != 0) continue;  // the load reported it if it mattered
     const auto mtime = SystemClock::time_point(std::chrono::duration_cast<SystemClock::duration>(
         std::chrono::seconds(st.st_mtim.tv_sec) + std::chrono::nanoseconds(st.st_mtim.tv_nsec)));
-    if (mtime >= since) return file;
+    if (mtime >= since && mtime <= until) return file;
   }
   return std::nullopt;
 }
@@ -320,7 +327,7 @@ policy::Loaded build_next(const std::string& path, const std::optional<conf::Con
       loaded = policy::load_snapshot(path);
     }
     if (!loaded.snapshot) return loaded;
-    const auto busy = written_since(loaded.snapshot->config, since);
+    const auto busy = written_during(loaded.snapshot->config, since, SystemClock::now());
     if (!busy) return loaded;
     if (attempt == attempts) {
       loaded.errors.push_back({{*busy, 0, 0},
@@ -361,6 +368,10 @@ std::vector<std::string> needs_restart(const conf::Config& was, const conf::Conf
 
 std::string describe_bind_error(const std::system_error& e) {
   std::string out = e.what();
+  if (e.code() == std::errc::address_in_use)
+    out +=
+        " (if a listener this reload removes holds it, remove that one first and add this one in "
+        "the next reload, or restart)";
   if (e.code() == std::errc::permission_denied)
     out +=
         " (geomx gave up the right to bind ports below 1024 after start: restart it to add this "
@@ -371,11 +382,16 @@ std::string describe_bind_error(const std::system_error& e) {
 }  // namespace
 
 asio::awaitable<ReloadOutcome> Server::reload(std::string trigger, bool reread_config) {
+  // One at a time. Requests to re-read the config that wait for the same
+  // reload share its outcome: it read the files after they asked.
+  const auto ticket = reread_config ? ++reread_asked_ : 0;
   asio::steady_timer wait(control_io_);
-  while (reloading_ && !stopping_) {  // one at a time, in order
+  while (reloading_ && !stopping_) {
     wait.expires_after(std::chrono::milliseconds(20));
     co_await wait.async_wait(nothrow);
   }
+  if (reread_config && reread_done_ >= ticket && !stopping_) co_return last_reread_;
+  const auto covers = reread_asked_;
   ReloadOutcome out;
   const auto old = state_.current();
   out.generation = old->generation;
@@ -420,7 +436,7 @@ asio::awaitable<ReloadOutcome> Server::reload(std::string trigger, bool reread_c
   for (const auto& e : out.errors) state_.log.event("reload_error", {{"error", e}});
   for (const auto& w : out.warnings) state_.log.event("warning", {{"problem", w}});
   const auto now = state_.current();
-  if (out.ok) {
+  if (out.ok && !stopping_) {
     state_.metrics.config_loaded(out.generation);
     update_probers(*now);
     update_watch(*now->snapshot);
@@ -442,6 +458,10 @@ asio::awaitable<ReloadOutcome> Server::reload(std::string trigger, bool reread_c
                                 {"action", "the running config stays"}});
   }
   if (!stopping_) sd_notify(0, "READY=1\nSTATUS=serving");
+  if (reread_config) {
+    reread_done_ = covers;
+    last_reread_ = out;
+  }
   co_return out;
 }
 
@@ -488,6 +508,12 @@ asio::awaitable<std::string> Server::switch_to(std::shared_ptr<const Runtime> ne
     while (left->load() > 0) {
       tick.expires_after(std::chrono::milliseconds(2));
       co_await tick.async_wait(nothrow);
+    }
+    if (stopping_) {  // the drain began while we waited: it closes everything
+      boost::system::error_code ignored;
+      for (auto& [index, sockets] : added)
+        for (auto& s : sockets) s->acceptor.close(ignored);
+      co_return "geomx is stopping";
     }
     for (const auto& key : removed)
       state_.log.event("listener_closed",
@@ -563,6 +589,7 @@ asio::awaitable<void> Server::hangups() {
     auto [ec, signal] = co_await hangup_.async_wait(nothrow);
     if (ec) co_return;
     co_await reload("sighup", true);
+    if (stopping_) co_return;  // the drain began meanwhile: wait for no more
   }
 }
 
@@ -616,6 +643,7 @@ asio::awaitable<void> Server::control() {
     asio::post(w->io, [this, &w] {
       boost::system::error_code ignored;
       for (auto& l : w->listening) l->acceptor.close(ignored);
+      w->busy.reset();
       acceptors_closed_.fetch_add(1);
     });
   asio::steady_timer tick(control_io_);

@@ -104,7 +104,7 @@ class SessionRegistry {
 
 // `peer` as accept(2) gave it: no getpeername per connection. `listener` is
 // the key of the socket it came in on.
-asio::awaitable<void> run_session(Socket socket, tcp::endpoint peer, const std::string& listener,
+asio::awaitable<void> run_session(Socket socket, tcp::endpoint peer, std::string listener,
                                   ServerState& state, SessionRegistry& registry);
 
 // The outcome of one reload, for the log, the admin endpoint and `geomx reload`.
@@ -185,10 +185,12 @@ class Server {
   std::set<std::string> changed_files_;       // seen by the watch, not yet reloaded
   std::chrono::steady_clock::time_point settle_until_;
   asio::steady_timer settle_{control_io_};
-  bool settling_ = false;   // a watch_settle() is waiting
-  bool reloading_ = false;  // a reload() is under way
-  bool probing_ = true;     // until the drain begins
-  bool stopping_ = false;   // the drain has begun (control thread)
+  bool settling_ = false;                             // a watch_settle() is waiting
+  bool reloading_ = false;                            // a reload() is under way
+  std::uint64_t reread_asked_ = 0, reread_done_ = 0;  // config re-reads asked for, and covered
+  ReloadOutcome last_reread_;                         // the outcome of the last one
+  bool probing_ = true;                               // until the drain begins
+  bool stopping_ = false;                             // the drain has begun (control thread)
 };
 
 }  // namespace geomx::proxy

@@ -384,7 +384,7 @@ asio::awaitable<void> Session::run() {
 
 }  // namespace
 
-asio::awaitable<void> run_session(Socket socket, tcp::endpoint peer, const std::string& listener,
+asio::awaitable<void> run_session(Socket socket, tcp::endpoint peer, std::string listener,
                                   ServerState& state, SessionRegistry& registry) {
   // Counted however the session ends, so a drain never waits for a ghost.
   struct Count {

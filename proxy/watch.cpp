@@ -18,9 +18,14 @@ int open_inotify() {
   return fd;
 }
 
+// The directory as the kernel will name it once: `a/../a` and a symlinked
+// spelling of one directory are one watch.
 std::string directory_of(const std::string& file) {
-  auto dir = std::filesystem::path(file).parent_path().string();
-  return dir.empty() ? "." : dir;
+  auto dir = std::filesystem::path(file).parent_path();
+  if (dir.empty()) dir = ".";
+  std::error_code ec;
+  auto canonical = std::filesystem::weakly_canonical(dir, ec);
+  return (ec ? dir : canonical).string();
 }
 
 // How an event names the file: its directory (as watched) and its name.
@@ -73,6 +78,10 @@ void FileWatch::read() {
                           std::memcpy(&e, buffer_.data() + at, sizeof e);
                           const char* name = buffer_.data() + at + sizeof e;
                           at += sizeof e + e.len;
+                          if (e.mask & IN_Q_OVERFLOW) {  // events were lost: assume all changed
+                            for (const auto& [key, file] : files_) changed_(file);
+                            continue;
+                          }
                           const auto dir = dirs_.find(e.wd);
                           if (dir == dirs_.end() || e.len == 0) continue;
                           const auto file = files_.find(event_path(dir->second, name));

@@ -3,7 +3,8 @@
 // geoipupdate (and any careful writer) writes a temporary file and renames it
 // over the old one, which a watch on the file itself would not follow. Only
 // a finished file is reported: a rename into place (IN_MOVED_TO) or a writer
-// closing it (IN_CLOSE_WRITE), never a write in progress.
+// closing it (IN_CLOSE_WRITE), never a write in progress. A symlinked
+// file is watched where the link is, not where it points.
 #include <array>
 #include <functional>
 #include <map>

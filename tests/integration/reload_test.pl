@@ -240,6 +240,39 @@ subtest '2. listeners: unchanged ones keep their sockets; added ones open, remov
     like( first_line( $port{mx} ), qr/^220 sinkb/, 'mx still serves' );
 };
 
+subtest '2b. the only listener replaced: the new one serves, and so does the next' => sub {
+    my $one = sub {
+        my ($name) = @_;
+        return <<"TOML";
+[server]
+hostname = "geomx.test"
+threads = 2
+[geo]
+databases = ["$db"]
+[[listener]]
+name = "$name"
+address = "127.0.0.1:0"
+[pool.p]
+members = ["127.0.0.1:$sink{sinkb}"]
+[[rule]]
+name = "all"
+pool = "p"
+TOML
+    };
+    my $solo = start_geomx( $geomx, $dir, 'solo', $one->('first') );
+    for my $name (qw(second third)) {
+        my $config = $one->($name);
+        $config =~ s/^\[server\]\n/[server]\nuser = "nobody"\n/m if $> == 0;
+        spit( $solo->{conf}, $config . qq([admin]\nlisten = "127.0.0.1:$solo->{admin}"\n) );
+        hup_and_wait( $solo, 'success' );
+        my ($p) = slurp( $solo->{log} ) =~ /event=listening listener=$name address=127\.0\.0\.1:(\d+)/;
+        ok( $p, "listener $name opened" );
+        like( first_line($p), qr/^220 sinkb/, "$name serves (both I/O threads kept running with no listener for a moment)" ) for 1 .. 4;
+    }
+    $solo->{stop}->();
+    like( slurp( $solo->{log} ), qr/event=stopped/, 'and it stops cleanly' );
+};
+
 subtest '3. a broken config and a corrupt database change nothing' => sub {
     my $gen = metric( $g, 'geomx_config_generation' );
     my $good = slurp( $g->{conf} );
@@ -253,7 +286,12 @@ subtest '3. a broken config and a corrupt database change nothing' => sub {
         'logged with file:line:column (pool)' );
     my $out = `$geomx reload -c $g->{conf} 2>&1`;
     is( $? >> 8, 1, 'geomx reload: exit 1' );
-    like( $out, qr/^reload: failed, the running config stays \(generation $gen\)\nerror: .*:\d+:\d+: /m, "it says why:\n$out" );
+    like( $out, qr/:\d+:\d+: server\.threads: .*\n.*:\d+:\d+: rule\[\d\]\.pool: .*\n.*2 errors; not reloaded, the running config stays/,
+        'geomx reload checks the file first and says why' );
+    my $r = HTTP::Tiny->new( timeout => 30 )->post("http://127.0.0.1:$g->{admin}/reload?format=text");
+    is( $r->{status}, 422, 'POST /reload: 422' );
+    like( $r->{content}, qr/^reload: failed, the running config stays \(generation $gen\)\nerror: .*:\d+:\d+: /,
+        'and the errors, one a line' );
     is( metric( $g, 'geomx_config_generation' ), $gen, "generation stays $gen" );
     is( metric( $g, 'geomx_config_reloads_total{result="failure"}' ), 2, 'reloads_total failure = 2' );
     like( first_line( $port{edge}, '127.77.2.1' ), qr/^220 sinkb/, 'a session after it routes as before' );
@@ -265,6 +303,11 @@ subtest '3. a broken config and a corrupt database change nothing' => sub {
     hup_and_wait( $g, 'failure' );
     like( slurp( $g->{log} ), qr/event=reload_error error="\Q$g->{conf}\E:\d+:\d+: geo\.databases\[0\]: \Q$db\E: /,
         'the corrupt database is named, at the config line that names it' );
+    my $out2 = `$geomx reload -c $g->{conf} 2>&1`;
+    is( $? >> 8, 1, 'geomx reload: exit 1' );
+    like( $out2, qr/^reload: failed, the running config stays \(generation $gen\)\nerror: .*geo\.databases\[0\]: /,
+        'geomx reload prints the daemon\'s answer' );
+    is( metric( $g, 'geomx_config_reloads_total{result="failure"}' ), 4, 'reloads_total failure = 4' );
     like( first_line( $port{lookup}, '127.77.9.9' ), qr/^554 5\.7\.1 looked up GB/, 'lookups use the old data' );
     like( first_line( $port{edge}, '127.77.2.1' ), qr/^220 sinkb/, 'sessions route as before' );
     rename "$db.good", "$db" or die;
