@@ -50,6 +50,7 @@ struct Server {
   unsigned threads = 0;  // 0: one per core
   std::string user, group;
   bool allow_root = false;
+  std::string state_dir = "/var/lib/geomx";  // blocks.toml: the dated blocks
   std::uint32_t max_connections = 10000;
   std::uint32_t max_connections_per_ip = 50;  // Postfix smtpd_client_connection_count_limit
   LogFormat log_format = LogFormat::logfmt;

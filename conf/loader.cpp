@@ -273,6 +273,8 @@ void parse_server(TableReader& t, Server& s) {
   t.string("user", s.user);
   t.string("group", s.group);
   t.boolean("allow_root", s.allow_root);
+  if (t.string("state_dir", s.state_dir) && (s.state_dir.empty() || s.state_dir.front() != '/'))
+    t.error("state_dir", "must be an absolute path");
   t.integer("max_connections", s.max_connections, 1, 1'000'000);
   t.integer("max_connections_per_ip", s.max_connections_per_ip, 0, 1'000'000);
   t.choice("log_format", s.log_format, {LogFormat::logfmt, LogFormat::json});

@@ -8,7 +8,7 @@ packages=(
   # build
   build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev clang-format
   # libraries
-  libboost1.81-dev libmaxminddb-dev libssl-dev libtomlplusplus-dev doctest-dev
+  libboost1.81-dev libboost-url1.81-dev libmaxminddb-dev libssl-dev libtomlplusplus-dev doctest-dev
   libcli11-dev libfmt-dev libspdlog-dev libsystemd-dev
   # test and benchmark tools
   mmdb-bin libmaxmind-db-writer-perl libnet-works-perl tor-geoipdb postfix swaks haproxy

@@ -1,5 +1,11 @@
 #include "proxy/admin.hpp"
 
+#include <ctime>
+#include <map>
+
+#include <fmt/chrono.h>
+#include <boost/url/parse.hpp>
+
 #include <set>
 
 #include <fmt/format.h>
@@ -112,15 +118,104 @@ AdminReply reload_reply(const ReloadOutcome& r, bool text) {
   return {status, "text/plain; charset=utf-8", body};
 }
 
+namespace {
+
+std::string iso_time(std::int64_t t) {
+  return fmt::format("{:%Y-%m-%dT%H:%M:%SZ}", fmt::gmtime(static_cast<std::time_t>(t)));
+}
+
+std::string block_json(const Block& b) {
+  return fmt::format(
+      "{{\"cidr\":{},\"comment\":{},\"created\":{},\"created_at\":\"{}\",\"expires\":{},"
+      "\"expires_at\":{},\"origin\":{}}}",
+      json_string(b.cidr.to_string()), json_string(b.comment), b.created, iso_time(b.created),
+      b.expires ? std::to_string(*b.expires) : "null",
+      b.expires ? json_string(iso_time(*b.expires)) : "null", json_string(b.origin));
+}
+
+std::string block_line(const Block& b) {
+  return fmt::format("{:<20} {} until {:<20} {:<12} {}\n", b.cidr.to_string(), iso_time(b.created),
+                     b.expires ? iso_time(*b.expires) : "deleted", b.origin, b.comment);
+}
+
+// GET /blocks, POST /blocks?cidr=&comment=&for=, DELETE /blocks?cidr=.
+AdminReply blocks_answer(std::string_view method, std::string_view target, ServerState& state) {
+  const auto url = boost::urls::parse_origin_form(target);
+  if (!url) return {400, "text/plain; charset=utf-8", "bad request target\n"};
+  std::map<std::string, std::string> q;
+  for (const auto& p : url->params()) q[p.key] = p.value;
+  const bool text = q["format"] == "text";
+  const auto now = unix_now();
+  if (method == "GET" || method == "HEAD") {
+    std::string body = text ? "" : "{\"blocks\":[";
+    const auto blocks = state.blocks.list(now);
+    for (std::size_t i = 0; i < blocks.size(); ++i) {
+      if (text) {
+        body += block_line(blocks[i]);
+        continue;
+      }
+      if (i) body += ',';
+      body += block_json(blocks[i]);
+    }
+    if (!text) body += "]}\n";
+    return {200, text ? "text/plain; charset=utf-8" : "application/json", body};
+  }
+  if (method != "POST" && method != "DELETE")
+    return {405, "text/plain; charset=utf-8", "GET, POST or DELETE\n", "GET, HEAD, POST, DELETE"};
+  geo::Prefix cidr;
+  try {
+    cidr = geo::parse_prefix(q["cidr"]);
+  } catch (const geo::ParseError& e) {
+    return {400, "text/plain; charset=utf-8", fmt::format("cidr: {}\n", e.what())};
+  }
+  if (method == "DELETE") {
+    bool removed = false;
+    try {
+      removed = state.blocks.remove(cidr);
+    } catch (const std::exception& e) {
+      return {500, "text/plain; charset=utf-8", fmt::format("not deleted: {}\n", e.what())};
+    }
+    if (!removed)
+      return {404, "text/plain; charset=utf-8", fmt::format("no block {}\n", cidr.to_string())};
+    state.log.event("block", {{"action", "deleted"}, {"cidr", cidr.to_string()}});
+    return {200, "text/plain; charset=utf-8", fmt::format("deleted {}\n", cidr.to_string())};
+  }
+  Block b{cidr, q["comment"], now, std::nullopt, "operator"};
+  if (!q["for"].empty()) {
+    try {
+      b.expires =
+          now +
+          std::chrono::duration_cast<std::chrono::seconds>(conf::parse_duration(q["for"])).count();
+    } catch (const std::invalid_argument& e) {
+      return {400, "text/plain; charset=utf-8", fmt::format("for: {}\n", e.what())};
+    }
+  }
+  try {
+    state.blocks.add(b);
+  } catch (const std::exception& e) {
+    return {500, "text/plain; charset=utf-8", fmt::format("not added: {}\n", e.what())};
+  }
+  state.log.event("block", {{"action", "added"},
+                            {"cidr", cidr.to_string()},
+                            {"comment", b.comment},
+                            {"expires", b.expires ? iso_time(*b.expires) : "never"},
+                            {"origin", b.origin}});
+  return {200, text ? "text/plain; charset=utf-8" : "application/json",
+          text ? "added " + block_line(b) : block_json(b) + "\n"};
+}
+
+}  // namespace
+
 AdminReply admin_answer(std::string_view method, std::string_view target, ServerState& state) {
   const auto rt = state.current();
   const auto& snap = rt->snapshot;
   const auto path = target.substr(0, target.find('?'));
   if (path != "/healthz" && path != "/readyz" && path != "/metrics" && path != "/status" &&
-      path != "/reload")
+      path != "/reload" && path != "/blocks")
     return {404, "text/plain; charset=utf-8",
-            "not found: try /healthz /readyz /metrics /status, or POST /reload\n"};
-  if (path == "/reload") return {405, "text/plain; charset=utf-8", "POST only\n"};
+            "not found: try /healthz /readyz /metrics /status /blocks, or POST /reload\n"};
+  if (path == "/reload") return {405, "text/plain; charset=utf-8", "POST only\n", "POST"};
+  if (path == "/blocks") return blocks_answer(method, target, state);
   if (method != "GET" && method != "HEAD") return {405, "text/plain; charset=utf-8", "GET only\n"};
   if (path == "/healthz") return {200, "text/plain; charset=utf-8", "ok\n"};
   if (path == "/readyz") {
@@ -249,8 +344,7 @@ asio::awaitable<void> AdminServer::exchange(Stream& stream) {
     }
     res.result(answer.status);
     res.set(http::field::content_type, answer.content_type);
-    if (answer.status == 405)
-      res.set(http::field::allow, target == "/reload" ? "POST" : "GET, HEAD");
+    if (answer.status == 405) res.set(http::field::allow, answer.allow);
     if (req.method() == http::verb::head)
       res.content_length(answer.body.size());  // the length GET would have
     else

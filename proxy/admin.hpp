@@ -9,6 +9,9 @@
 //   POST /reload  reloads the config (as SIGHUP does) and answers with the
 //                 outcome: 200 {"result":"success",...} or 422 with the errors
 //                 (?format=text: one line each, as `geomx reload` prints them)
+//   GET /blocks   the dated blocks in force (JSON; ?format=text: lines)
+//   POST /blocks?cidr=C[&comment=T][&for=30d]  adds one, on disk before the answer
+//   DELETE /blocks?cidr=C                     deletes one
 // One request per connection, 8 KiB of headers at most, 10 s to send it;
 // HTTPS when [admin] has tls_cert and tls_key.
 #include <functional>
@@ -29,6 +32,7 @@ struct AdminReply {
   unsigned status = 200;
   std::string content_type = "text/plain; charset=utf-8";
   std::string body;
+  std::string allow = "GET, HEAD";  // for a 405
 };
 
 // The answer to one request (no I/O: the endpoint's logic, tested directly).

@@ -37,6 +37,8 @@ std::string_view to_string(EndReason r) {
       return "too_busy";
     case EndReason::too_many_from_ip:
       return "too_many_from_ip";
+    case EndReason::blocked:
+      return "blocked";
     case EndReason::shutdown:
       return "shutdown";
     case EndReason::error:

@@ -32,6 +32,7 @@ enum class EndReason {
   no_member,
   too_busy,
   too_many_from_ip,
+  blocked,
   shutdown,
   error,
 };

@@ -13,6 +13,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
+#include <boost/url/url.hpp>
 
 #include "proxy/config_tools.hpp"
 #include "proxy/endpoint.hpp"
@@ -49,6 +50,9 @@ int run_proxy(const std::string& path) {
                                      : "error",
             {{"result", drop.message}});
   if (!drop.ok) return 1;
+  for (const auto& problem : server.load_blocks()) log.event("warning", {{"problem", problem}});
+  log.event("blocks", {{"in_force", std::to_string(server.blocks_in_force())},
+                       {"file", snapshot->config.server.state_dir + "/blocks.toml"}});
   for (std::size_t i = 0; i < server.endpoints().size(); ++i) {
     const auto& e = server.endpoints()[i];
     const auto& l = snapshot->config.listeners[i];
@@ -57,9 +61,10 @@ int run_proxy(const std::string& path) {
                             {"proxy_protocol", std::string(conf::to_string(l.proxy_protocol))}});
   }
   const auto admin = server.admin_endpoint();
-  log.event("admin_listening", {{"address", from_asio(admin).to_string()},
-                                {"tls", snapshot->config.admin.tls_cert.empty() ? "no" : "yes"},
-                                {"paths", "/healthz /readyz /metrics /status, POST /reload"}});
+  log.event("admin_listening",
+            {{"address", from_asio(admin).to_string()},
+             {"tls", snapshot->config.admin.tls_cert.empty() ? "no" : "yes"},
+             {"paths", "/healthz /readyz /metrics /status /blocks, POST /reload"}});
   if (snapshot->config.admin.exposed())
     log.event("warning", {{"problem", "admin endpoint on a non-loopback address without TLS"},
                           {"address", snapshot->config.admin.listen.to_string()}});
@@ -83,18 +88,20 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 namespace ssl = asio::ssl;
 
-// One POST /reload?format=text, all of it within `limit`.
-asio::awaitable<http::response<http::string_body>> post_reload(asio::io_context& io,
-                                                               conf::Endpoint admin,
-                                                               std::string ca_file,
-                                                               std::chrono::seconds limit) {
-  http::request<http::empty_body> req{http::verb::post, "/reload?format=text", 11};
+// One request to the admin endpoint, all of it within `limit`; HTTPS when
+// `ca_file` (the endpoint's own certificate) is given.
+asio::awaitable<http::response<http::string_body>> admin_call(asio::io_context& io,
+                                                              conf::Endpoint admin,
+                                                              std::string ca_file, http::verb verb,
+                                                              std::string target,
+                                                              std::chrono::seconds limit) {
+  http::request<http::empty_body> req{verb, target, 11};
   req.set(http::field::host, admin.to_string());
-  req.set(http::field::user_agent, "geomx reload");
+  req.set(http::field::user_agent, "geomx");
   http::response<http::string_body> res;
   beast::flat_buffer buffer;
   beast::tcp_stream tcp(io);
-  tcp.expires_after(limit);  // a large table takes a while to build
+  tcp.expires_after(limit);
   co_await tcp.async_connect(to_asio(admin), asio::use_awaitable);
   if (ca_file.empty()) {
     co_await http::async_write(tcp, req, asio::use_awaitable);
@@ -113,52 +120,96 @@ asio::awaitable<http::response<http::string_body>> post_reload(asio::io_context&
   co_return res;
 }
 
-// `geomx reload`: checks the file as `geomx check` would (a file with errors
-// is not sent: the running config stays), then POST /reload to the running
-// daemon's admin endpoint as the file names it (HTTPS when it has a
-// certificate, which is then the only one trusted), and prints the outcome.
-// Exit 0 reloaded, 1 failed (the old config stays), 2 no answer.
-int reload_daemon(const std::string& path, const std::string& admin_override) {
-  std::vector<conf::Diagnostic> errors;
-  conf::Config config;
-  try {
-    config = conf::parse_config(conf::read_config_file(path), path, {"localhost"}, errors);
-  } catch (const conf::ConfigError& e) {
-    errors = e.diagnostics();
-  }
-  if (!errors.empty()) {
-    for (const auto& d : errors) fmt::print(stderr, "{}\n", d.to_string());
-    fmt::print(stderr, "geomx: {}: {} error{}; not reloaded, the running config stays\n", path,
-               errors.size(), errors.size() == 1 ? "" : "s");
-    return 1;
-  }
-  conf::Endpoint admin = config.admin.listen;
-  if (!admin_override.empty()) {
+// The commands that talk to the running daemon through the admin endpoint
+// the config file names (or --admin ADDR:PORT).
+struct AdminClient {
+  std::string config_path, admin_override;
+
+  // Reads the file; prints its errors and returns false if it has any.
+  bool read(conf::Config& config) const {
+    std::vector<conf::Diagnostic> errors;
     try {
-      admin = conf::parse_endpoint(admin_override);
+      config = conf::parse_config(conf::read_config_file(config_path), config_path, {"localhost"},
+                                  errors);
+    } catch (const conf::ConfigError& e) {
+      errors = e.diagnostics();
+    }
+    for (const auto& d : errors) fmt::print(stderr, "{}\n", d.to_string());
+    if (!errors.empty())
+      fmt::print(stderr, "geomx: {}: {} error{}\n", config_path, errors.size(),
+                 errors.size() == 1 ? "" : "s");
+    return errors.empty();
+  }
+
+  // The answer, or nullopt after saying why there was none (exit 2).
+  std::optional<http::response<http::string_body>> call(const conf::Config& config, http::verb verb,
+                                                        const std::string& target,
+                                                        std::chrono::seconds limit) const {
+    conf::Endpoint admin = config.admin.listen;
+    try {
+      if (!admin_override.empty()) admin = conf::parse_endpoint(admin_override);
     } catch (const std::invalid_argument& e) {
       fmt::print(stderr, "geomx: --admin {}: {}\n", admin_override, e.what());
-      return 2;
+      return std::nullopt;
+    }
+    asio::io_context io;
+    auto answer = asio::co_spawn(
+        io, admin_call(io, admin, config.admin.tls_cert, verb, target, limit), asio::use_future);
+    io.run();
+    try {
+      return answer.get();
+    } catch (const std::exception& e) {
+      fmt::print(stderr, "geomx: no answer from the admin endpoint at {}: {} (is geomx running?)\n",
+                 admin.to_string(), e.what());
+      return std::nullopt;
     }
   }
-  asio::io_context io;
-  auto answer =
-      asio::co_spawn(io, post_reload(io, admin, config.admin.tls_cert, std::chrono::seconds(120)),
-                     asio::use_future);
-  io.run();
-  http::response<http::string_body> res;
-  try {
-    res = answer.get();
-  } catch (const std::exception& e) {
-    fmt::print(stderr, "geomx: no answer from the admin endpoint at {}: {} (is geomx running?)\n",
-               admin.to_string(), e.what());
-    return 2;
+};
+
+// `geomx reload`: checks the file as `geomx check` would (a file with errors
+// is not sent: the running config stays), then POST /reload, and prints the
+// outcome. Exit 0 reloaded, 1 failed (the old config stays), 2 no answer.
+int reload_daemon(const AdminClient& client) {
+  conf::Config config;
+  if (!client.read(config)) {
+    fmt::print(stderr, "geomx: not reloaded, the running config stays\n");
+    return 1;
   }
-  fmt::print("{}", res.body());
-  if (res.result_int() == 200) return 0;
-  if (res.result_int() != 422)
-    fmt::print(stderr, "geomx: the admin endpoint answered {}\n", res.result_int());
+  // A large table takes a while to build.
+  const auto res =
+      client.call(config, http::verb::post, "/reload?format=text", std::chrono::seconds(120));
+  if (!res) return 2;
+  fmt::print("{}", res->body());
+  if (res->result_int() == 200) return 0;
+  if (res->result_int() != 422)
+    fmt::print(stderr, "geomx: the admin endpoint answered {}\n", res->result_int());
   return 1;
+}
+
+// `geomx block add|del|list`: the daemon's dated blocks. Exit 0 done, 1
+// refused (bad CIDR, no such block, state file not writable), 2 no answer.
+int block_command(const AdminClient& client, const std::string& verb, const std::string& cidr,
+                  const std::string& comment, const std::string& for_, bool json) {
+  conf::Config config;
+  if (!client.read(config)) return 1;
+  boost::urls::url target("/blocks");
+  http::verb method = http::verb::get;
+  if (verb == "add" || verb == "del") {
+    method = verb == "add" ? http::verb::post : http::verb::delete_;
+    target.params().append({"cidr", cidr});
+    if (!comment.empty()) target.params().append({"comment", comment});
+    if (!for_.empty()) target.params().append({"for", for_});
+  }
+  if (!json) target.params().append({"format", "text"});
+  const auto res =
+      client.call(config, method, std::string(target.buffer()), std::chrono::seconds(30));
+  if (!res) return 2;
+  if (res->result_int() != 200) {
+    fmt::print(stderr, "geomx: {}", res->body());
+    return 1;
+  }
+  fmt::print("{}", res->body());
+  return 0;
 }
 
 }  // namespace
@@ -169,19 +220,51 @@ void add_run_command(CLI::App& app, Action& action) {
   run->add_option("-c,--config", *path, "Config file")->required();
   run->callback([&action, path] { action = [path] { return run_proxy(*path); }; });
 
-  auto reload_path = std::make_shared<std::string>();
-  auto admin = std::make_shared<std::string>();
+  auto client = std::make_shared<AdminClient>();
   auto* reload = app.add_subcommand(
       "reload",
       "Make the running geomx reload its config (through its admin endpoint) and print the "
       "outcome; exit 0 reloaded, 1 failed (the running config stays), 2 no answer");
-  reload->add_option("-c,--config", *reload_path, "Config file (names the admin endpoint)")
+  reload->add_option("-c,--config", client->config_path, "Config file (names the admin endpoint)")
       ->required();
-  reload->add_option("--admin", *admin,
+  reload->add_option("--admin", client->admin_override,
                      "Admin endpoint to call instead of the file's [admin] listen, ADDR:PORT");
-  reload->callback([&action, reload_path, admin] {
-    action = [reload_path, admin] { return reload_daemon(*reload_path, *admin); };
-  });
+  reload->callback([&action, client] { action = [client] { return reload_daemon(*client); }; });
+
+  struct BlockArgs {
+    std::string verb, cidr, comment, for_;
+    bool json = false;
+  };
+  auto args = std::make_shared<BlockArgs>();
+  auto* block = app.add_subcommand("block",
+                                   "The running geomx's dated blocks (kept in server.state_dir "
+                                   "across restarts): add, del, list");
+  block->require_subcommand(1);
+  auto common = [&](CLI::App* c) {
+    c->add_option("-c,--config", client->config_path, "Config file (names the admin endpoint)")
+        ->required();
+    c->add_option("--admin", client->admin_override, "Admin endpoint to call instead, ADDR:PORT");
+  };
+  auto* add =
+      block->add_subcommand("add", "Block a CIDR (or one address) from the next connection");
+  add->add_option("cidr", args->cidr, "CIDR or address")->required();
+  add->add_option("--comment", args->comment, "Why (e.g. SPAM_09_01_2021)");
+  add->add_option("--for", args->for_, "Expire after this long (e.g. 30d); default: never");
+  common(add);
+  auto* del = block->add_subcommand("del", "Delete the block of exactly this CIDR");
+  del->add_option("cidr", args->cidr, "CIDR or address")->required();
+  common(del);
+  auto* list = block->add_subcommand("list", "The blocks in force");
+  list->add_flag("--json", args->json, "JSON instead of lines");
+  common(list);
+  for (auto* c : {add, del, list})
+    c->callback([&action, client, args, c] {
+      args->verb = c->get_name();
+      action = [client, args] {
+        return block_command(*client, args->verb, args->cidr, args->comment, args->for_,
+                             args->json);
+      };
+    });
 }
 
 }  // namespace geomx::proxy

@@ -226,6 +226,10 @@ void Server::run() {
   for (auto& w : workers_) w->thread.join();
 }
 
+std::size_t Server::blocks_in_force() const {
+  return state_.blocks.list(unix_now()).size();
+}
+
 void Server::stop() {
   if (stop_requested_.exchange(true)) return;
   asio::post(control_io_, [this] { signals_.cancel(); });
@@ -360,6 +364,7 @@ std::vector<std::string> needs_restart(const conf::Config& was, const conf::Conf
             was.server.allow_root == now.server.allow_root,
         "server.user/group/allow_root");
   check(was.server.log_format == now.server.log_format, "server.log_format");
+  check(was.server.state_dir == now.server.state_dir, "server.state_dir");
   check(was.admin.listen.to_string() == now.admin.listen.to_string() &&
             was.admin.tls_cert == now.admin.tls_cert && was.admin.tls_key == now.admin.tls_key,
         "admin");

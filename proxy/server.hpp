@@ -23,6 +23,7 @@
 #include <boost/asio/thread_pool.hpp>
 
 #include "policy/snapshot.hpp"
+#include "proxy/blocks.hpp"
 #include "proxy/health.hpp"
 #include "proxy/limits.hpp"
 #include "proxy/log.hpp"
@@ -57,9 +58,13 @@ std::string listener_key(const conf::Listener& l);
 // Shared by every I/O thread.
 struct ServerState {
   ServerState(std::shared_ptr<const policy::Snapshot> s, Log& l)
-      : log(l), health(l), runtime(std::make_shared<const Runtime>(std::move(s), health, 1)) {}
+      : log(l),
+        health(l),
+        blocks(s->config.server.state_dir),
+        runtime(std::make_shared<const Runtime>(std::move(s), health, 1)) {}
   Log& log;
   HealthBoard health;
+  BlockList blocks;  // kept across reloads
   std::atomic<std::shared_ptr<const Runtime>> runtime;
   std::shared_ptr<const Runtime> current() const { return runtime.load(); }
   Metrics metrics;
@@ -136,6 +141,10 @@ class Server {
   void run();
   // Begins the drain; callable from any thread.
   void stop();
+  // The dated blocks from server.state_dir (after the privilege drop, as the
+  // user that will write them); what went wrong, for the log.
+  std::vector<std::string> load_blocks() { return state_.blocks.load(); }
+  std::size_t blocks_in_force() const;
 
  private:
   struct Worker;

@@ -334,6 +334,13 @@ asio::awaitable<void> Session::run() {
   }
   if (listener_.proxy_protocol != conf::ProxyProtocol::none && !co_await read_proxy_header())
     co_return;
+  if (const auto block = state_.blocks.find(rec_.client.address, unix_now())) {
+    rec_.error = fmt::format("blocked by {} ({}{}{})", block->cidr.to_string(), block->origin,
+                             block->comment.empty() ? "" : ": ", block->comment);
+    co_await reply_and_close(fmt::format("554 5.7.1 {} access denied", hostname()),
+                             EndReason::blocked);
+    co_return;
+  }
   if (auto slot = state_.limits.enter_ip(rec_.client.address, server.max_connections_per_ip)) {
     ip_slot_.emplace(std::move(*slot));
   } else {

@@ -1,0 +1,160 @@
+#!/usr/bin/perl
+# Abuse controls against a real geomx and smtp-sink on loopback: dated
+# blocks added and deleted with `geomx block` through the admin endpoint,
+# in force on the next connection, kept across SIGHUP, kill -9 and restart,
+# expiring when they should; a corrupt state file is kept aside. Clients
+# are PROXY v1 headers from a trusted local sender. Every wait has a deadline.
+# Usage: abuse_test.pl GEOMX TESTDATA_DIR
+use strict;
+use warnings;
+use Test::More;
+use IO::Socket::IP;
+use IO::Select;
+use Cwd ();
+use File::Temp qw(tempdir);
+use POSIX qw(:sys_wait_h);
+use Time::HiRes qw(time sleep);
+use FindBin;
+use lib $FindBin::Bin;
+use GeomxTest qw(free_port wait_for slurp can_connect spawn start_geomx);
+
+my ( $geomx, $testdata ) = @ARGV;
+die "usage: $0 GEOMX TESTDATA\n" unless $testdata;
+$testdata = Cwd::abs_path($testdata);
+my $dir = tempdir( 'geomx-abuse-XXXXXX', TMPDIR => 1, CLEANUP => !$ENV{GEOMX_TEST_KEEP} );
+chmod 0755, $dir;
+END { my $status = $?; $_->() for reverse @GeomxTest::cleanup; $? = $status; }
+$SIG{PIPE} = 'IGNORE';
+
+my $state = "$dir/state";
+mkdir $state;
+chmod 0777, $state;    # geomx writes it after dropping to nobody
+my $sink = free_port();
+spawn( "$dir/sink.log", 'smtp-sink', '-u', 'nobody', '-h', 'sink', "127.0.0.1:$sink", '128' );
+wait_for( 'smtp-sink', 10, sub { can_connect($sink) } );
+my $admin = free_port();
+my $config = <<"TOML";
+[server]
+hostname = "geomx.test"
+threads = 2
+state_dir = "$state"
+[geo]
+databases = ["$testdata/edge6.mmdb"]
+[[listener]]
+name = "edge"
+address = "127.0.0.1:0"
+proxy_protocol = "v1"
+trusted_proxies = ["127.0.0.1/32"]
+[pool.sink]
+members = ["127.0.0.1:$sink"]
+[[rule]]
+name = "all"
+pool = "sink"
+[admin]
+listen = "127.0.0.1:$admin"
+TOML
+
+# The first line a client at CLIENT gets.
+sub first_line {
+    my ( $port, $client ) = @_;
+    my $s = IO::Socket::IP->new( PeerHost => '127.0.0.1', PeerPort => $port, Timeout => 5 ) or return "connect: $!";
+    print $s "PROXY TCP4 $client 127.0.0.1 40000 25\r\n";
+    my $line = '';
+    my $end  = time + 10;
+    while ( $line !~ /\n/ && time < $end ) {
+        last unless IO::Select->new($s)->can_read( $end - time );
+        sysread( $s, my $c, 1 ) or last;
+        $line .= $c;
+    }
+    print $s "QUIT\r\n";
+    return $line;
+}
+
+# geomx ARGS (no shell): (exit status, stdout and stderr).
+sub cli {
+    my $pid = open( my $fh, '-|' ) // die "fork: $!";
+    if ( !$pid ) {
+        open STDERR, '>&', \*STDOUT;
+        exec $geomx, @_ or POSIX::_exit(127);
+    }
+    local $/;
+    my $out = <$fh> // '';
+    close $fh;
+    return ( $? >> 8, $out );
+}
+
+my $g = start_geomx( $geomx, $dir, 'abuse', $config );
+my $port = $g->{ports}{edge};
+my $conf = $g->{conf};
+
+subtest '1. geomx block: in force on the next connection, listed, deleted' => sub {
+    like( first_line( $port, '127.99.1.1' ), qr/^220 sink/, 'before: served' );
+    my ( $rc, $out ) = cli( 'block', 'add', '127.99.0.0/16', '--comment', 'SPAM_09_01_2021', '-c', $conf );
+    is( $rc, 0, "block add: exit 0" );
+    like( first_line( $port, '127.99.1.1' ), qr/^554 5\.7\.1 geomx\.test access denied/, 'the next connection: 554' );
+    like( first_line( $port, '127.98.1.1' ), qr/^220 sink/, 'its neighbour is served' );
+    like( slurp( $g->{log} ), qr/event=session .*client=127\.99\.1\.1:40000 .*end=blocked error="blocked by 127\.99\.0\.0\/16 \(operator: SPAM_09_01_2021\)"/,
+        'logged with the block and its comment' );
+    ( $rc, $out ) = cli( 'block', 'list', '-c', $conf );
+    like( $out, qr/^127\.99\.0\.0\/16 +\S+ until deleted +operator +SPAM_09_01_2021$/m, 'block list shows it' );
+    ( $rc, $out ) = cli( 'block', 'list', '--json', '-c', $conf );
+    like( $out, qr/"cidr":"127\.99\.0\.0\/16","comment":"SPAM_09_01_2021"/, 'and as JSON' );
+    like( slurp("$state/blocks.toml"), qr/cidr = '127\.99\.0\.0\/16'/, 'in the state file' );
+
+    ( $rc, $out ) = cli( 'block', 'add', '127.97.0.1/16', '-c', $conf );
+    is( $rc, 1, 'a CIDR with host bits: exit 1' );
+    like( $out, qr/host bits set; the network is 127\.97\.0\.0\/16/, "and why: $out" );
+    ( $rc, $out ) = cli( 'block', 'del', '127.96.0.0/16', '-c', $conf );
+    is( $rc, 1, 'deleting a block that is not there: exit 1' );
+    ( $rc, $out ) = cli( 'block', 'list', '--admin', '127.0.0.1:' . free_port(), '-c', $conf );
+    is( $rc, 2, 'no daemon there: exit 2' );
+};
+
+subtest '2. blocks survive SIGHUP, and kill -9 right after an add' => sub {
+    kill 'HUP', $g->{pid};
+    wait_for( 'reload', 20, sub { slurp( $g->{log} ) =~ /event=reload .*result=success/ } );
+    like( first_line( $port, '127.99.2.2' ), qr/^554/, 'blocked after SIGHUP' );
+    my ( $rc, $out ) = cli( 'block', 'add', '127.95.0.0/24', '--comment', 'added last', '-c', $conf );
+    is( $rc, 0, 'another block added' );
+    kill 'KILL', $g->{pid};    # right after the acknowledgement
+    waitpid $g->{pid}, 0;
+    $g = start_geomx( $geomx, $dir, 'abuse2', $config );
+    $port = $g->{ports}{edge};
+    like( slurp( $g->{log} ), qr/event=blocks in_force=2 /, 'restarted with both blocks' );
+    like( first_line( $port, '127.99.3.3' ), qr/^554/, 'the first still in force' );
+    like( first_line( $port, '127.95.0.9' ), qr/^554/, 'the one added just before kill -9 too' );
+    ( $rc, $out ) = cli( 'block', 'del', '127.99.0.0/16', '-c', $conf );
+    is( $rc, 0, 'block del: exit 0' );
+    like( first_line( $port, '127.99.3.3' ), qr/^220 sink/, 'deleted: served again' );
+};
+
+subtest '3. a block with --for expires when it should' => sub {
+    my ( $rc, $out ) = cli( 'block', 'add', '127.94.0.0/16', '--for', '2s', '-c', $conf );
+    my $added = time;
+    is( $rc, 0, 'added for 2s' );
+    like( first_line( $port, '127.94.1.1' ), qr/^554/, 'blocked now' );
+    my $freed = wait_for( 'the block to expire', 10, sub { first_line( $port, '127.94.1.1' ) =~ /^220 sink/ ? time : 0 } );
+    cmp_ok( $freed - $added, '>=', 1, sprintf 'served again %.1fs after the add (whole seconds: expiry is 2s)', $freed - $added );
+    cmp_ok( $freed - $added, '<', 3.5, 'and not much later' );
+    ( $rc, $out ) = cli( 'block', 'list', '-c', $conf );
+    unlike( $out, qr/127\.94/, 'no longer listed' );
+};
+
+subtest '4. a corrupt state file is reported and kept aside, not dropped' => sub {
+    $g->{stop}->();
+    open my $fh, '>', "$state/blocks.toml" or die;
+    print $fh "[[block]]\ncidr = 'not a cidr\n";
+    close $fh;
+    $g = start_geomx( $geomx, $dir, 'abuse3', $config );
+    my $log = slurp( $g->{log} );
+    like( $log, qr/event=warning problem=".*blocks\.toml does not parse .*kept as .*blocks\.toml\.corrupt-\d+/, 'reported' );
+    my @aside = glob "$state/blocks.toml.corrupt-*";
+    is( scalar @aside, 1, 'kept aside' );
+    like( slurp( $aside[0] ), qr/not a cidr/, 'with what it held' );
+    like( $log, qr/event=blocks in_force=0 /, 'geomx serves with no blocks' );
+    like( first_line( $g->{ports}{edge}, '127.95.0.9' ), qr/^220 sink/, 'and serves' );
+};
+
+$g->{stop}->();
+unlike( slurp( $g->{log} ), qr/ERROR: AddressSanitizer|runtime error:/, 'no sanitizer report' );
+done_testing();
