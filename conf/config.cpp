@@ -75,6 +75,10 @@ std::string_view to_string(Probe v) {
   return v == Probe::smtp ? "smtp" : "tcp";
 }
 
+std::string_view to_string(LimitAction v) {
+  return v == LimitAction::tempfail ? "tempfail" : v == LimitAction::tarpit ? "tarpit" : "ban";
+}
+
 const Pool* Config::find_pool(std::string_view name) const {
   auto it = std::find_if(pools.begin(), pools.end(), [&](const Pool& p) { return p.name == name; });
   return it == pools.end() ? nullptr : &*it;

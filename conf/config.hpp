@@ -37,6 +37,7 @@ enum class Action { route, reject, drop, tarpit };
 enum class Balance { source_split, hash, round_robin, least_conn, first };
 enum class Pregreet { drop, reject, log };
 enum class Probe { smtp, tcp };
+enum class LimitAction { tempfail, tarpit, ban };
 
 std::string_view to_string(LogFormat);
 std::string_view to_string(ProxyProtocol);
@@ -44,6 +45,7 @@ std::string_view to_string(Action);
 std::string_view to_string(Balance);
 std::string_view to_string(Pregreet);
 std::string_view to_string(Probe);
+std::string_view to_string(LimitAction);
 
 struct Server {
   std::string hostname;  // default: the machine's host name
@@ -136,6 +138,21 @@ struct Pool {
   Health health;
 };
 
+// A per-client limit: connection rate (token bucket) and/or concurrent
+// connections, counted per address or per prefix, within a scope.
+struct Limit {
+  std::string name;
+  Match match;             // scope (listener, list, not_list, country); empty: all
+  std::uint32_t rate = 0;  // connections per `per` (0: no rate limit)
+  Duration per = std::chrono::minutes(1);
+  std::uint32_t burst = 0;                         // bucket size; default: rate
+  std::uint32_t concurrent = 0;                    // open connections at once (0: no limit)
+  unsigned aggregate_v4 = 32, aggregate_v6 = 128;  // count per prefix of this length
+  LimitAction action = LimitAction::tempfail;
+  Duration ban_for = std::chrono::hours(1);  // action "ban": a dated block this long
+  std::uint32_t table_size = 10000;          // clients tracked; the least recently seen go
+};
+
 struct Admin {
   Endpoint listen{geo::Address::v4(0x7f000001), 9025};
   std::string tls_cert, tls_key;  // both or neither: HTTPS (PEM files)
@@ -151,6 +168,7 @@ struct Config {
   std::vector<List> lists;
   std::vector<Rule> rules;
   std::vector<Pool> pools;
+  std::vector<Limit> limits;
   Admin admin;
 
   const Pool* find_pool(std::string_view name) const;

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <map>
 #include <set>
 
 #include <fmt/format.h>
@@ -499,6 +500,61 @@ void parse_rule(TableReader& t, Rule& rule, std::set<std::string>& rule_names, c
   }
 }
 
+// "30/min", "600/h", "5/10s": a count and a duration.
+void parse_rate(TableReader& t, Limit& l) {
+  auto* v = t.typed<std::string>("rate", "a rate string such as \"30/min\"");
+  if (!v) return;
+  const std::string& text = v->get();
+  const auto slash = text.find('/');
+  try {
+    if (slash == std::string::npos) throw std::invalid_argument("expected COUNT/PERIOD");
+    std::size_t used = 0;
+    const auto count = std::stoul(text.substr(0, slash), &used);
+    if (used != slash || count == 0 || count > 1'000'000)
+      throw std::invalid_argument("the count is a whole number from 1 to 1000000");
+    const std::string unit = text.substr(slash + 1);
+    static const std::map<std::string, Duration> units{
+        {"s", std::chrono::seconds(1)},   {"sec", std::chrono::seconds(1)},
+        {"min", std::chrono::minutes(1)}, {"m", std::chrono::minutes(1)},
+        {"h", std::chrono::hours(1)},     {"hour", std::chrono::hours(1)},
+        {"d", std::chrono::hours(24)},    {"day", std::chrono::hours(24)}};
+    const auto u = units.find(unit);
+    l.per = u != units.end() ? u->second : parse_duration(unit);
+    if (l.per <= Duration(0)) throw std::invalid_argument("the period must be positive");
+    l.rate = static_cast<std::uint32_t>(count);
+  } catch (const std::invalid_argument& e) {
+    t.error("rate",
+            fmt::format("\"{}\": {} (e.g. \"30/min\", \"600/h\", \"5/10s\")", text, e.what()));
+  } catch (const std::out_of_range&) {
+    t.error("rate", fmt::format("\"{}\": the count is too large", text));
+  }
+}
+
+void parse_limit(TableReader& t, Limit& l, std::set<std::string>& limit_names, const Names& names) {
+  unique_name(t, l.name, limit_names);
+  if (auto* cond = t.typed<toml::table>("if", "a table of matchers")) {
+    TableReader ct(t.reader(), *cond, t.sub("if"));
+    parse_match(ct, l.match, names);
+    if (!l.match.cidrs.empty())
+      ct.error("cidr", "a limit's scope takes lists, listeners and countries; put CIDRs in a list");
+    if (cond->empty()) t.error("if", "empty; leave `if` out to limit every connection");
+  }
+  parse_rate(t, l);
+  t.integer("burst", l.burst, 1, 1'000'000);
+  if (t.node("burst") && l.rate == 0) t.error("burst", "only applies with a rate");
+  if (l.burst == 0) l.burst = l.rate;
+  t.integer("concurrent", l.concurrent, 1, 1'000'000);
+  if (l.rate == 0 && l.concurrent == 0 && !t.node("rate"))
+    t.error("rate", "a limit needs a rate, a concurrent count, or both");
+  t.integer("aggregate_v4", l.aggregate_v4, 8, 32);
+  t.integer("aggregate_v6", l.aggregate_v6, 16, 128);
+  t.choice("action", l.action, {LimitAction::tempfail, LimitAction::tarpit, LimitAction::ban});
+  const bool ban_for =
+      t.duration("ban_for", l.ban_for, std::chrono::seconds(1), std::chrono::hours(24 * 365));
+  if (ban_for && l.action != LimitAction::ban) t.error("ban_for", "only applies to action \"ban\"");
+  t.integer("table_size", l.table_size, 16, 10'000'000);
+}
+
 // Rule order: nothing after a catch-all, and the last rule is one.
 void check_rule_order(Reader& r, const toml::array& rules, const std::vector<Rule>& parsed) {
   for (std::size_t i = 0; i + 1 < parsed.size(); ++i) {
@@ -580,6 +636,10 @@ Config parse_table(const toml::table& root, const std::string& path, const Defau
       t.error(c.admin.tls_cert.empty() ? "tls_key" : "tls_cert",
               "tls_cert and tls_key go together (HTTPS needs both)");
   }
+  std::set<std::string> limit_names;
+  top.each_array_table("limit", [&](std::size_t, TableReader& t) {
+    parse_limit(t, c.limits.emplace_back(), limit_names, names);
+  });
   std::set<std::string> rule_names;
   top.each_array_table("rule", [&](std::size_t, TableReader& t) {
     parse_rule(t, c.rules.emplace_back(), rule_names, names, c.server);

@@ -27,6 +27,8 @@ Decision decide(const Client& client, const Snapshot& snapshot, const MemberStat
   Decision d;
   d.country = v.country;
   d.lists = v.lists & snapshot.list_mask;
+  for (std::size_t i = 0; i < snapshot.limit_scopes.size(); ++i)
+    if (matches(snapshot.limit_scopes[i], client, v)) d.limits.push_back(i);
   // Validation guarantees a final catch-all, so some rule always matches.
   for (std::size_t i = 0; i < snapshot.rules.size(); ++i) {
     if (!matches(snapshot.rules[i], client, v)) continue;

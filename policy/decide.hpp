@@ -24,6 +24,7 @@ struct Decision {
   std::size_t pool = 0;
   std::vector<std::size_t> order;     // members in fallback order
   std::optional<std::size_t> member;  // the first member in `order` that is up; none: 421
+  std::vector<std::size_t> limits;    // config.limits whose scope the client is in
 };
 
 Decision decide(const Client& client, const Snapshot& snapshot, const MemberStates& states,

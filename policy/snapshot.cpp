@@ -98,6 +98,10 @@ std::shared_ptr<const Snapshot> build_snapshot(conf::Config config) {
     snap->list_mask |= std::uint64_t{1} << lists++;
   }
   for (const auto& rule : c.rules) snap->rules.push_back(compile_rule(*snap, rule, builder, lists));
+  for (const auto& limit : c.limits) {  // no CIDRs in a scope: no hidden list
+    conf::Rule scope{limit.name, limit.match, conf::Action::reject, {}, {}};
+    snap->limit_scopes.push_back(compile_rule(*snap, scope, builder, lists));
+  }
   if (errors.empty()) {
     try {
       snap->table = std::move(builder).build();

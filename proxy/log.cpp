@@ -39,6 +39,8 @@ std::string_view to_string(EndReason r) {
       return "too_many_from_ip";
     case EndReason::blocked:
       return "blocked";
+    case EndReason::limited:
+      return "limited";
     case EndReason::shutdown:
       return "shutdown";
     case EndReason::error:

@@ -33,6 +33,7 @@ enum class EndReason {
   too_busy,
   too_many_from_ip,
   blocked,
+  limited,
   shutdown,
   error,
 };

@@ -23,6 +23,7 @@ struct RelayStart {
   std::chrono::steady_clock::time_point start;
   std::optional<ConnectionLimits::Slot> slot, ip_slot;  // max_connections, max_connections_per_ip
   std::shared_ptr<MemberHealth> member;                 // its `active` counts this session
+  std::vector<LimitTable::Hold> holds;                  // [[limit]] concurrent counts
 };
 
 // Relays until both sides have closed, an error, idle_timeout without a

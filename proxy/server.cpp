@@ -118,8 +118,12 @@ std::string listener_key(const conf::Listener& l) {
   return l.address.port != 0 ? address : l.name + "@" + address;
 }
 
-Runtime::Runtime(std::shared_ptr<const policy::Snapshot> s, HealthBoard& board, std::uint64_t g)
-    : snapshot(std::move(s)), view(std::make_shared<HealthView>(board, *snapshot)), generation(g) {
+Runtime::Runtime(std::shared_ptr<const policy::Snapshot> s, HealthBoard& board, LimitTables& limits,
+                 std::uint64_t g)
+    : snapshot(std::move(s)),
+      view(std::make_shared<HealthView>(board, *snapshot)),
+      limit_tables(limits.for_config(snapshot->config)),
+      generation(g) {
   for (const auto& l : snapshot->config.listeners) listener_keys.push_back(listener_key(l));
 }
 
@@ -423,8 +427,8 @@ asio::awaitable<ReloadOutcome> Server::reload(std::string trigger, bool reread_c
   }
   for (const auto& d : loaded.errors) out.errors.push_back(d.to_string());
   if (loaded.snapshot && !stopping_) {
-    auto next =
-        std::make_shared<const Runtime>(loaded.snapshot, state_.health, old->generation + 1);
+    auto next = std::make_shared<const Runtime>(loaded.snapshot, state_.health, state_.limit_tables,
+                                                old->generation + 1);
     out.warnings = needs_restart(old->snapshot->config, loaded.snapshot->config);
     if (auto problem = co_await switch_to(next); !problem.empty()) {
       out.errors.push_back(std::move(problem));

@@ -28,6 +28,7 @@
 #include "proxy/limits.hpp"
 #include "proxy/log.hpp"
 #include "proxy/metrics.hpp"
+#include "proxy/ratelimit.hpp"
 
 namespace geomx::proxy {
 
@@ -42,10 +43,12 @@ using Acceptor = asio::basic_socket_acceptor<tcp, asio::io_context::executor_typ
 // its members' health records, and a listener key per config.listeners entry.
 // A session keeps the one it began with.
 struct Runtime {
-  Runtime(std::shared_ptr<const policy::Snapshot> s, HealthBoard& board, std::uint64_t g);
+  Runtime(std::shared_ptr<const policy::Snapshot> s, HealthBoard& board, LimitTables& limits,
+          std::uint64_t g);
   std::shared_ptr<const policy::Snapshot> snapshot;
   std::shared_ptr<const HealthView> view;
-  std::vector<std::string> listener_keys;  // parallel to config.listeners
+  std::vector<std::shared_ptr<LimitTable>> limit_tables;  // parallel to config.limits
+  std::vector<std::string> listener_keys;                 // parallel to config.listeners
   std::uint64_t generation = 1;
   // The listener with this key (see listener_key), if the config has it.
   std::optional<std::size_t> listener(std::string_view key) const;
@@ -61,10 +64,11 @@ struct ServerState {
       : log(l),
         health(l),
         blocks(s->config.server.state_dir),
-        runtime(std::make_shared<const Runtime>(std::move(s), health, 1)) {}
+        runtime(std::make_shared<const Runtime>(std::move(s), health, limit_tables, 1)) {}
   Log& log;
   HealthBoard health;
-  BlockList blocks;  // kept across reloads
+  BlockList blocks;          // kept across reloads
+  LimitTables limit_tables;  // likewise, per [[limit]] name
   std::atomic<std::shared_ptr<const Runtime>> runtime;
   std::shared_ptr<const Runtime> current() const { return runtime.load(); }
   Metrics metrics;

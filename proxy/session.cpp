@@ -33,7 +33,8 @@ class Session final : public SessionRegistry::Member {
  public:
   Session(Socket client, const tcp::endpoint& peer, const Runtime& runtime, std::size_t listener,
           ServerState& state, SessionRegistry& registry)
-      : client_(std::move(client)),
+      : runtime_(runtime),
+        client_(std::move(client)),
         backend_(client_.get_executor()),
         state_(state),
         snap_(runtime.snapshot),
@@ -62,6 +63,7 @@ class Session final : public SessionRegistry::Member {
   asio::awaitable<void> reply_and_close(std::string_view line, EndReason end);
   asio::awaitable<bool> read_proxy_header();
   asio::awaitable<void> tarpit(std::string_view reply);
+  asio::awaitable<bool> within_limits(const std::vector<std::size_t>& limits);
   asio::awaitable<bool> greet_delay(const conf::Pool& pool);
   asio::awaitable<bool> connect(std::vector<std::size_t> order, std::size_t pool_index,
                                 const conf::Pool& pool);
@@ -79,6 +81,7 @@ class Session final : public SessionRegistry::Member {
     state_.session_ended(rec_);
   }
 
+  const Runtime& runtime_;  // run_session holds it while this runs
   Socket client_, backend_;
   ServerState& state_;
   std::shared_ptr<const policy::Snapshot> snap_;  // the whole session uses the one it began with
@@ -94,7 +97,59 @@ class Session final : public SessionRegistry::Member {
   std::optional<ConnectionLimits::Slot> slot_, ip_slot_;  // held until the relay ends
   std::shared_ptr<const HealthView> view_;                // the members' health
   std::shared_ptr<MemberHealth> member_;                  // the one connected to
+  std::vector<LimitTable::Hold> holds_;                   // [[limit]] concurrent counts
 };
+
+// The [[limit]]s whose scope the client is in, in config order; the first
+// one it exceeds decides: 421 now, a tarpit, or a dated block (ban).
+asio::awaitable<bool> Session::within_limits(const std::vector<std::size_t>& limits) {
+  const auto now = Clock::now();
+  for (const auto i : limits) {
+    const conf::Limit& limit = snap_->config.limits[i];
+    std::optional<LimitTable::Hold> hold;
+    const auto verdict = runtime_.limit_tables[i]->enter(rec_.client.address, limit, now, hold);
+    if (verdict == LimitTable::Verdict::ok) {
+      if (hold) holds_.push_back(std::move(*hold));
+      continue;
+    }
+    rec_.action = conf::to_string(limit.action);
+    rec_.error =
+        fmt::format("limit {}: {}", limit.name,
+                    verdict == LimitTable::Verdict::over_rate
+                        ? fmt::format("over {}/{}", limit.rate, conf::format_duration(limit.per))
+                        : fmt::format("over {} at once", limit.concurrent));
+    const auto reply =
+        fmt::format("421 4.7.0 {} too many connections, try again later", hostname());
+    if (limit.action == conf::LimitAction::tarpit) {
+      co_await tarpit(reply);
+      co_return false;
+    }
+    if (limit.action == conf::LimitAction::ban) {
+      const auto unix = unix_now();
+      Block b{geo::Prefix::containing(rec_.client.address, rec_.client.address.is_v4()
+                                                               ? limit.aggregate_v4
+                                                               : limit.aggregate_v6),
+              rec_.error, unix,
+              unix + std::chrono::duration_cast<std::chrono::seconds>(limit.ban_for).count(),
+              "limit:" + limit.name};
+      try {
+        if (!state_.blocks.find(rec_.client.address, unix)) {
+          state_.blocks.add(b);
+          state_.log.event("block", {{"action", "added"},
+                                     {"cidr", b.cidr.to_string()},
+                                     {"comment", b.comment},
+                                     {"for", conf::format_duration(limit.ban_for)},
+                                     {"origin", b.origin}});
+        }
+      } catch (const std::exception& e) {
+        state_.log.event("warning", {{"problem", "ban not kept"}, {"error", e.what()}});
+      }
+    }
+    co_await reply_and_close(reply, EndReason::limited);
+    co_return false;
+  }
+  co_return true;
+}
 
 asio::awaitable<void> Session::reply_and_close(std::string_view line, EndReason end) {
   const std::string text = std::string(line) + "\r\n";
@@ -311,9 +366,10 @@ void Session::relay(const conf::Pool& pool) {
   boost::system::error_code ignored;
   client_.set_option(tcp::no_delay(true), ignored);
   backend_.set_option(tcp::no_delay(true), ignored);
-  start_relay({std::move(client_), std::move(backend_), std::move(rec_), std::move(snap_), pool,
-               start_, std::move(slot_), std::move(ip_slot_), std::move(member_)},
-              state_, registry_);
+  start_relay(
+      {std::move(client_), std::move(backend_), std::move(rec_), std::move(snap_), pool, start_,
+       std::move(slot_), std::move(ip_slot_), std::move(member_), std::move(holds_)},
+      state_, registry_);
 }
 
 asio::awaitable<void> Session::run() {
@@ -358,6 +414,7 @@ asio::awaitable<void> Session::run() {
   rec_.country = d.country;
   rec_.rule = rule.name;
   rec_.action = conf::to_string(d.action);
+  if (!d.limits.empty() && !co_await within_limits(d.limits)) co_return;
   switch (d.action) {
     case conf::Action::reject:
       co_await reply_and_close(rule.reply, EndReason::rejected);

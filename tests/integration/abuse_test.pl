@@ -155,6 +155,68 @@ subtest '4. a corrupt state file is reported and kept aside, not dropped' => sub
     like( first_line( $g->{ports}{edge}, '127.95.0.9' ), qr/^220 sink/, 'and serves' );
 };
 
+subtest '5. [[limit]]: over its rate a client gets 421 while another is served; a ban blocks, then expires' => sub {
+    $g->{stop}->();
+    my $limits = $config;
+    $limits =~ s/^\[pool\.sink\]/[[listener]]
+name = "conc"
+address = "127.0.0.1:0"
+proxy_protocol = "v1"
+trusted_proxies = ["127.0.0.1\/32"]
+[[listener]]
+name = "bans"
+address = "127.0.0.1:0"
+proxy_protocol = "v1"
+trusted_proxies = ["127.0.0.1\/32"]
+[[limit]]
+name = "rate"
+if = { listener = "edge" }
+rate = "3\/min"
+[[limit]]
+name = "conc"
+if = { listener = "conc" }
+concurrent = 2
+[[limit]]
+name = "flood"
+if = { listener = "bans" }
+rate = "2\/h"
+action = "ban"
+ban_for = "2s"
+aggregate_v4 = 24
+[pool.sink]/m;
+    $g = start_geomx( $geomx, $dir, 'limits', $limits );
+    my %p = %{ $g->{ports} };
+    like( first_line( $p{edge}, '127.93.1.1' ), qr/^220 sink/, "client A: connection $_ of 3 served" ) for 1 .. 3;
+    like( first_line( $p{edge}, '127.93.1.1' ), qr/^421 4\.7\.0 geomx\.test too many connections/, 'client A: the 4th within the minute: 421' );
+    like( first_line( $p{edge}, '127.93.1.2' ), qr/^220 sink/, 'client B at the same time: served' );
+    like( slurp( $g->{log} ), qr/event=session .*client=127\.93\.1\.1:\d+ .*action=tempfail .*end=limited error="limit rate: over 3\/1m"/,
+        'logged: end=limited, which limit and why' );
+
+    # concurrent = 2: two held, the third refused, one closed, the next served.
+    my @held = map { IO::Socket::IP->new( PeerHost => '127.0.0.1', PeerPort => $p{conc}, Timeout => 5 ) } 1 .. 2;
+    for my $s (@held) {
+        print $s "PROXY TCP4 127.92.1.1 127.0.0.1 40000 25\r\n";
+        my $line = '';
+        while ( $line !~ /\n/ ) { IO::Select->new($s)->can_read(5) or last; sysread( $s, my $c, 1 ) or last; $line .= $c }
+        like( $line, qr/^220 sink/, 'held session open' );
+    }
+    like( first_line( $p{conc}, '127.92.1.1' ), qr/^421/, 'a third at once: 421' );
+    close $held[0];
+    wait_for( 'the held session to end', 10, sub { first_line( $p{conc}, '127.92.1.1' ) =~ /^220 sink/ } );
+    pass('one closed: the next is served');
+    close $held[1];
+
+    # ban: the third connection within the hour bans 127.91.1.0/24 for 2 s.
+    like( first_line( $p{bans}, '127.91.1.1' ), qr/^220 sink/, "client C: connection $_ of 2 served" ) for 1 .. 2;
+    like( first_line( $p{bans}, '127.91.1.1' ), qr/^421/, 'client C: the 3rd: 421, and banned' );
+    my $banned = time;
+    my ( $rc, $out ) = cli( 'block', 'list', '-c', $g->{conf} );
+    like( $out, qr/^127\.91\.1\.0\/24 .* limit:flood +limit flood: over 2\/1h$/m, "the ban is a dated block from the limit" );
+    like( first_line( $p{edge}, '127.91.1.77' ), qr/^554 5\.7\.1 geomx\.test access denied/, 'its /24 is refused on every listener' );
+    wait_for( 'the ban to expire', 10, sub { first_line( $p{edge}, '127.91.1.77' ) =~ /^220 sink/ } );
+    cmp_ok( time - $banned, '<', 4, sprintf 'the ban expired %.1fs after it was made (ban_for 2s)', time - $banned );
+};
+
 $g->{stop}->();
 unlike( slurp( $g->{log} ), qr/ERROR: AddressSanitizer|runtime error:/, 'no sanitizer report' );
 done_testing();

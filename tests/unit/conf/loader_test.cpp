@@ -272,3 +272,49 @@ TEST_CASE("durations and endpoints") {
   CHECK(is_country_code(*geomx::geo::Country::parse("ZZ")));
   CHECK_FALSE(is_country_code(*geomx::geo::Country::parse("XX")));
 }
+
+TEST_CASE("[[limit]]: rates, scopes and actions, and their mistakes") {
+  const Config c = parse_config(minimal + R"(
+[[limit]]
+name = "per-ip"
+if = { listener = "mx" }
+rate = "30/min"
+concurrent = 5
+[[limit]]
+name = "nets"
+rate = "5/10s"
+burst = 10
+aggregate_v4 = 24
+action = "ban"
+ban_for = "1d"
+table_size = 500
+)",
+                                "t.toml", defaults);
+  REQUIRE(c.limits.size() == 2);
+  CHECK(c.limits[0].rate == 30);
+  CHECK(c.limits[0].per == 60s);
+  CHECK(c.limits[0].burst == 30);  // default: the rate
+  CHECK(c.limits[0].concurrent == 5);
+  CHECK(c.limits[0].match.listeners == std::vector<std::string>{"mx"});
+  CHECK(c.limits[1].per == 10s);
+  CHECK(c.limits[1].burst == 10);
+  CHECK(c.limits[1].aggregate_v4 == 24);
+  CHECK(c.limits[1].action == LimitAction::ban);
+  CHECK(c.limits[1].ban_for == 24h);
+  CHECK(c.limits[1].table_size == 500);
+
+  CHECK(errors_of(minimal + "[[limit]]\nname = \"a\"\nrate = \"30\"\n") ==
+        std::vector<std::string>{"t.toml:12:8: limit[0].rate: \"30\": expected COUNT/PERIOD (e.g. "
+                                 "\"30/min\", \"600/h\", \"5/10s\")"});
+  CHECK(errors_of(minimal + "[[limit]]\nname = \"a\"\n") ==
+        std::vector<std::string>{
+            "t.toml:10:1: limit[0].rate: a limit needs a rate, a concurrent count, or both"});
+  CHECK(errors_of(minimal +
+                  "[[limit]]\nname = \"a\"\nconcurrent = 3\nburst = 2\nban_for = \"1h\"\n" +
+                  "if = { cidr = \"10.0.0.0/8\" }\n") ==
+        std::vector<std::string>{
+            "t.toml:13:9: limit[0].burst: only applies with a rate",
+            "t.toml:14:11: limit[0].ban_for: only applies to action \"ban\"",
+            "t.toml:15:15: limit[0].if.cidr: a limit's scope takes lists, listeners and countries; "
+            "put CIDRs in a list"});
+}

@@ -1,0 +1,75 @@
+#include "proxy/ratelimit.hpp"
+
+#include <algorithm>
+
+namespace geomx::proxy {
+
+std::size_t LimitTable::PrefixHash::operator()(const geo::Prefix& p) const {
+  const auto bits = p.network().v6_bits();
+  const auto lo = static_cast<std::uint64_t>(bits), hi = static_cast<std::uint64_t>(bits >> 64);
+  return std::hash<std::uint64_t>{}(lo ^ (hi * 0x9e3779b97f4a7c15ULL) ^
+                                    (std::uint64_t{p.length()} << 56) ^
+                                    static_cast<unsigned>(p.family()));
+}
+
+LimitTable::Verdict LimitTable::enter(const geo::Address& client, const conf::Limit& limit,
+                                      Clock::time_point now, std::optional<Hold>& hold) {
+  const auto key =
+      geo::Prefix::containing(client, client.is_v4() ? limit.aggregate_v4 : limit.aggregate_v6);
+  std::lock_guard lock(mutex_);
+  auto it = entries_.find(key);
+  if (it == entries_.end()) {
+    if (entries_.size() >= capacity_) {  // forget the least recently seen
+      entries_.erase(lru_.back());
+      lru_.pop_back();
+    }
+    lru_.push_front(key);
+    it = entries_.emplace(key, Entry{static_cast<double>(limit.burst), now, 0, lru_.begin()}).first;
+  } else {
+    lru_.splice(lru_.begin(), lru_, it->second.lru);
+  }
+  Entry& e = it->second;
+  if (limit.rate != 0) {
+    const double per_second = limit.rate / std::chrono::duration<double>(limit.per).count();
+    const double elapsed = std::chrono::duration<double>(now - e.refilled).count();
+    e.tokens = std::min<double>(limit.burst, e.tokens + elapsed * per_second);
+    e.refilled = now;
+    if (e.tokens < 1) return Verdict::over_rate;
+  }
+  if (limit.concurrent != 0 && e.active >= limit.concurrent) return Verdict::over_concurrent;
+  if (limit.rate != 0) e.tokens -= 1;
+  if (limit.concurrent != 0) {
+    ++e.active;
+    hold.emplace(shared_from_this(), key);
+  }
+  return Verdict::ok;
+}
+
+void LimitTable::leave(const geo::Prefix& key) {
+  std::lock_guard lock(mutex_);
+  const auto it = entries_.find(key);  // gone if it was forgotten meanwhile
+  if (it != entries_.end() && it->second.active > 0) --it->second.active;
+}
+
+std::size_t LimitTable::size() const {
+  std::lock_guard lock(mutex_);
+  return entries_.size();
+}
+
+std::vector<std::shared_ptr<LimitTable>> LimitTables::for_config(const conf::Config& config) {
+  std::lock_guard lock(mutex_);
+  std::map<std::string, std::pair<std::uint32_t, std::shared_ptr<LimitTable>>> next;
+  std::vector<std::shared_ptr<LimitTable>> out;
+  for (const auto& l : config.limits) {
+    auto old = tables_.find(l.name);
+    auto table = old != tables_.end() && old->second.first == l.table_size
+                     ? old->second.second
+                     : std::make_shared<LimitTable>(l.table_size);
+    next[l.name] = {l.table_size, table};
+    out.push_back(std::move(table));
+  }
+  tables_ = std::move(next);
+  return out;
+}
+
+}  // namespace geomx::proxy

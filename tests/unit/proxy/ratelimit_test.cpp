@@ -1,0 +1,72 @@
+// [[limit]] tables: the token bucket, concurrent holds, prefix aggregation
+// and the fixed size under a flood of sources.
+#include <random>
+
+#include <doctest/doctest.h>
+
+#include "proxy/ratelimit.hpp"
+
+namespace geomx::proxy {
+namespace {
+
+using Clock = LimitTable::Clock;
+using V = LimitTable::Verdict;
+
+conf::Limit rate_limit(std::uint32_t rate, std::uint32_t burst) {
+  conf::Limit l;
+  l.rate = rate;
+  l.per = std::chrono::minutes(1);
+  l.burst = burst;
+  return l;
+}
+
+TEST_CASE("a token bucket: burst at once, then one per rate interval") {
+  auto table = std::make_shared<LimitTable>(100);
+  const auto limit = rate_limit(6, 3);  // one token every 10 s
+  const auto a = geo::parse_address("192.0.2.1"), b = geo::parse_address("192.0.2.2");
+  const auto t0 = Clock::now();
+  std::optional<LimitTable::Hold> hold;
+  for (int i = 0; i < 3; ++i) CHECK(table->enter(a, limit, t0, hold) == V::ok);
+  CHECK(table->enter(a, limit, t0, hold) == V::over_rate);
+  CHECK(table->enter(b, limit, t0, hold) == V::ok);  // another client is not affected
+  CHECK(table->enter(a, limit, t0 + std::chrono::seconds(9), hold) == V::over_rate);
+  CHECK(table->enter(a, limit, t0 + std::chrono::seconds(11), hold) == V::ok);
+  CHECK(table->enter(a, limit, t0 + std::chrono::seconds(12), hold) == V::over_rate);
+  CHECK_FALSE(hold);  // no concurrent limit: nothing held
+}
+
+TEST_CASE("concurrent connections are held until released, per /24 when aggregated") {
+  auto table = std::make_shared<LimitTable>(100);
+  conf::Limit limit;
+  limit.concurrent = 2;
+  limit.aggregate_v4 = 24;
+  const auto now = Clock::now();
+  std::optional<LimitTable::Hold> h1, h2, h3;
+  CHECK(table->enter(geo::parse_address("198.51.100.1"), limit, now, h1) == V::ok);
+  CHECK(table->enter(geo::parse_address("198.51.100.200"), limit, now, h2) == V::ok);
+  CHECK(table->enter(geo::parse_address("198.51.100.9"), limit, now, h3) == V::over_concurrent);
+  CHECK(table->enter(geo::parse_address("198.51.101.9"), limit, now, h3) == V::ok);  // next /24
+  h1.reset();
+  std::optional<LimitTable::Hold> h4;
+  CHECK(table->enter(geo::parse_address("198.51.100.9"), limit, now, h4) == V::ok);
+}
+
+TEST_CASE("200,000 random sources against a table of 10,000 keep 10,000 entries") {
+  auto table = std::make_shared<LimitTable>(10'000);
+  const auto limit = rate_limit(30, 30);
+  std::mt19937 rng(42);
+  const auto now = Clock::now();
+  std::optional<LimitTable::Hold> hold;
+  for (int i = 0; i < 200'000; ++i) {
+    table->enter(geo::Address::v4(static_cast<std::uint32_t>(rng())), limit, now, hold);
+    REQUIRE(table->size() <= 10'000);
+  }
+  CHECK(table->size() == 10'000);
+  // The most recent client is remembered: its bucket is one token lighter.
+  const auto last = geo::parse_address("203.0.113.7");
+  for (int i = 0; i < 30; ++i) CHECK(table->enter(last, limit, now, hold) == V::ok);
+  CHECK(table->enter(last, limit, now, hold) == V::over_rate);
+}
+
+}  // namespace
+}  // namespace geomx::proxy
