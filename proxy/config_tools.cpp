@@ -99,6 +99,20 @@ int run_check(const std::string& path) {
     if (!r.reply.empty()) what += fmt::format(" \"{}\"", r.reply);
     fmt::print("rule {:<4} {}: {} -> {}\n", i + 1, r.name, describe_match(r.match), what);
   }
+  for (const auto& l : c.limits) {
+    std::vector<std::string> what;
+    if (l.rate != 0)
+      what.push_back(
+          fmt::format("{}/{} (burst {})", l.rate, conf::format_duration(l.per), l.burst));
+    if (l.concurrent != 0) what.push_back(fmt::format("{} at once", l.concurrent));
+    fmt::print("limit     {}: {} per /{} (IPv4) /{} (IPv6), {}, {} clients tracked -> {}{}\n",
+               l.name, fmt::join(what, ", "), l.aggregate_v4, l.aggregate_v6,
+               l.match.empty() ? "every connection" : describe_match(l.match), l.table_size,
+               conf::to_string(l.action),
+               l.action == conf::LimitAction::ban ? " for " + conf::format_duration(l.ban_for)
+                                                  : std::string());
+  }
+  fmt::print("state     {}/blocks.toml\n", c.server.state_dir);
   fmt::print("admin     {}{}\n", c.admin.listen.to_string(),
              c.admin.tls_cert.empty() ? "" : " (HTTPS)");
   if (c.admin.exposed())
