@@ -26,7 +26,7 @@ struct Snapshot {
   geo::GeoTable table;
   std::vector<CompiledRule> rules;         // parallel to config.rules
   std::vector<CompiledRule> limit_scopes;  // parallel to config.limits
-  std::uint64_t list_mask = 0;      // bits of config.lists (the rest are rule CIDRs)
+  std::uint64_t list_mask = 0;             // bits of config.lists (the rest are rule CIDRs)
 
   std::optional<std::size_t> listener_index(std::string_view name) const;
 };
