@@ -55,6 +55,8 @@ struct Server {
   std::string state_dir = "/var/lib/geomx";  // blocks.toml: the dated blocks
   std::uint32_t max_connections = 10000;
   std::uint32_t max_connections_per_ip = 50;  // Postfix smtpd_client_connection_count_limit
+  std::uint32_t refusal_log_sample = 10;      // refused connections logged per client per minute
+  std::uint32_t refusal_log_limit = 1000;     // ... per minute in all (0: no limit)
   LogFormat log_format = LogFormat::logfmt;
   Duration drain_timeout = std::chrono::seconds(30);
   Duration tarpit_duration = std::chrono::seconds(60);

@@ -278,6 +278,8 @@ void parse_server(TableReader& t, Server& s) {
     t.error("state_dir", "must be an absolute path");
   t.integer("max_connections", s.max_connections, 1, 1'000'000);
   t.integer("max_connections_per_ip", s.max_connections_per_ip, 0, 1'000'000);
+  t.integer("refusal_log_sample", s.refusal_log_sample, 0, 1'000'000);
+  t.integer("refusal_log_limit", s.refusal_log_limit, 0, 100'000'000);
   t.choice("log_format", s.log_format, {LogFormat::logfmt, LogFormat::json});
   t.duration("drain_timeout", s.drain_timeout, Duration(0), std::chrono::hours(1));
   t.duration("tarpit_duration", s.tarpit_duration, std::chrono::seconds(1), std::chrono::hours(1));

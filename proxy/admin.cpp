@@ -1,5 +1,7 @@
 #include "proxy/admin.hpp"
 
+#include <charconv>
+#include <cmath>
 #include <ctime>
 #include <map>
 
@@ -204,6 +206,54 @@ AdminReply blocks_answer(std::string_view method, std::string_view target, Serve
           text ? "added " + block_line(b) : block_json(b) + "\n"};
 }
 
+// GET /top?window=1m|1h&n=20[&format=text]
+AdminReply top_answer(std::string_view target, ServerState& state) {
+  const auto url = boost::urls::parse_origin_form(target);
+  if (!url) return {400, "text/plain; charset=utf-8", "bad request target\n"};
+  std::map<std::string, std::string> q;
+  for (const auto& p : url->params()) q[p.key] = p.value;
+  const std::string window = q["window"].empty() ? "1m" : q["window"];
+  if (window != "1m" && window != "1h")
+    return {400, "text/plain; charset=utf-8", "window: 1m or 1h\n"};
+  std::size_t n = 20;
+  if (!q["n"].empty()) {
+    const auto& text = q["n"];
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+    if (ec != std::errc() || end != text.data() + text.size() || n == 0 || n > 10'000)
+      return {400, "text/plain; charset=utf-8", "n: a number from 1 to 10000\n"};
+  }
+  const auto report =
+      state.top.top(std::chrono::minutes(window == "1h" ? 60 : 1), n, TopTalkers::Clock::now());
+  const bool text = q["format"] == "text";
+  const auto now = unix_now();
+  std::string body =
+      text ? fmt::format("{} connections in the last {}\n{:<40} {:<7} {:>11} {:>7} {:>9}  {}\n",
+                         std::llround(report.total), window, "client", "country", "connections",
+                         "share", "refused", "block")
+           : fmt::format("{{\"window\":\"{}\",\"total\":{},\"clients\":[", window,
+                         std::llround(report.total));
+  for (std::size_t i = 0; i < report.rows.size(); ++i) {
+    const auto& r = report.rows[i];
+    const double share = report.total > 0 ? 100 * r.connections / report.total : 0;
+    const auto block = state.blocks.find(r.address, now);
+    const std::string country = r.country ? std::string(r.country->code()) : "-";
+    if (text) {
+      body += fmt::format("{:<40} {:<7} {:>11} {:>6.1f}% {:>9}  {}\n", r.address.to_string(),
+                          country, std::llround(r.connections), share, std::llround(r.refused),
+                          block ? block->cidr.to_string() : "-");
+      continue;
+    }
+    body += fmt::format(
+        "{}{{\"address\":{},\"country\":{},\"connections\":{},\"share\":{:.4f},"
+        "\"refused\":{},\"block\":{}}}",
+        i ? "," : "", json_string(r.address.to_string()), json_string(country),
+        std::llround(r.connections), share / 100, std::llround(r.refused),
+        block ? json_string(block->cidr.to_string()) : "null");
+  }
+  if (!text) body += "]}\n";
+  return {200, text ? "text/plain; charset=utf-8" : "application/json", body};
+}
+
 }  // namespace
 
 AdminReply admin_answer(std::string_view method, std::string_view target, ServerState& state) {
@@ -211,13 +261,14 @@ AdminReply admin_answer(std::string_view method, std::string_view target, Server
   const auto& snap = rt->snapshot;
   const auto path = target.substr(0, target.find('?'));
   if (path != "/healthz" && path != "/readyz" && path != "/metrics" && path != "/status" &&
-      path != "/reload" && path != "/blocks")
+      path != "/reload" && path != "/blocks" && path != "/top")
     return {404, "text/plain; charset=utf-8",
-            "not found: try /healthz /readyz /metrics /status /blocks, or POST /reload\n"};
+            "not found: try /healthz /readyz /metrics /status /blocks /top, or POST /reload\n"};
   if (path == "/reload") return {405, "text/plain; charset=utf-8", "POST only\n", "POST"};
   if (path == "/blocks") return blocks_answer(method, target, state);
   if (method != "GET" && method != "HEAD") return {405, "text/plain; charset=utf-8", "GET only\n"};
   if (path == "/healthz") return {200, "text/plain; charset=utf-8", "ok\n"};
+  if (path == "/top") return top_answer(target, state);
   if (path == "/readyz") {
     const auto empty = empty_pools(*snap, *rt->view);
     std::string names;

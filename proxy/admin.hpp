@@ -12,6 +12,7 @@
 //   GET /blocks   the dated blocks in force (JSON; ?format=text: lines)
 //   POST /blocks?cidr=C[&comment=T][&for=30d]  adds one, on disk before the answer
 //   DELETE /blocks?cidr=C                     deletes one
+//   GET /top?window=1m|1h&n=20  top talkers: connections, share, refused, block
 // One request per connection, 8 KiB of headers at most, 10 s to send it;
 // HTTPS when [admin] has tls_cert and tls_key.
 #include <functional>

@@ -49,6 +49,24 @@ std::string_view to_string(EndReason r) {
   return "error";
 }
 
+bool refused(EndReason e) {
+  switch (e) {
+    case EndReason::pregreet:
+    case EndReason::rejected:
+    case EndReason::dropped:
+    case EndReason::tarpitted:
+    case EndReason::proxy_header_error:
+    case EndReason::untrusted_proxy:
+    case EndReason::too_busy:
+    case EndReason::too_many_from_ip:
+    case EndReason::blocked:
+    case EndReason::limited:
+      return true;
+    default:
+      return false;
+  }
+}
+
 void append_quoted(std::string& out, std::string_view v) {
   out += '"';
   for (const char ch : v) {

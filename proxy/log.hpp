@@ -38,6 +38,9 @@ enum class EndReason {
   error,
 };
 std::string_view to_string(EndReason);
+// Ends where geomx turned the client away (policy, limits, blocks, bad PROXY
+// headers, pregreet), as opposed to a relay that ended.
+bool refused(EndReason);
 
 struct SessionRecord {
   std::uint64_t conn = 0;

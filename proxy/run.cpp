@@ -64,7 +64,7 @@ int run_proxy(const std::string& path) {
   log.event("admin_listening",
             {{"address", from_asio(admin).to_string()},
              {"tls", snapshot->config.admin.tls_cert.empty() ? "no" : "yes"},
-             {"paths", "/healthz /readyz /metrics /status /blocks, POST /reload"}});
+             {"paths", "/healthz /readyz /metrics /status /blocks /top, POST /reload"}});
   if (snapshot->config.admin.exposed())
     log.event("warning", {{"problem", "admin endpoint on a non-loopback address without TLS"},
                           {"address", snapshot->config.admin.listen.to_string()}});
@@ -230,6 +230,34 @@ void add_run_command(CLI::App& app, Action& action) {
   reload->add_option("--admin", client->admin_override,
                      "Admin endpoint to call instead of the file's [admin] listen, ADDR:PORT");
   reload->callback([&action, client] { action = [client] { return reload_daemon(*client); }; });
+
+  struct TopArgs {
+    std::string window = "1m";
+    std::size_t n = 20;
+    bool json = false;
+  };
+  auto top_args = std::make_shared<TopArgs>();
+  auto* top = app.add_subcommand(
+      "top", "The running geomx's top talkers: connections, share of all, refused, block");
+  top->add_option("--window", top_args->window, "1m or 1h")->check(CLI::IsMember({"1m", "1h"}));
+  top->add_option("--n", top_args->n, "How many clients")->check(CLI::Range(1, 10000));
+  top->add_flag("--json", top_args->json, "JSON instead of a table");
+  top->add_option("-c,--config", client->config_path, "Config file (names the admin endpoint)")
+      ->required();
+  top->add_option("--admin", client->admin_override, "Admin endpoint to call instead, ADDR:PORT");
+  top->callback([&action, client, top_args] {
+    action = [client, top_args] {
+      conf::Config config;
+      if (!client->read(config)) return 1;
+      const auto res = client->call(config, http::verb::get,
+                                    fmt::format("/top?window={}&n={}{}", top_args->window,
+                                                top_args->n, top_args->json ? "" : "&format=text"),
+                                    std::chrono::seconds(30));
+      if (!res) return 2;
+      fmt::print("{}", res->body());
+      return res->result_int() == 200 ? 0 : 1;
+    };
+  });
 
   struct BlockArgs {
     std::string verb, cidr, comment, for_;

@@ -219,6 +219,7 @@ void Server::run() {
   admin_->set_reloader([this] { return reload("admin", true); });
   admin_->start();
   asio::co_spawn(control_io_, hangups(), asio::detached);
+  asio::co_spawn(control_io_, suppressed_lines(), asio::detached);
   // systemd: Type=notify and WatchdogSec= (nothing happens without systemd).
   std::uint64_t watchdog_usec = 0;
   if (sd_watchdog_enabled(0, &watchdog_usec) > 0)
@@ -369,6 +370,9 @@ std::vector<std::string> needs_restart(const conf::Config& was, const conf::Conf
         "server.user/group/allow_root");
   check(was.server.log_format == now.server.log_format, "server.log_format");
   check(was.server.state_dir == now.server.state_dir, "server.state_dir");
+  check(was.server.refusal_log_sample == now.server.refusal_log_sample &&
+            was.server.refusal_log_limit == now.server.refusal_log_limit,
+        "server.refusal_log_sample/limit");
   check(was.admin.listen.to_string() == now.admin.listen.to_string() &&
             was.admin.tls_cert == now.admin.tls_cert && was.admin.tls_key == now.admin.tls_key,
         "admin");
@@ -591,6 +595,24 @@ asio::awaitable<void> Server::watch_settle() {
   co_await reload("watch " + files, false);
 }
 
+// The refusal log's sampling: one line per client whose lines were
+// suppressed in a minute that is over, and one for the overall cap.
+asio::awaitable<void> Server::suppressed_lines() {
+  while (!stopping_) {
+    suppressed_.expires_after(std::chrono::seconds(10));
+    co_await suppressed_.async_wait(nothrow);
+    const auto now = TopTalkers::Clock::now();
+    for (const auto& [client, count] : state_.top.take_suppressed(now))
+      state_.log.event("suppressed", {{"client", client.to_string()},
+                                      {"refused", std::to_string(count)},
+                                      {"why", "more than server.refusal_log_sample in a minute"}});
+    if (const auto all = state_.top.take_suppressed_all(now))
+      state_.log.event("suppressed", {{"client", "all"},
+                                      {"refused", std::to_string(all)},
+                                      {"why", "more than server.refusal_log_limit in a minute"}});
+  }
+}
+
 // --- signals and the drain ----------------------------------------------------
 
 asio::awaitable<void> Server::hangups() {
@@ -628,6 +650,7 @@ asio::awaitable<void> Server::control() {
   sd_notify(0, "STOPPING=1");
   hangup_.cancel();
   watchdog_.cancel();
+  suppressed_.cancel();
   settle_.cancel();
   if (watch_) watch_->stop();
   probing_ = false;

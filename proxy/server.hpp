@@ -29,6 +29,7 @@
 #include "proxy/log.hpp"
 #include "proxy/metrics.hpp"
 #include "proxy/ratelimit.hpp"
+#include "proxy/top.hpp"
 
 namespace geomx::proxy {
 
@@ -64,10 +65,12 @@ struct ServerState {
       : log(l),
         health(l),
         blocks(s->config.server.state_dir),
+        top(10'000, s->config.server.refusal_log_sample, s->config.server.refusal_log_limit),
         runtime(std::make_shared<const Runtime>(std::move(s), health, limit_tables, 1)) {}
   Log& log;
   HealthBoard health;
   BlockList blocks;          // kept across reloads
+  TopTalkers top;            // and the refusal log's sampling
   LimitTables limit_tables;  // likewise, per [[limit]] name
   std::atomic<std::shared_ptr<const Runtime>> runtime;
   std::shared_ptr<const Runtime> current() const { return runtime.load(); }
@@ -77,10 +80,12 @@ struct ServerState {
   std::atomic<std::uint64_t> sequence{0};
   std::atomic<std::uint32_t> sessions{0};  // live session coroutines
 
-  // A connection is over: its log line and its counts.
+  // A connection is over: its counts, and its log line (a refusal's only
+  // within the sample).
   void session_ended(const SessionRecord& r) {
     metrics.session(r);
-    log.session(r);
+    if (top.record(r.client.address, r.country, refused(r.end), TopTalkers::Clock::now()))
+      log.session(r);
   }
 };
 
@@ -178,6 +183,7 @@ class Server {
   void file_changed(const std::string& path);
   asio::awaitable<void> watch_settle();
   asio::awaitable<void> hangups();
+  asio::awaitable<void> suppressed_lines();  // "suppressed K more from IP", every 10 s
   asio::awaitable<void> watchdog(std::chrono::microseconds every);
 
   ServerState state_;
@@ -189,6 +195,7 @@ class Server {
   asio::signal_set signals_{control_io_, SIGINT, SIGTERM};
   asio::signal_set hangup_{control_io_, SIGHUP};
   asio::steady_timer watchdog_{control_io_};
+  asio::steady_timer suppressed_{control_io_};
   std::atomic<bool> stop_requested_{false};
   std::atomic<bool> force_drain_{false};          // a second signal
   std::atomic<std::size_t> acceptors_closed_{0};  // workers done closing theirs

@@ -17,6 +17,7 @@ use Time::HiRes qw(time sleep);
 use FindBin;
 use lib $FindBin::Bin;
 use GeomxTest qw(free_port wait_for slurp can_connect spawn start_geomx);
+use HTTP::Tiny;
 
 my ( $geomx, $testdata ) = @ARGV;
 die "usage: $0 GEOMX TESTDATA\n" unless $testdata;
@@ -215,6 +216,44 @@ aggregate_v4 = 24
     like( first_line( $p{edge}, '127.91.1.77' ), qr/^554 5\.7\.1 geomx\.test access denied/, 'its /24 is refused on every listener' );
     wait_for( 'the ban to expire', 10, sub { first_line( $p{edge}, '127.91.1.77' ) =~ /^220 sink/ } );
     cmp_ok( time - $banned, '<', 4, sprintf 'the ban expired %.1fs after it was made (ban_for 2s)', time - $banned );
+};
+
+subtest '6. geomx top ranks a heavy sender first with its share; refusals are logged by sample' => sub {
+    $g->{stop}->();
+    my $top = $config;
+    $top =~ s/^state_dir = .*$/state_dir = "$state"\nrefusal_log_sample = 3/m;
+    $top =~ s/^\[pool\.sink\]/[[listener]]
+name = "refuse"
+address = "127.0.0.1:0"
+proxy_protocol = "v1"
+trusted_proxies = ["127.0.0.1\/32"]
+[pool.sink]/m;
+    $top =~ s/^\[\[rule\]\]\nname = "all"/[[rule]]\nname = "refused"\nif = { listener = "refuse" }\naction = "reject"\n[[rule]]\nname = "all"/m;
+    $g = start_geomx( $geomx, $dir, 'top', $top );
+    my %p = %{ $g->{ports} };
+    my $ok = 0;
+    $ok += first_line( $p{edge}, '127.90.0.1' ) =~ /^220 sink/ for 1 .. 60;
+    for my $c ( 1 .. 10 ) { $ok += first_line( $p{edge}, "127.90.1.$c" ) =~ /^220 sink/ for 1 .. 2 }
+    $ok += first_line( $p{refuse}, '127.89.0.1' ) =~ /^554/ for 1 .. 20;
+    is( $ok, 100, '100 connections: 60 from the heavy sender, 2 each from 10 others, 20 refused' );
+    # 1h: these seconds are all in whole buckets (1m weighs the minute before by how
+    # much of it is still inside the window, so its sums are approximate).
+    my ( $rc, $out ) = cli( 'top', '--window', '1h', '--n', '3', '-c', $g->{conf} );
+    is( $rc, 0, 'geomx top: exit 0' );
+    like( $out, qr/^100 connections in the last 1h\n.*\n127\.90\.0\.1 +\S+ +60 +60\.0% +0 +-\n127\.89\.0\.1 +\S+ +20 +20\.0% +20 +-\n/,
+        "ranked first with 60.0%, then the refused one:\n$out" );
+    ( $rc, $out ) = cli( 'top', '--window', '1h', '--json', '-c', $g->{conf} );
+    like( $out, qr/^\{"window":"1h","total":100,"clients":\[\{"address":"127\.90\.0\.1","country":"[^"]+","connections":60,"share":0\.6000,/,
+        'and as JSON' );
+    ( $rc, $out ) = cli( 'top', '--n', '1', '-c', $g->{conf} );
+    like( $out, qr/^127\.90\.0\.1 /m, 'first in the 1m window too' );
+    my $lines = () = slurp( $g->{log} ) =~ /event=session conn=\d+ client=127\.89\.0\.1:/g;
+    is( $lines, 3, '20 refusals from one client: 3 log lines (refusal_log_sample = 3)' );
+    my $r = HTTP::Tiny->new( timeout => 5 )->get("http://127.0.0.1:$g->{admin}/metrics");
+    like( $r->{content}, qr/^geomx_connection_ends_total\{end="rejected"\} 20$/m, 'metrics count all 20' );
+    # The minute ends (at most 60 s), then one line says how many were left out.
+    wait_for( 'the suppressed line', 80, sub { slurp( $g->{log} ) =~ /event=suppressed client=127\.89\.0\.1 refused=17 / } );
+    pass('"suppressed" line: 17 more from 127.89.0.1');
 };
 
 $g->{stop}->();
