@@ -185,9 +185,10 @@ AdminReply blocks_answer(std::string_view method, std::string_view target, Serve
   Block b{cidr, q["comment"], now, std::nullopt, "operator"};
   if (!q["for"].empty()) {
     try {
-      b.expires =
-          now +
-          std::chrono::duration_cast<std::chrono::seconds>(conf::parse_duration(q["for"])).count();
+      const auto d =
+          std::chrono::duration_cast<std::chrono::seconds>(conf::parse_duration(q["for"]));
+      if (d.count() < 1) throw std::invalid_argument("at least 1s");
+      b.expires = now + d.count();
     } catch (const std::invalid_argument& e) {
       return {400, "text/plain; charset=utf-8", fmt::format("for: {}\n", e.what())};
     }

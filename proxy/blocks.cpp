@@ -39,7 +39,10 @@ void write_durably(const std::string& dir, const std::string& path, const std::s
     }
     done += static_cast<std::size_t>(n);
   }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) {
+  const bool synced = ::fsync(fd) == 0;
+  const int saved = errno;
+  if (::close(fd) != 0 || !synced) {
+    if (!synced) errno = saved;
     const auto e = os_error(tmp);
     ::unlink(tmp.c_str());
     throw e;
@@ -49,11 +52,13 @@ void write_durably(const std::string& dir, const std::string& path, const std::s
     ::unlink(tmp.c_str());
     throw e;
   }
+  // The new file is in place: from here on the change is made. Making the
+  // rename itself durable is best effort (a failure is not a reason to say
+  // "not added" about a file that already has it).
   const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd < 0) throw os_error(dir);
-  const bool synced = ::fsync(dfd) == 0;
+  if (dfd < 0) return;
+  ::fsync(dfd);
   ::close(dfd);
-  if (!synced) throw os_error(dir);
 }
 
 std::string render(const std::vector<Block>& blocks) {
@@ -122,6 +127,8 @@ std::vector<std::string> BlockList::load() {
                           std::strerror(errno))};
     return {};  // no blocks yet
   }
+  if (::access(file_.c_str(), R_OK) != 0)  // unreadable is not corrupt: keep it
+    return {fmt::format("{}: {}; serving without its blocks", file_, std::strerror(errno))};
   try {
     auto blocks = parse(file_);
     blocks_.store(std::make_shared<const std::vector<Block>>(std::move(blocks)));

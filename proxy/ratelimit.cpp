@@ -2,14 +2,14 @@
 
 #include <algorithm>
 
+#include "proxy/hash.hpp"
+
 namespace geomx::proxy {
 
 std::size_t LimitTable::PrefixHash::operator()(const geo::Prefix& p) const {
   const auto bits = p.network().v6_bits();
-  const auto lo = static_cast<std::uint64_t>(bits), hi = static_cast<std::uint64_t>(bits >> 64);
-  return std::hash<std::uint64_t>{}(lo ^ (hi * 0x9e3779b97f4a7c15ULL) ^
-                                    (std::uint64_t{p.length()} << 56) ^
-                                    static_cast<unsigned>(p.family()));
+  return mix_hash(static_cast<std::uint64_t>(bits), static_cast<std::uint64_t>(bits >> 64),
+                  p.length() * 2u + static_cast<unsigned>(p.family()));
 }
 
 LimitTable::Verdict LimitTable::enter(const geo::Address& client, const conf::Limit& limit,
@@ -19,9 +19,18 @@ LimitTable::Verdict LimitTable::enter(const geo::Address& client, const conf::Li
   std::lock_guard lock(mutex_);
   auto it = entries_.find(key);
   if (it == entries_.end()) {
-    if (entries_.size() >= capacity_) {  // forget the least recently seen
-      entries_.erase(lru_.back());
-      lru_.pop_back();
+    if (entries_.size() >= capacity_) {
+      // Forget the least recently seen client that has no connection open
+      // (one that has would lose its concurrent count). Clients with open
+      // connections are bounded by max_connections.
+      for (auto victim = lru_.end(); victim != lru_.begin();) {
+        --victim;
+        const auto e = entries_.find(*victim);
+        if (e->second.active != 0) continue;
+        entries_.erase(e);
+        lru_.erase(victim);
+        break;
+      }
     }
     lru_.push_front(key);
     it = entries_.emplace(key, Entry{static_cast<double>(limit.burst), now, 0, lru_.begin()}).first;
@@ -31,9 +40,11 @@ LimitTable::Verdict LimitTable::enter(const geo::Address& client, const conf::Li
   Entry& e = it->second;
   if (limit.rate != 0) {
     const double per_second = limit.rate / std::chrono::duration<double>(limit.per).count();
-    const double elapsed = std::chrono::duration<double>(now - e.refilled).count();
-    e.tokens = std::min<double>(limit.burst, e.tokens + elapsed * per_second);
-    e.refilled = now;
+    if (now > e.refilled) {  // `now` was read before the lock: it may be behind
+      const double elapsed = std::chrono::duration<double>(now - e.refilled).count();
+      e.tokens = std::min<double>(limit.burst, e.tokens + elapsed * per_second);
+      e.refilled = now;
+    }
     if (e.tokens < 1) return Verdict::over_rate;
   }
   if (limit.concurrent != 0 && e.active >= limit.concurrent) return Verdict::over_concurrent;

@@ -140,6 +140,20 @@ Server::Server(std::shared_ptr<const policy::Snapshot> snapshot, Log& log)
       server.threads != 0 ? server.threads : std::max(1u, std::thread::hardware_concurrency());
   for (unsigned i = 0; i < threads; ++i) workers_.push_back(std::make_unique<Worker>());
   state_.metrics.config_loaded(1);
+  state_.ban = [this](Block b) {
+    asio::post(control_io_, [this, b = std::move(b)] {
+      try {
+        state_.blocks.add(b);
+        state_.log.event("block", {{"action", "added"},
+                                   {"cidr", b.cidr.to_string()},
+                                   {"comment", b.comment},
+                                   {"for", fmt::format("{}s", b.expires.value_or(0) - b.created)},
+                                   {"origin", b.origin}});
+      } catch (const std::exception& e) {
+        state_.log.event("warning", {{"problem", "ban not kept"}, {"error", e.what()}});
+      }
+    });
+  };
 }
 
 Server::~Server() {

@@ -5,6 +5,7 @@
 // server.drain_timeout, then close what is left.
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <list>
 #include <map>
 #include <memory>
@@ -69,9 +70,10 @@ struct ServerState {
         runtime(std::make_shared<const Runtime>(std::move(s), health, limit_tables, 1)) {}
   Log& log;
   HealthBoard health;
-  BlockList blocks;          // kept across reloads
-  TopTalkers top;            // and the refusal log's sampling
-  LimitTables limit_tables;  // likewise, per [[limit]] name
+  BlockList blocks;                // kept across reloads
+  TopTalkers top;                  // and the refusal log's sampling
+  std::function<void(Block)> ban;  // adds a [[limit]] ban, later, on the control thread
+  LimitTables limit_tables;        // likewise, per [[limit]] name
   std::atomic<std::shared_ptr<const Runtime>> runtime;
   std::shared_ptr<const Runtime> current() const { return runtime.load(); }
   Metrics metrics;

@@ -132,18 +132,8 @@ asio::awaitable<bool> Session::within_limits(const std::vector<std::size_t>& lim
               rec_.error, unix,
               unix + std::chrono::duration_cast<std::chrono::seconds>(limit.ban_for).count(),
               "limit:" + limit.name};
-      try {
-        if (!state_.blocks.find(rec_.client.address, unix)) {
-          state_.blocks.add(b);
-          state_.log.event("block", {{"action", "added"},
-                                     {"cidr", b.cidr.to_string()},
-                                     {"comment", b.comment},
-                                     {"for", conf::format_duration(limit.ban_for)},
-                                     {"origin", b.origin}});
-        }
-      } catch (const std::exception& e) {
-        state_.log.event("warning", {{"problem", "ban not kept"}, {"error", e.what()}});
-      }
+      // Written to disk on the control thread: an fsync must not stall this one.
+      if (!state_.blocks.find(rec_.client.address, unix) && state_.ban) state_.ban(std::move(b));
     }
     co_await reply_and_close(reply, EndReason::limited);
     co_return false;

@@ -3,13 +3,14 @@
 #include <algorithm>
 #include <utility>
 
+#include "proxy/hash.hpp"
+
 namespace geomx::proxy {
 
 std::size_t TopTalkers::Hash::operator()(const geo::Address& a) const {
   const auto bits = a.v6_bits();
-  const auto lo = static_cast<std::uint64_t>(bits), hi = static_cast<std::uint64_t>(bits >> 64);
-  return std::hash<std::uint64_t>{}(lo ^ (hi * 0x9e3779b97f4a7c15ULL) ^
-                                    static_cast<unsigned>(a.family()));
+  return mix_hash(static_cast<std::uint64_t>(bits), static_cast<std::uint64_t>(bits >> 64),
+                  static_cast<unsigned>(a.family()));
 }
 
 std::int64_t TopTalkers::minute_of(Clock::time_point t) {
@@ -35,6 +36,7 @@ double TopTalkers::in_window(const Counts& c, const std::array<std::uint32_t, bu
   double sum = 0;
   for (std::size_t i = 0; i <= minutes && i < buckets; ++i) {
     const auto m = now_minute - static_cast<std::int64_t>(i);
+    if (m < 0) break;  // the clock began less than an hour ago
     if (m > c.minute || c.minute - m >= static_cast<std::int64_t>(buckets)) continue;
     const double weight = i == minutes ? 1 - fraction : 1;
     sum += weight * a[static_cast<std::size_t>(m % buckets)];
@@ -69,7 +71,8 @@ bool TopTalkers::record(const geo::Address& client, std::optional<geo::Country> 
   if (!refused) return true;
   ++e.counts.refused[static_cast<std::size_t>(minute % buckets)];
   if (log_sample_ == 0) return true;
-  if (e.log_minute != minute) {
+  if (e.log_minute != minute) {  // a new minute: what the last one suppressed is due
+    e.due += std::exchange(e.suppressed, 0);
     e.log_minute = minute;
     e.logged = 0;
   }
@@ -79,6 +82,7 @@ bool TopTalkers::record(const geo::Address& client, std::optional<geo::Country> 
   }
   ++e.logged;
   if (all_minute_ != minute) {
+    all_due_ += std::exchange(all_suppressed_, 0);
     all_minute_ = minute;
     all_logged_ = 0;
   }
@@ -92,8 +96,8 @@ bool TopTalkers::record(const geo::Address& client, std::optional<geo::Country> 
 
 std::uint64_t TopTalkers::take_suppressed_all(Clock::time_point now) {
   std::lock_guard lock(mutex_);
-  if (all_suppressed_ == 0 || all_minute_ >= minute_of(now)) return 0;
-  return std::exchange(all_suppressed_, 0);
+  if (all_minute_ < minute_of(now)) all_due_ += std::exchange(all_suppressed_, 0);
+  return std::exchange(all_due_, 0);
 }
 
 TopTalkers::Report TopTalkers::top(std::chrono::minutes window, std::size_t n,
@@ -127,11 +131,10 @@ std::vector<std::pair<geo::Address, std::uint64_t>> TopTalkers::take_suppressed(
   const auto minute = minute_of(now);
   std::vector<std::pair<geo::Address, std::uint64_t>> out;
   std::lock_guard lock(mutex_);
-  for (auto& [address, e] : entries_)
-    if (e.suppressed != 0 && e.log_minute < minute) {
-      out.emplace_back(address, e.suppressed);
-      e.suppressed = 0;
-    }
+  for (auto& [address, e] : entries_) {
+    if (e.log_minute < minute) e.due += std::exchange(e.suppressed, 0);
+    if (e.due != 0) out.emplace_back(address, std::exchange(e.due, 0));
+  }
   return out;
 }
 

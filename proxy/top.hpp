@@ -64,7 +64,8 @@ class TopTalkers {
     std::optional<geo::Country> country;
     std::int64_t log_minute = -1;  // the minute log_count counts
     std::uint32_t logged = 0;
-    std::uint64_t suppressed = 0;
+    std::uint64_t suppressed = 0;  // in log_minute
+    std::uint64_t due = 0;         // suppressed in minutes that are over, not yet said
     std::list<geo::Address>::iterator lru;
   };
   struct Hash {
@@ -79,7 +80,7 @@ class TopTalkers {
   std::uint32_t log_sample_, log_limit_;
   std::int64_t all_minute_ = -1;  // the minute all_logged_ counts
   std::uint32_t all_logged_ = 0;
-  std::uint64_t all_suppressed_ = 0;
+  std::uint64_t all_suppressed_ = 0, all_due_ = 0;
   std::list<geo::Address> lru_;
   std::unordered_map<geo::Address, Entry, Hash> entries_;
   Counts total_;

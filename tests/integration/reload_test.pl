@@ -286,7 +286,7 @@ subtest '3. a broken config and a corrupt database change nothing' => sub {
         'logged with file:line:column (pool)' );
     my $out = `$geomx reload -c $g->{conf} 2>&1`;
     is( $? >> 8, 1, 'geomx reload: exit 1' );
-    like( $out, qr/:\d+:\d+: server\.threads: .*\n.*:\d+:\d+: rule\[\d\]\.pool: .*\n.*2 errors; not reloaded, the running config stays/,
+    like( $out, qr/:\d+:\d+: server\.threads: .*\n.*:\d+:\d+: rule\[\d\]\.pool: .*\n.*: 2 errors\ngeomx: not reloaded, the running config stays/,
         'geomx reload checks the file first and says why' );
     my $r = HTTP::Tiny->new( timeout => 30 )->post("http://127.0.0.1:$g->{admin}/reload?format=text");
     is( $r->{status}, 422, 'POST /reload: 422' );

@@ -70,3 +70,25 @@ TEST_CASE("200,000 random sources against a table of 10,000 keep 10,000 entries"
 
 }  // namespace
 }  // namespace geomx::proxy
+
+namespace geomx::proxy {
+namespace {
+
+TEST_CASE("a full table does not forget a client with connections open") {
+  auto table = std::make_shared<LimitTable>(16);
+  conf::Limit limit;
+  limit.concurrent = 1;
+  const auto now = LimitTable::Clock::now();
+  const auto holder = geo::parse_address("192.0.2.1");
+  std::optional<LimitTable::Hold> held, other;
+  REQUIRE(table->enter(holder, limit, now, held) == LimitTable::Verdict::ok);
+  for (std::uint32_t i = 0; i < 1000; ++i) {  // a flood of other sources, each closing at once
+    std::optional<LimitTable::Hold> h;
+    table->enter(geo::Address::v4(0x0A000000 + i), limit, now, h);
+  }
+  CHECK(table->size() == 16);
+  CHECK(table->enter(holder, limit, now, other) == LimitTable::Verdict::over_concurrent);
+}
+
+}  // namespace
+}  // namespace geomx::proxy

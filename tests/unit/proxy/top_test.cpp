@@ -73,3 +73,28 @@ TEST_CASE("refusals from many clients: an overall cap per minute") {
 
 }  // namespace
 }  // namespace geomx::proxy
+
+namespace geomx::proxy {
+namespace {
+
+TEST_CASE("in the first hour of the clock (a daemon started at boot) the window is sound") {
+  TopTalkers top(100, 0, 0);
+  const auto early = TopTalkers::Clock::time_point(std::chrono::seconds(90));
+  top.record(geo::parse_address("192.0.2.1"), std::nullopt, false, early);
+  CHECK(top.top(std::chrono::minutes(60), 5, early).total == 1);
+  CHECK(top.top(std::chrono::minutes(1), 5, early).rows.size() == 1);
+}
+
+TEST_CASE("a flood that never pauses still gets its suppressed line each minute") {
+  TopTalkers top(100, 2, 0);
+  const auto t0 = TopTalkers::Clock::time_point(std::chrono::hours(1000));
+  const auto a = geo::parse_address("192.0.2.1");
+  for (int i = 0; i < 10; ++i) top.record(a, std::nullopt, true, t0);
+  top.record(a, std::nullopt, true, t0 + std::chrono::seconds(61));  // the next minute began
+  const auto s = top.take_suppressed(t0 + std::chrono::seconds(62));
+  REQUIRE(s.size() == 1);
+  CHECK(s[0].second == 8);
+}
+
+}  // namespace
+}  // namespace geomx::proxy
