@@ -39,8 +39,14 @@ std::string_view to_string(Action v) {
       return "drop";
     case Action::tarpit:
       return "tarpit";
+    case Action::pass:
+      return "pass";
   }
   return "?";
+}
+
+std::string_view to_string(ListenerMode v) {
+  return v == ListenerMode::mx ? "mx" : "transparent";
 }
 
 std::string_view to_string(Balance v) {

@@ -33,7 +33,11 @@ enum class LogFormat { logfmt, json };
 // What a listener expects from its peer, or what a pool sends to its members
 // (pools: none, v1 or v2).
 enum class ProxyProtocol { none, v1, v2, any };
-enum class Action { route, reject, drop, tarpit };
+// pass: relay to the address the client dialled (transparent listeners).
+enum class Action { route, reject, drop, tarpit, pass };
+// mx: clients connect to geomx. transparent: a REDIRECT sent them, and the
+// address they dialled is read from the socket (SO_ORIGINAL_DST).
+enum class ListenerMode { mx, transparent };
 enum class Balance { source_split, hash, round_robin, least_conn, first };
 enum class Pregreet { drop, reject, log };
 enum class Probe { smtp, tcp };
@@ -42,6 +46,7 @@ enum class LimitAction { tempfail, tarpit, ban };
 std::string_view to_string(LogFormat);
 std::string_view to_string(ProxyProtocol);
 std::string_view to_string(Action);
+std::string_view to_string(ListenerMode);
 std::string_view to_string(Balance);
 std::string_view to_string(Pregreet);
 std::string_view to_string(Probe);
@@ -57,6 +62,7 @@ struct Server {
   std::uint32_t max_connections_per_ip = 50;  // Postfix smtpd_client_connection_count_limit
   std::uint32_t refusal_log_sample = 10;      // refused connections logged per client per minute
   std::uint32_t refusal_log_limit = 1000;     // ... per minute in all (0: no limit)
+  std::uint32_t max_bans = 10000;             // [[limit]] bans in force at once; then 421 only
   LogFormat log_format = LogFormat::logfmt;
   Duration drain_timeout = std::chrono::seconds(30);
   Duration tarpit_duration = std::chrono::seconds(60);
@@ -67,6 +73,7 @@ struct Server {
 struct Listener {
   std::string name;
   Endpoint address;
+  ListenerMode mode = ListenerMode::mx;
   ProxyProtocol proxy_protocol = ProxyProtocol::none;
   std::vector<geo::Prefix> trusted_proxies;
   Duration proxy_timeout = std::chrono::seconds(5);  // postscreen_upstream_proxy_timeout

@@ -280,6 +280,7 @@ void parse_server(TableReader& t, Server& s) {
   t.integer("max_connections_per_ip", s.max_connections_per_ip, 0, 1'000'000);
   t.integer("refusal_log_sample", s.refusal_log_sample, 0, 1'000'000);
   t.integer("refusal_log_limit", s.refusal_log_limit, 0, 100'000'000);
+  t.integer("max_bans", s.max_bans, 0, 1'000'000);
   t.choice("log_format", s.log_format, {LogFormat::logfmt, LogFormat::json});
   t.duration("drain_timeout", s.drain_timeout, Duration(0), std::chrono::hours(1));
   t.duration("tarpit_duration", s.tarpit_duration, std::chrono::seconds(1), std::chrono::hours(1));
@@ -320,16 +321,28 @@ void each_country(TableReader& t, std::string_view key, Fn fn) {
   });
 }
 
-void parse_listener(TableReader& t, Listener& l, std::set<std::string>& names) {
+void parse_listener(TableReader& t, Listener& l, std::set<std::string>& names,
+                    std::set<std::string>& transparent) {
   unique_name(t, l.name, names);
   if (t.required("address")) parse_endpoint_key(t, "address", l.address, true);
+  t.choice("mode", l.mode, {ListenerMode::mx, ListenerMode::transparent});
+  if (l.mode == ListenerMode::transparent) {
+    transparent.insert(l.name);
+    if (t.node("proxy_protocol"))
+      t.error("proxy_protocol",
+              "a transparent listener reads the client's destination from the socket "
+              "(SO_ORIGINAL_DST); it takes no PROXY header");
+    for (const char* key : {"trusted_proxies", "proxy_timeout"})
+      if (t.node(key))
+        t.error(key, "only applies to PROXY headers, which a transparent listener does not take");
+  }
   const bool known = !t.node("proxy_protocol") || t.choice("proxy_protocol", l.proxy_protocol,
                                                            {ProxyProtocol::none, ProxyProtocol::v1,
                                                             ProxyProtocol::v2, ProxyProtocol::any});
   each_prefix(t, "trusted_proxies", [&](const geo::Prefix& p) { l.trusted_proxies.push_back(p); });
   t.duration("proxy_timeout", l.proxy_timeout, std::chrono::milliseconds(100),
              std::chrono::seconds(60));
-  if (!known) return;
+  if (!known || l.mode == ListenerMode::transparent) return;
   if (l.proxy_protocol != ProxyProtocol::none && l.trusted_proxies.empty() &&
       !t.node("trusted_proxies"))
     t.error("proxy_protocol",
@@ -445,7 +458,7 @@ void parse_pool(TableReader& t, Pool& p, const Server& server) {
 }
 
 struct Names {
-  std::set<std::string> pools, lists, listeners;
+  std::set<std::string> pools, lists, listeners, transparent;
 };
 
 void parse_match(TableReader& t, Match& m, const Names& names) {
@@ -473,12 +486,27 @@ void parse_rule(TableReader& t, Rule& rule, std::set<std::string>& rule_names, c
     parse_match(ct, rule.match, names);
     if (cond->empty()) t.error("if", "empty; leave `if` out for a catch-all rule");
   }
-  const bool known =
-      !t.node("action") || t.choice("action", rule.action,
-                                    {Action::route, Action::reject, Action::drop, Action::tarpit});
+  const bool known = !t.node("action") || t.choice("action", rule.action,
+                                                   {Action::route, Action::reject, Action::drop,
+                                                    Action::tarpit, Action::pass});
   const bool has_pool = t.string("pool", rule.pool);
   const bool has_reply = t.string("reply", rule.reply);
   if (!known) return;  // whether pool and reply apply depends on the action
+  if (rule.action == Action::pass) {
+    // Only a redirected connection has a destination of its own; anywhere
+    // else "the address it dialled" is geomx itself.
+    const auto& on = rule.match.listeners;
+    const bool only_transparent =
+        !on.empty() && std::all_of(on.begin(), on.end(), [&](const std::string& name) {
+          return names.transparent.contains(name);
+        });
+    const toml::table* cond = t.node("if") ? t.node("if")->as_table() : nullptr;
+    const bool names_reported = on.empty() && cond && cond->contains("listener");  // unknown
+    if (!only_transparent && !names_reported)
+      t.error("action",
+              "pass relays to the address the client dialled: it needs `if.listener` naming "
+              "only listeners with mode = \"transparent\"");
+  }
   if (rule.action == Action::route) {
     if (!t.node("pool"))
       t.error("action", "route needs a pool");
@@ -600,7 +628,7 @@ Config parse_table(const toml::table& root, const std::string& path, const Defau
   }
   Names names;
   top.each_array_table("listener", [&](std::size_t, TableReader& t) {
-    parse_listener(t, c.listeners.emplace_back(), names.listeners);
+    parse_listener(t, c.listeners.emplace_back(), names.listeners, names.transparent);
   });
   if (!top.node("listener"))
     r.error(root.source(), "listener", "at least one [[listener]] is required");

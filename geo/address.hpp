@@ -33,6 +33,8 @@ class Address {
   bool is_v4() const { return family_ == Family::v4; }
   // 127.0.0.0/8 or ::1.
   bool is_loopback() const { return is_v4() ? (bits_ >> 24) == 127 : bits_ == 1; }
+  // 0.0.0.0 or ::.
+  bool is_unspecified() const { return bits_ == 0; }
   std::uint32_t v4_bits() const { return static_cast<std::uint32_t>(bits_); }
   u128 v6_bits() const { return bits_; }
   // Width of the address in bits: 32 or 128.

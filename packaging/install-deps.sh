@@ -13,6 +13,8 @@ packages=(
   # test and benchmark tools
   mmdb-bin libmaxmind-db-writer-perl libnet-works-perl tor-geoipdb postfix swaks haproxy
   prometheus gnuplot-nox curl openssl heaptrack systemd
+  # the transparent test: a network namespace with an nft REDIRECT
+  iproute2 nftables
 )
 
 missing=()

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <ctime>
 #include <map>
+#include <optional>
 
 #include <fmt/chrono.h>
 #include <boost/url/parse.hpp>
@@ -62,9 +63,9 @@ std::string status_json(const Runtime& rt, ServerState& state) {
   out += "\"listeners\":[";
   for (std::size_t i = 0; i < snap.config.listeners.size(); ++i) {
     const auto& l = snap.config.listeners[i];
-    out += fmt::format("{}{{\"name\":{},\"address\":{},\"proxy_protocol\":\"{}\"}}", i ? "," : "",
-                       json_string(l.name), json_string(l.address.to_string()),
-                       conf::to_string(l.proxy_protocol));
+    out += fmt::format("{}{{\"name\":{},\"address\":{},\"mode\":\"{}\",\"proxy_protocol\":\"{}\"}}",
+                       i ? "," : "", json_string(l.name), json_string(l.address.to_string()),
+                       conf::to_string(l.mode), conf::to_string(l.proxy_protocol));
   }
   out += "],\"pools\":[";
   for (std::size_t p = 0; p < snap.config.pools.size(); ++p) {
@@ -140,12 +141,21 @@ std::string block_line(const Block& b) {
                      b.expires ? iso_time(*b.expires) : "deleted", b.origin, b.comment);
 }
 
-// GET /blocks, POST /blocks?cidr=&comment=&for=, DELETE /blocks?cidr=.
-AdminReply blocks_answer(std::string_view method, std::string_view target, ServerState& state) {
+// The query parameters of a request target (decoded); none if it does not
+// parse.
+std::optional<std::map<std::string, std::string>> query_of(std::string_view target) {
   const auto url = boost::urls::parse_origin_form(target);
-  if (!url) return {400, "text/plain; charset=utf-8", "bad request target\n"};
+  if (!url) return std::nullopt;
   std::map<std::string, std::string> q;
   for (const auto& p : url->params()) q[p.key] = p.value;
+  return q;
+}
+
+// GET /blocks, POST /blocks?cidr=&comment=&for=[&force=yes], DELETE /blocks?cidr=.
+AdminReply blocks_answer(std::string_view method, std::string_view target, ServerState& state) {
+  auto parsed = query_of(target);
+  if (!parsed) return {400, "text/plain; charset=utf-8", "bad request target\n"};
+  auto& q = *parsed;
   const bool text = q["format"] == "text";
   const auto now = unix_now();
   if (method == "GET" || method == "HEAD") {
@@ -182,6 +192,12 @@ AdminReply blocks_answer(std::string_view method, std::string_view target, Serve
     state.log.event("block", {{"action", "deleted"}, {"cidr", cidr.to_string()}});
     return {200, "text/plain; charset=utf-8", fmt::format("deleted {}\n", cidr.to_string())};
   }
+  // A typo away from refusing the whole world (0.0.0.0/0): only on purpose.
+  if (cidr.length() < (cidr.family() == geo::Family::v4 ? 8u : 16u) && q["force"] != "yes")
+    return {400, "text/plain; charset=utf-8",
+            fmt::format("cidr: {} is shorter than /{}: it would refuse a large part of the "
+                        "Internet; add force=yes (geomx block add --force) if that is meant\n",
+                        cidr.to_string(), cidr.family() == geo::Family::v4 ? 8 : 16)};
   Block b{cidr, q["comment"], now, std::nullopt, "operator"};
   if (!q["for"].empty()) {
     try {
@@ -209,10 +225,9 @@ AdminReply blocks_answer(std::string_view method, std::string_view target, Serve
 
 // GET /top?window=1m|1h&n=20[&format=text]
 AdminReply top_answer(std::string_view target, ServerState& state) {
-  const auto url = boost::urls::parse_origin_form(target);
-  if (!url) return {400, "text/plain; charset=utf-8", "bad request target\n"};
-  std::map<std::string, std::string> q;
-  for (const auto& p : url->params()) q[p.key] = p.value;
+  auto parsed = query_of(target);
+  if (!parsed) return {400, "text/plain; charset=utf-8", "bad request target\n"};
+  auto& q = *parsed;
   const std::string window = q["window"].empty() ? "1m" : q["window"];
   if (window != "1m" && window != "1h")
     return {400, "text/plain; charset=utf-8", "window: 1m or 1h\n"};

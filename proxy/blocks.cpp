@@ -115,7 +115,21 @@ std::int64_t unix_now() {
 BlockList::BlockList(std::string state_dir)
     : dir_(std::move(state_dir)),
       file_(dir_.empty() ? "" : dir_ + "/blocks.toml"),
-      blocks_(std::make_shared<const std::vector<Block>>()) {}
+      blocks_(make_set({})) {}
+
+std::shared_ptr<const BlockList::Set> BlockList::make_set(std::vector<Block> blocks) {
+  auto set = std::make_shared<Set>();
+  set->blocks = std::move(blocks);
+  for (std::size_t i = 0; i < set->blocks.size(); ++i) {
+    const auto& cidr = set->blocks[i].cidr;
+    set->by_cidr[cidr] = i;  // CIDRs are unique: add() replaces
+    auto& lengths = cidr.family() == geo::Family::v4 ? set->v4_lengths : set->v6_lengths;
+    if (std::find(lengths.begin(), lengths.end(), cidr.length()) == lengths.end())
+      lengths.push_back(cidr.length());
+  }
+  for (auto* l : {&set->v4_lengths, &set->v6_lengths}) std::sort(l->rbegin(), l->rend());
+  return set;
+}
 
 std::vector<std::string> BlockList::load() {
   if (file_.empty()) return {};
@@ -131,7 +145,7 @@ std::vector<std::string> BlockList::load() {
     return {fmt::format("{}: {}; serving without its blocks", file_, std::strerror(errno))};
   try {
     auto blocks = parse(file_);
-    blocks_.store(std::make_shared<const std::vector<Block>>(std::move(blocks)));
+    blocks_.store(make_set(std::move(blocks)));
     return {};
   } catch (const std::exception& e) {
     const auto aside = fmt::format("{}.corrupt-{}", file_, unix_now());
@@ -150,11 +164,11 @@ void BlockList::add(Block b) {
   std::lock_guard lock(write_);
   const auto now = unix_now();
   std::vector<Block> next;
-  for (const auto& old : *blocks_.load())
+  for (const auto& old : blocks_.load()->blocks)
     if (old.active(now) && !(old.cidr == b.cidr)) next.push_back(old);
   next.push_back(std::move(b));
   save(next);  // throws: nothing changed
-  blocks_.store(std::make_shared<const std::vector<Block>>(std::move(next)));
+  blocks_.store(make_set(std::move(next)));
 }
 
 bool BlockList::remove(const geo::Prefix& cidr) {
@@ -162,7 +176,7 @@ bool BlockList::remove(const geo::Prefix& cidr) {
   const auto now = unix_now();
   std::vector<Block> next;
   bool found = false;
-  for (const auto& old : *blocks_.load()) {
+  for (const auto& old : blocks_.load()->blocks) {
     if (old.cidr == cidr) {
       found = old.active(now);
       continue;
@@ -171,22 +185,32 @@ bool BlockList::remove(const geo::Prefix& cidr) {
   }
   if (!found) return false;
   save(next);
-  blocks_.store(std::make_shared<const std::vector<Block>>(std::move(next)));
+  blocks_.store(make_set(std::move(next)));
   return true;
 }
 
 std::vector<Block> BlockList::list(std::int64_t now) const {
   std::vector<Block> out;
-  for (const auto& b : *blocks_.load())
+  for (const auto& b : blocks_.load()->blocks)
     if (b.active(now)) out.push_back(b);
   return out;
 }
 
 std::optional<Block> BlockList::find(const geo::Address& a, std::int64_t now) const {
-  const auto blocks = blocks_.load();
-  for (const auto& b : *blocks)
-    if (b.cidr.contains(a) && b.active(now)) return b;
+  const auto set = blocks_.load();
+  for (const auto length : a.is_v4() ? set->v4_lengths : set->v6_lengths) {
+    const auto it = set->by_cidr.find(geo::Prefix::containing(a, length));
+    if (it != set->by_cidr.end() && set->blocks[it->second].active(now))
+      return set->blocks[it->second];
+  }
   return std::nullopt;
+}
+
+std::size_t BlockList::count(std::string_view origin_prefix, std::int64_t now) const {
+  std::size_t n = 0;
+  for (const auto& b : blocks_.load()->blocks)
+    n += b.active(now) && b.origin.starts_with(origin_prefix);
+  return n;
 }
 
 }  // namespace geomx::proxy

@@ -11,9 +11,12 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "geo/address.hpp"
+#include "proxy/hash.hpp"
 
 namespace geomx::proxy {
 
@@ -45,15 +48,26 @@ class BlockList {
   bool remove(const geo::Prefix& cidr);
   // The blocks in force now, oldest first.
   std::vector<Block> list(std::int64_t now) const;
-  // The block in force that covers `a`, if any (any thread).
+  // The block in force that covers `a`, the most specific first, if any
+  // (any thread): one hash lookup per prefix length in use.
   std::optional<Block> find(const geo::Address& a, std::int64_t now) const;
+  // How many blocks in force have an origin that starts with `prefix`.
+  std::size_t count(std::string_view origin_prefix, std::int64_t now) const;
   const std::string& file() const { return file_; }
 
  private:
+  // The blocks, and an index: the prefix lengths in use per family (longest
+  // first) and each CIDR's block.
+  struct Set {
+    std::vector<Block> blocks;
+    std::vector<unsigned> v4_lengths, v6_lengths;
+    std::unordered_map<geo::Prefix, std::size_t, AddressHash> by_cidr;
+  };
+  static std::shared_ptr<const Set> make_set(std::vector<Block> blocks);
   void save(const std::vector<Block>& blocks) const;
   std::string dir_, file_;
   std::mutex write_;  // one add/remove at a time
-  std::atomic<std::shared_ptr<const std::vector<Block>>> blocks_;
+  std::atomic<std::shared_ptr<const Set>> blocks_;
 };
 
 }  // namespace geomx::proxy

@@ -11,14 +11,11 @@
 #include "policy/decide.hpp"
 
 namespace geomx::proxy {
-namespace {
 
 void print_errors(const std::string& path, const std::vector<conf::Diagnostic>& errors) {
   for (const auto& d : errors) fmt::print(stderr, "{}\n", d.to_string());
   fmt::print(stderr, "geomx: {}: {} error{}\n", path, errors.size(), errors.size() == 1 ? "" : "s");
 }
-
-}  // namespace
 
 std::shared_ptr<const policy::Snapshot> load_snapshot(const std::string& path) {
   auto loaded = policy::load_snapshot(path);
@@ -69,8 +66,10 @@ int run_check(const std::string& path) {
              c.server.threads == 0 ? std::string("one per core") : std::to_string(c.server.threads),
              c.server.max_connections, c.server.max_connections_per_ip);
   for (const auto& l : c.listeners)
-    fmt::print("listener  {} {} proxy_protocol {}{}\n", l.name, l.address.to_string(),
-               conf::to_string(l.proxy_protocol),
+    fmt::print("listener  {} {} {}{}\n", l.name, l.address.to_string(),
+               l.mode == conf::ListenerMode::transparent
+                   ? std::string("transparent (to the original destination)")
+                   : fmt::format("proxy_protocol {}", conf::to_string(l.proxy_protocol)),
                l.trusted_proxies.empty()
                    ? ""
                    : fmt::format(" from {} trusted prefixes", l.trusted_proxies.size()));
@@ -96,6 +95,7 @@ int run_check(const std::string& path) {
     const auto& r = c.rules[i];
     std::string what(conf::to_string(r.action));
     if (r.action == conf::Action::route) what += " to pool " + r.pool;
+    if (r.action == conf::Action::pass) what += " to the address the client dialled";
     if (!r.reply.empty()) what += fmt::format(" \"{}\"", r.reply);
     fmt::print("rule {:<4} {}: {} -> {}\n", i + 1, r.name, describe_match(r.match), what);
   }

@@ -10,6 +10,9 @@ namespace geomx::proxy {
 
 void add_config_tools(CLI::App& app, Action& action);
 
+// Each diagnostic on a line of its own, then "geomx: PATH: N errors" (stderr).
+void print_errors(const std::string& path, const std::vector<conf::Diagnostic>& errors);
+
 // policy::load_snapshot, printing the diagnostics to stderr and returning
 // null on failure.
 std::shared_ptr<const policy::Snapshot> load_snapshot(const std::string& path);

@@ -5,6 +5,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "geo/address.hpp"
+
 namespace geomx::proxy {
 
 inline std::size_t mix_hash(std::uint64_t lo, std::uint64_t hi, std::uint64_t extra) {
@@ -16,5 +18,19 @@ inline std::size_t mix_hash(std::uint64_t lo, std::uint64_t hi, std::uint64_t ex
   x ^= x >> 31;
   return static_cast<std::size_t>(x);
 }
+
+// For unordered containers keyed by client addresses or prefixes.
+struct AddressHash {
+  std::size_t operator()(const geo::Address& a) const {
+    const auto bits = a.v6_bits();
+    return mix_hash(static_cast<std::uint64_t>(bits), static_cast<std::uint64_t>(bits >> 64),
+                    static_cast<unsigned>(a.family()));
+  }
+  std::size_t operator()(const geo::Prefix& p) const {
+    const auto bits = p.network().v6_bits();
+    return mix_hash(static_cast<std::uint64_t>(bits), static_cast<std::uint64_t>(bits >> 64),
+                    p.length() * 2u + static_cast<unsigned>(p.family()));
+  }
+};
 
 }  // namespace geomx::proxy

@@ -10,16 +10,9 @@
 #include <unordered_map>
 
 #include "geo/address.hpp"
+#include "proxy/hash.hpp"
 
 namespace geomx::proxy {
-
-struct AddressHash {
-  std::size_t operator()(const geo::Address& a) const {
-    const auto bits = a.v6_bits();
-    const auto lo = static_cast<std::uint64_t>(bits), hi = static_cast<std::uint64_t>(bits >> 64);
-    return std::hash<std::uint64_t>{}(lo ^ (hi * 31 + static_cast<unsigned>(a.family())));
-  }
-};
 
 class ConnectionLimits {
  public:

@@ -41,6 +41,8 @@ std::string_view to_string(EndReason r) {
       return "blocked";
     case EndReason::limited:
       return "limited";
+    case EndReason::not_redirected:
+      return "not_redirected";
     case EndReason::shutdown:
       return "shutdown";
     case EndReason::error:
@@ -61,6 +63,7 @@ bool refused(EndReason e) {
     case EndReason::too_many_from_ip:
     case EndReason::blocked:
     case EndReason::limited:
+    case EndReason::not_redirected:
       return true;
     default:
       return false;

@@ -34,6 +34,7 @@ enum class EndReason {
   too_many_from_ip,
   blocked,
   limited,
+  not_redirected,  // transparent listener: no original destination, or geomx itself
   shutdown,
   error,
 };

@@ -2,15 +2,7 @@
 
 #include <algorithm>
 
-#include "proxy/hash.hpp"
-
 namespace geomx::proxy {
-
-std::size_t LimitTable::PrefixHash::operator()(const geo::Prefix& p) const {
-  const auto bits = p.network().v6_bits();
-  return mix_hash(static_cast<std::uint64_t>(bits), static_cast<std::uint64_t>(bits >> 64),
-                  p.length() * 2u + static_cast<unsigned>(p.family()));
-}
 
 LimitTable::Verdict LimitTable::enter(const geo::Address& client, const conf::Limit& limit,
                                       Clock::time_point now, std::optional<Hold>& hold) {

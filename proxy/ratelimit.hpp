@@ -16,6 +16,7 @@
 
 #include "conf/config.hpp"
 #include "geo/address.hpp"
+#include "proxy/hash.hpp"
 
 namespace geomx::proxy {
 
@@ -47,9 +48,6 @@ class LimitTable : public std::enable_shared_from_this<LimitTable> {
   std::size_t size() const;
 
  private:
-  struct PrefixHash {
-    std::size_t operator()(const geo::Prefix& p) const;
-  };
   struct Entry {
     double tokens = 0;
     Clock::time_point refilled;
@@ -60,7 +58,7 @@ class LimitTable : public std::enable_shared_from_this<LimitTable> {
   mutable std::mutex mutex_;
   std::uint32_t capacity_;
   std::list<geo::Prefix> lru_;  // most recently seen first
-  std::unordered_map<geo::Prefix, Entry, PrefixHash> entries_;
+  std::unordered_map<geo::Prefix, Entry, AddressHash> entries_;
 };
 
 // The tables of the running limits, by name.

@@ -58,6 +58,7 @@ int run_proxy(const std::string& path) {
     const auto& l = snapshot->config.listeners[i];
     log.event("listening", {{"listener", l.name},
                             {"address", from_asio(e).to_string()},
+                            {"mode", std::string(conf::to_string(l.mode))},
                             {"proxy_protocol", std::string(conf::to_string(l.proxy_protocol))}});
   }
   const auto admin = server.admin_endpoint();
@@ -134,10 +135,7 @@ struct AdminClient {
     } catch (const conf::ConfigError& e) {
       errors = e.diagnostics();
     }
-    for (const auto& d : errors) fmt::print(stderr, "{}\n", d.to_string());
-    if (!errors.empty())
-      fmt::print(stderr, "geomx: {}: {} error{}\n", config_path, errors.size(),
-                 errors.size() == 1 ? "" : "s");
+    if (!errors.empty()) print_errors(config_path, errors);
     return errors.empty();
   }
 
@@ -188,19 +186,24 @@ int reload_daemon(const AdminClient& client) {
 
 // `geomx block add|del|list`: the daemon's dated blocks. Exit 0 done, 1
 // refused (bad CIDR, no such block, state file not writable), 2 no answer.
-int block_command(const AdminClient& client, const std::string& verb, const std::string& cidr,
-                  const std::string& comment, const std::string& for_, bool json) {
+struct BlockArgs {
+  std::string verb, cidr, comment, for_;
+  bool json = false, force = false;
+};
+
+int block_command(const AdminClient& client, const BlockArgs& a) {
   conf::Config config;
   if (!client.read(config)) return 1;
   boost::urls::url target("/blocks");
   http::verb method = http::verb::get;
-  if (verb == "add" || verb == "del") {
-    method = verb == "add" ? http::verb::post : http::verb::delete_;
-    target.params().append({"cidr", cidr});
-    if (!comment.empty()) target.params().append({"comment", comment});
-    if (!for_.empty()) target.params().append({"for", for_});
+  if (a.verb == "add" || a.verb == "del") {
+    method = a.verb == "add" ? http::verb::post : http::verb::delete_;
+    target.params().append({"cidr", a.cidr});
+    if (!a.comment.empty()) target.params().append({"comment", a.comment});
+    if (!a.for_.empty()) target.params().append({"for", a.for_});
+    if (a.force) target.params().append({"force", "yes"});
   }
-  if (!json) target.params().append({"format", "text"});
+  if (!a.json) target.params().append({"format", "text"});
   const auto res =
       client.call(config, method, std::string(target.buffer()), std::chrono::seconds(30));
   if (!res) return 2;
@@ -259,10 +262,6 @@ void add_run_command(CLI::App& app, Action& action) {
     };
   });
 
-  struct BlockArgs {
-    std::string verb, cidr, comment, for_;
-    bool json = false;
-  };
   auto args = std::make_shared<BlockArgs>();
   auto* block = app.add_subcommand("block",
                                    "The running geomx's dated blocks (kept in server.state_dir "
@@ -278,6 +277,8 @@ void add_run_command(CLI::App& app, Action& action) {
   add->add_option("cidr", args->cidr, "CIDR or address")->required();
   add->add_option("--comment", args->comment, "Why (e.g. SPAM_09_01_2021)");
   add->add_option("--for", args->for_, "Expire after this long (e.g. 30d); default: never");
+  add->add_flag("--force", args->force,
+                "Block a prefix shorter than /8 (IPv4) or /16 (IPv6), 0.0.0.0/0 included");
   common(add);
   auto* del = block->add_subcommand("del", "Delete the block of exactly this CIDR");
   del->add_option("cidr", args->cidr, "CIDR or address")->required();
@@ -288,10 +289,7 @@ void add_run_command(CLI::App& app, Action& action) {
   for (auto* c : {add, del, list})
     c->callback([&action, client, args, c] {
       args->verb = c->get_name();
-      action = [client, args] {
-        return block_command(*client, args->verb, args->cidr, args->comment, args->for_,
-                             args->json);
-      };
+      action = [client, args] { return block_command(*client, *args); };
     });
 }
 

@@ -142,6 +142,18 @@ Server::Server(std::shared_ptr<const policy::Snapshot> snapshot, Log& log)
   state_.metrics.config_loaded(1);
   state_.ban = [this](Block b) {
     asio::post(control_io_, [this, b = std::move(b)] {
+      // Each ban rewrites the state file: a flood of offenders must not make
+      // it grow without end. Past the cap they get the 421 but no ban.
+      const auto max_bans = state_.current()->snapshot->config.server.max_bans;
+      if (state_.blocks.count("limit:", b.created) >= max_bans) {
+        if (b.created >= ban_warned_ + 60) {
+          ban_warned_ = b.created;
+          state_.log.event("warning", {{"problem", "ban not added: server.max_bans in force"},
+                                       {"max_bans", std::to_string(max_bans)},
+                                       {"cidr", b.cidr.to_string()}});
+        }
+        return;
+      }
       try {
         state_.blocks.add(b);
         state_.log.event("block", {{"action", "added"},
@@ -558,6 +570,7 @@ asio::awaitable<std::string> Server::switch_to(std::shared_ptr<const Runtime> ne
     state_.log.event("listening",
                      {{"listener", l.name},
                       {"address", from_asio(bound_[next->listener_keys[index]]).to_string()},
+                      {"mode", std::string(conf::to_string(l.mode))},
                       {"proxy_protocol", std::string(conf::to_string(l.proxy_protocol))}});
   }
   co_return std::string();

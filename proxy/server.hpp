@@ -211,6 +211,7 @@ class Server {
   bool reloading_ = false;                            // a reload() is under way
   std::uint64_t reread_asked_ = 0, reread_done_ = 0;  // config re-reads asked for, and covered
   ReloadOutcome last_reread_;                         // the outcome of the last one
+  std::int64_t ban_warned_ = 0;                       // unix seconds: the last max_bans warning
   bool probing_ = true;                               // until the drain begins
   bool stopping_ = false;                             // the drain has begun (control thread)
 };

@@ -17,6 +17,7 @@
 
 #include "policy/decide.hpp"
 #include "proxy/endpoint.hpp"
+#include "proxy/original_dst.hpp"
 #include "proxy/proxy_protocol.hpp"
 #include "proxy/relay.hpp"
 #include "proxy/server.hpp"
@@ -62,6 +63,10 @@ class Session final : public SessionRegistry::Member {
   const std::string& hostname() const { return snap_->config.server.hostname; }
   asio::awaitable<void> reply_and_close(std::string_view line, EndReason end);
   asio::awaitable<bool> read_proxy_header();
+  asio::awaitable<bool> read_original_destination();
+  asio::awaitable<std::string> dial(const conf::Endpoint& endpoint, conf::Duration timeout,
+                                    bool& fault);
+  asio::awaitable<void> pass();
   asio::awaitable<void> tarpit(std::string_view reply);
   asio::awaitable<bool> within_limits(const std::vector<std::size_t>& limits);
   asio::awaitable<bool> greet_delay(const conf::Pool& pool);
@@ -88,7 +93,7 @@ class Session final : public SessionRegistry::Member {
   const conf::Listener& listener_;
   std::size_t listener_index_;
   Clock::time_point start_;
-  std::optional<conf::Endpoint> dest_;  // ... as the PROXY header gave it
+  std::optional<conf::Endpoint> dest_;  // ... as the PROXY header or the NAT gave it
   SessionRecord rec_;
   std::string member_name_;
   std::vector<std::uint8_t> pending_;  // client bytes to relay once connected
@@ -209,6 +214,61 @@ asio::awaitable<bool> Session::read_proxy_header() {
   co_return false;
 }
 
+// A transparent listener's client dialled someone else; the NAT says whom.
+// Without a NAT entry, or dialling geomx itself, relaying would loop.
+asio::awaitable<bool> Session::read_original_destination() {
+  auto dst = original_destination(client_.native_handle());
+  if (auto* why = std::get_if<std::string>(&dst)) {
+    rec_.error = *why;
+  } else {
+    const auto& d = std::get<conf::Endpoint>(dst);
+    boost::system::error_code ec;
+    const auto local = from_asio(client_.local_endpoint(ec));
+    // The listener it came in on, another listener's address, or a port a
+    // wildcard listener serves on an address of this host.
+    const auto& listeners = snap_->config.listeners;
+    const bool ours =
+        d == local || std::any_of(listeners.begin(), listeners.end(), [&](auto& l) {
+          const auto& a = l.address;
+          return a == d || (a.port == d.port && a.address.is_unspecified() &&
+                            a.address.is_v4() == d.address.is_v4() && is_local_address(d.address));
+        });
+    if (!ours) {
+      dest_ = d;
+      co_return true;
+    }
+    rec_.error = fmt::format("not redirected: {} is geomx's own listener", d.to_string());
+  }
+  co_await reply_and_close(fmt::format("554 5.4.6 {} routing loop detected", hostname()),
+                           EndReason::not_redirected);
+  co_return false;
+}
+
+// Action "pass": to the address the client dialled, as it sent it (no
+// PROXY header: the peer is someone else's server).
+asio::awaitable<void> Session::pass() {
+  const conf::Pool& relay_settings = snap_->passthrough;
+  rec_.member = dest_->to_string();
+  bool fault = false;
+  const std::string why = co_await dial(*dest_, relay_settings.connect_timeout, fault);
+  if (shutdown_) {  // the drain closed the socket under the connect
+    finish(EndReason::shutdown);
+    co_return;
+  }
+  if (!why.empty()) {
+    rec_.error = fmt::format("{} {}", dest_->to_string(), why);
+    co_await reply_and_close(fmt::format("421 4.4.1 {} no answer from host", hostname()),
+                             EndReason::connect_failed);
+    co_return;
+  }
+  if (!co_await send_first(relay_settings)) co_return;
+  if (shutdown_) {
+    finish(EndReason::shutdown);
+    co_return;
+  }
+  relay(relay_settings);
+}
+
 // `421` a byte a second for server.tarpit_duration: it costs the bot, not us.
 asio::awaitable<void> Session::tarpit(std::string_view reply) {
   const std::string text = std::string(reply) + "\r\n";
@@ -285,44 +345,54 @@ bool member_error(const boost::system::error_code& ec) {
          ec == asio::error::network_unreachable || ec == asio::error::timed_out;
 }
 
+// Connects backend_ to `endpoint` within `timeout`: "" or why not, and
+// whether that says something about the peer (`fault`: it counts toward a
+// member's `fall`) rather than about this host (out of descriptors or ports).
+asio::awaitable<std::string> Session::dial(const conf::Endpoint& endpoint, conf::Duration timeout,
+                                           bool& fault) {
+  backend_ = Socket(client_.get_executor());
+  // A plain timer that closes the socket, not `||`: this runs for every
+  // session, and the awaitable operators cost a coroutine per operand. Its
+  // state is on the heap: an expired timer's handler may run after the
+  // connect has completed (and after this frame is gone), so it checks
+  // `armed` before it touches the session.
+  struct Deadline {
+    bool armed = true, fired = false;
+  };
+  const auto state = std::make_shared<Deadline>();
+  asio::steady_timer deadline(client_.get_executor(), timeout);
+  deadline.async_wait([this, state](const boost::system::error_code& ec) {
+    if (ec || !state->armed) return;
+    state->fired = true;
+    boost::system::error_code ignored;
+    backend_.close(ignored);
+  });
+  auto [ec] = co_await backend_.async_connect(to_asio(endpoint), nothrow);
+  state->armed = false;
+  deadline.cancel();
+  if (!ec && !state->fired) co_return std::string();
+  fault = state->fired || member_error(ec);
+  boost::system::error_code ignored;
+  backend_.close(ignored);
+  co_return state->fired ? "connect timed out" : "connect: " + ec.message();
+}
+
 asio::awaitable<bool> Session::connect(std::vector<std::size_t> order, std::size_t pool_index,
                                        const conf::Pool& pool) {
   std::string failures;
   for (auto m : order) {
     if (!view_->up(pool_index, m)) continue;  // DOWN now (maybe since the decision)
     const auto& endpoint = pool.members[m].address;
-    backend_ = Socket(client_.get_executor());
-    // A plain timer that closes the socket, not `||`: this runs for every
-    // session, and the awaitable operators cost a coroutine per operand. Its
-    // state is on the heap: an expired timer's handler may run after the
-    // connect has completed (and after this frame is gone), so it checks
-    // `armed` before it touches the session.
-    struct Deadline {
-      bool armed = true, fired = false;
-    };
-    const auto state = std::make_shared<Deadline>();
-    asio::steady_timer deadline(client_.get_executor(), pool.connect_timeout);
-    deadline.async_wait([this, state](const boost::system::error_code& ec) {
-      if (ec || !state->armed) return;
-      state->fired = true;
-      boost::system::error_code ignored;
-      backend_.close(ignored);
-    });
-    auto [ec] = co_await backend_.async_connect(to_asio(endpoint), nothrow);
-    state->armed = false;
-    deadline.cancel();
+    bool fault = false;
+    const std::string why = co_await dial(endpoint, pool.connect_timeout, fault);
     if (shutdown_) break;
-    if (!ec && !state->fired) {
+    if (why.empty()) {
       rec_.member = endpoint.to_string();
       member_ = view_->at(pool_index, m);
       co_return true;
     }
-    const std::string why = state->fired ? "connect timed out" : "connect: " + ec.message();
     failures += fmt::format("{}{} {}", failures.empty() ? "" : ", ", endpoint.to_string(), why);
-    if (state->fired || member_error(ec))
-      state_.health.connect_failed(*view_->at(pool_index, m), pool.health, why);
-    boost::system::error_code ignored;
-    backend_.close(ignored);
+    if (fault) state_.health.connect_failed(*view_->at(pool_index, m), pool.health, why);
   }
   rec_.error = failures.empty() ? "no member up" : failures;
   co_await reply_and_close(fmt::format("421 4.3.2 {} service temporarily unavailable", hostname()),
@@ -380,6 +450,8 @@ asio::awaitable<void> Session::run() {
   }
   if (listener_.proxy_protocol != conf::ProxyProtocol::none && !co_await read_proxy_header())
     co_return;
+  if (listener_.mode == conf::ListenerMode::transparent && !co_await read_original_destination())
+    co_return;
   if (const auto block = state_.blocks.find(rec_.client.address, unix_now())) {
     rec_.error = fmt::format("blocked by {} ({}{}{})", block->cidr.to_string(), block->origin,
                              block->comment.empty() ? "" : ": ", block->comment);
@@ -414,6 +486,9 @@ asio::awaitable<void> Session::run() {
       co_return;
     case conf::Action::tarpit:
       co_await tarpit(rule.reply);
+      co_return;
+    case conf::Action::pass:
+      co_await pass();
       co_return;
     case conf::Action::route:
       break;

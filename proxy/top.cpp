@@ -3,15 +3,7 @@
 #include <algorithm>
 #include <utility>
 
-#include "proxy/hash.hpp"
-
 namespace geomx::proxy {
-
-std::size_t TopTalkers::Hash::operator()(const geo::Address& a) const {
-  const auto bits = a.v6_bits();
-  return mix_hash(static_cast<std::uint64_t>(bits), static_cast<std::uint64_t>(bits >> 64),
-                  static_cast<unsigned>(a.family()));
-}
 
 std::int64_t TopTalkers::minute_of(Clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::minutes>(t.time_since_epoch()).count();

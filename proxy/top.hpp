@@ -17,6 +17,7 @@
 
 #include "geo/address.hpp"
 #include "geo/table.hpp"
+#include "proxy/hash.hpp"
 
 namespace geomx::proxy {
 
@@ -68,9 +69,6 @@ class TopTalkers {
     std::uint64_t due = 0;         // suppressed in minutes that are over, not yet said
     std::list<geo::Address>::iterator lru;
   };
-  struct Hash {
-    std::size_t operator()(const geo::Address& a) const;
-  };
   static std::int64_t minute_of(Clock::time_point t);
   static double in_window(const Counts& c, const std::array<std::uint32_t, buckets>& a,
                           std::int64_t now_minute, double fraction, std::size_t minutes);
@@ -82,7 +80,7 @@ class TopTalkers {
   std::uint32_t all_logged_ = 0;
   std::uint64_t all_suppressed_ = 0, all_due_ = 0;
   std::list<geo::Address> lru_;
-  std::unordered_map<geo::Address, Entry, Hash> entries_;
+  std::unordered_map<geo::Address, Entry, AddressHash> entries_;
   Counts total_;
 };
 

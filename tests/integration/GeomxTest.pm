@@ -6,11 +6,13 @@ package GeomxTest;
 use strict;
 use warnings;
 use Exporter 'import';
+use IO::Select;
 use IO::Socket::IP;
 use POSIX qw(:sys_wait_h);
 use Time::HiRes qw(time sleep);
 
-our @EXPORT_OK = qw(free_port wait_for slurp can_connect spawn start_postfix start_geomx);
+our @EXPORT_OK =
+    qw(free_port wait_for slurp can_connect spawn start_postfix start_geomx start_sink read_line first_line);
 our @cleanup;
 
 sub free_port {
@@ -37,6 +39,49 @@ sub slurp { open my $fh, '<', $_[0] or return ''; local $/; return scalar <$fh> 
 sub can_connect {
     my ($port) = @_;
     return IO::Socket::IP->new( PeerHost => '127.0.0.1', PeerPort => $port, Timeout => 1 );
+}
+
+# One line from socket S within SECONDS (default 10), with a buffer of our
+# own (sysread), so select() sees every byte; '' at EOF or timeout. The
+# buffer lives in the socket's glob, so it goes with the socket.
+sub read_line {
+    my ( $s, $seconds ) = @_;
+    my $buf = \${*$s}{geomx_read_buffer};
+    $$buf //= '';
+    my $end = time + ( $seconds // 10 );
+    for (;;) {
+        return $1 if $$buf =~ s/^([^\n]*\n)//;
+        my $left = $end - time;
+        return '' if $left <= 0 || !IO::Select->new($s)->can_read($left);
+        my $n = sysread( $s, my $chunk, 4096 );
+        return '' unless $n;
+        $$buf .= $chunk;
+    }
+}
+
+# Connects to PORT as CLIENT (a PROXY v1 header: the port is trusted; none
+# without CLIENT) and returns the first line geomx or the backend answers.
+sub first_line {
+    my ( $port, $client ) = @_;
+    my $s = IO::Socket::IP->new( PeerHost => '127.0.0.1', PeerPort => $port, Timeout => 5 ) or return "connect: $!";
+    print $s "PROXY TCP4 $client 127.0.0.1 40000 25\r\n" if $client;
+    my $line = read_line( $s, 10 );
+    print $s "QUIT\r\n";
+    close $s;
+    return $line;
+}
+
+# smtp-sink on ADDRESS (default 127.0.0.1:<free port>), naming itself NAME in
+# its banner ("220 NAME ESMTP"), its output in DIR/NAME.log, EXTRA options
+# before the address; returns the address. Up before it returns.
+sub start_sink {
+    my ( $dir, $name, $address, @extra ) = @_;
+    $address //= '127.0.0.1:' . free_port();
+    spawn( "$dir/$name.log", 'smtp-sink', '-u', 'nobody', '-h', $name, @extra, $address, '1024' );
+    my ( $host, $port ) = $address =~ /^\[?([^\]]*?)\]?:(\d+)$/ or die "start_sink: $address";
+    wait_for( "smtp-sink $name on $address", 10,
+        sub { IO::Socket::IP->new( PeerHost => $host, PeerPort => $port, Timeout => 1 ) } );
+    return $address;
 }
 
 # A throwaway Postfix in its own folder (DESIGN.md): discard delivery,

@@ -16,7 +16,7 @@ use POSIX qw(:sys_wait_h);
 use Time::HiRes qw(time sleep);
 use FindBin;
 use lib $FindBin::Bin;
-use GeomxTest qw(free_port wait_for slurp can_connect spawn start_geomx);
+use GeomxTest qw(free_port wait_for slurp can_connect spawn start_geomx start_sink read_line first_line);
 use HTTP::Tiny;
 
 my ( $geomx, $testdata ) = @ARGV;
@@ -30,9 +30,7 @@ $SIG{PIPE} = 'IGNORE';
 my $state = "$dir/state";
 mkdir $state;
 chmod 0777, $state;    # geomx writes it after dropping to nobody
-my $sink = free_port();
-spawn( "$dir/sink.log", 'smtp-sink', '-u', 'nobody', '-h', 'sink', "127.0.0.1:$sink", '128' );
-wait_for( 'smtp-sink', 10, sub { can_connect($sink) } );
+my ($sink) = start_sink( $dir, 'sink' ) =~ /:(\d+)$/;
 my $admin = free_port();
 my $config = <<"TOML";
 [server]
@@ -54,22 +52,6 @@ pool = "sink"
 [admin]
 listen = "127.0.0.1:$admin"
 TOML
-
-# The first line a client at CLIENT gets.
-sub first_line {
-    my ( $port, $client ) = @_;
-    my $s = IO::Socket::IP->new( PeerHost => '127.0.0.1', PeerPort => $port, Timeout => 5 ) or return "connect: $!";
-    print $s "PROXY TCP4 $client 127.0.0.1 40000 25\r\n";
-    my $line = '';
-    my $end  = time + 10;
-    while ( $line !~ /\n/ && time < $end ) {
-        last unless IO::Select->new($s)->can_read( $end - time );
-        sysread( $s, my $c, 1 ) or last;
-        $line .= $c;
-    }
-    print $s "QUIT\r\n";
-    return $line;
-}
 
 # geomx ARGS (no shell): (exit status, stdout and stderr).
 sub cli {
@@ -109,6 +91,14 @@ subtest '1. geomx block: in force on the next connection, listed, deleted' => su
     is( $rc, 1, 'deleting a block that is not there: exit 1' );
     ( $rc, $out ) = cli( 'block', 'list', '--admin', '127.0.0.1:' . free_port(), '-c', $conf );
     is( $rc, 2, 'no daemon there: exit 2' );
+    ( $rc, $out ) = cli( 'block', 'add', '0.0.0.0/0', '-c', $conf );
+    is( $rc, 1, 'block add 0.0.0.0/0: refused (exit 1)' );
+    like( $out, qr/0\.0\.0\.0\/0 is shorter than \/8.*--force/, "and why: $out" );
+    like( first_line( $port, '127.98.1.1' ), qr/^220 sink/, 'nobody blocked' );
+    ( $rc, $out ) = cli( 'block', 'add', 'fd00::/8', '--force', '--comment', 'on purpose', '-c', $conf );
+    is( $rc, 0, 'with --force (fd00::/8): added' );
+    ( $rc, $out ) = cli( 'block', 'del', 'fd00::/8', '-c', $conf );
+    is( $rc, 0, 'and deleted' );
 };
 
 subtest '2. blocks survive SIGHUP, and kill -9 right after an add' => sub {
@@ -161,6 +151,7 @@ subtest '4. a corrupt state file is reported and kept aside, not dropped' => sub
 subtest '5. [[limit]]: over its rate a client gets 421 while another is served; a ban blocks, then expires' => sub {
     $g->{stop}->();
     my $limits = $config;
+    $limits =~ s/^(state_dir = .*)$/$1\nmax_bans = 1/m;
     $limits =~ s/^\[pool\.sink\]/[[listener]]
 name = "conc"
 address = "127.0.0.1:0"
@@ -179,6 +170,18 @@ rate = "3\/min"
 name = "conc"
 if = { listener = "conc" }
 concurrent = 2
+[[listener]]
+name = "longban"
+address = "127.0.0.1:0"
+proxy_protocol = "v1"
+trusted_proxies = ["127.0.0.1\/32"]
+[[limit]]
+name = "longflood"
+if = { listener = "longban" }
+rate = "2\/h"
+action = "ban"
+ban_for = "1h"
+aggregate_v4 = 24
 [[limit]]
 name = "flood"
 if = { listener = "bans" }
@@ -199,9 +202,7 @@ aggregate_v4 = 24
     my @held = map { IO::Socket::IP->new( PeerHost => '127.0.0.1', PeerPort => $p{conc}, Timeout => 5 ) } 1 .. 2;
     for my $s (@held) {
         print $s "PROXY TCP4 127.92.1.1 127.0.0.1 40000 25\r\n";
-        my $line = '';
-        while ( $line !~ /\n/ ) { IO::Select->new($s)->can_read(5) or last; sysread( $s, my $c, 1 ) or last; $line .= $c }
-        like( $line, qr/^220 sink/, 'held session open' );
+        like( read_line( $s, 5 ), qr/^220 sink/, 'held session open' );
     }
     like( first_line( $p{conc}, '127.92.1.1' ), qr/^421/, 'a third at once: 421' );
     close $held[0];
@@ -218,6 +219,15 @@ aggregate_v4 = 24
     like( first_line( $p{edge}, '127.91.1.77' ), qr/^554 5\.7\.1 geomx\.test access denied/, 'its /24 is refused on every listener' );
     wait_for( 'the ban to expire', 10, sub { first_line( $p{edge}, '127.91.1.77' ) =~ /^220 sink/ } );
     cmp_ok( time - $banned, '<', 4, sprintf 'the ban expired %.1fs after it was made (ban_for 2s)', time - $banned );
+
+    # max_bans = 1: with one ban in force (1 h), the next offender gets 421s but no ban.
+    first_line( $p{longban}, '127.90.6.1' ) for 1 .. 3;
+    wait_for( 'the 1h ban', 10, sub { ( cli( 'block', 'list', '-c', $g->{conf} ) )[1] =~ /^127\.90\.6\.0\/24 /m } );
+    first_line( $p{bans}, '127.90.5.1' ) for 1 .. 3;
+    wait_for( 'the max_bans warning', 10, sub { slurp( $g->{log} ) =~ /event=warning problem="ban not added: server\.max_bans in force" max_bans=1 cidr=127\.90\.5\.0\/24/ } );
+    pass('a second ban past max_bans = 1: not added, and a warning says so');
+    like( first_line( $p{bans}, '127.90.5.1' ), qr/^421/, 'that client still gets 421, not 554' );
+    is( ( cli( 'block', 'del', '127.90.6.0/24', '-c', $g->{conf} ) )[0], 0, 'the 1h ban deleted' );
 };
 
 subtest '6. geomx top ranks a heavy sender first with its share; refusals are logged by sample' => sub {

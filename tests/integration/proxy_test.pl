@@ -18,7 +18,7 @@ use POSIX qw(:sys_wait_h);
 use Time::HiRes qw(time sleep);
 use FindBin;
 use lib $FindBin::Bin;
-use GeomxTest qw(free_port wait_for slurp can_connect spawn start_postfix);
+use GeomxTest qw(free_port wait_for slurp can_connect spawn start_postfix start_sink read_line);
 use HTTP::Tiny;
 use JSON::PP;
 
@@ -31,24 +31,6 @@ END { my $status = $?; $_->() for reverse @GeomxTest::cleanup; $? = $status; }
 $SIG{PIPE} = 'IGNORE';
 
 sub start_geomx { return GeomxTest::start_geomx( $geomx, $dir, @_ ) }
-
-# Line reading with our own buffer (sysread), so select() sees every byte.
-my %buffer;
-
-sub read_line {
-    my ( $s, $seconds ) = @_;
-    my $buf = \$buffer{"$s"};
-    $$buf //= '';
-    my $end = time + ( $seconds // 10 );
-    for (;;) {
-        return $1 if $$buf =~ s/^([^\n]*\n)//;
-        my $left = $end - time;
-        return '' if $left <= 0 || !IO::Select->new($s)->can_read($left);
-        my $n = sysread( $s, my $chunk, 4096 );
-        return '' unless $n;
-        $$buf .= $chunk;
-    }
-}
 
 # One whole SMTP reply (all its lines); what arrived before EOF or timeout.
 sub read_reply {
@@ -466,9 +448,7 @@ subtest '4. failover: member a killed, 1,000 sequential sessions from its half a
 };
 
 # --- limits and drain on a second instance, in front of smtp-sink --------------
-my $sink = free_port();
-spawn( "$dir/sink.log", 'smtp-sink', '-u', 'nobody', "127.0.0.1:$sink", '1024' );
-wait_for( 'smtp-sink', 10, sub { can_connect($sink) } );
+my ($sink) = start_sink( $dir, 'sink' ) =~ /:(\d+)$/;
 my $lim = start_geomx( 'limits', <<"TOML" );
 [server]
 hostname = "geomx.test"

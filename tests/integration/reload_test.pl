@@ -17,7 +17,7 @@ use POSIX qw(:sys_wait_h);
 use Time::HiRes qw(time sleep);
 use FindBin;
 use lib $FindBin::Bin;
-use GeomxTest qw(free_port wait_for slurp can_connect spawn start_geomx);
+use GeomxTest qw(free_port wait_for slurp can_connect spawn start_geomx start_sink read_line first_line);
 use HTTP::Tiny;
 use MaxMind::DB::Writer::Tree;
 
@@ -50,33 +50,6 @@ sub write_mmdb {
     rename "$file.tmp", $file or die "$file: $!";
 }
 
-# One SMTP reply line, or '' at EOF or after SECONDS.
-sub read_line {
-    my ( $s, $seconds ) = @_;
-    my $line = '';
-    my $end  = time + ( $seconds // 10 );
-    while ( $line !~ /\n/ ) {
-        my $left = $end - time;
-        return $line if $left <= 0 || !IO::Select->new($s)->can_read($left);
-        my $n = sysread( $s, my $c, 1 );
-        return $line unless $n;
-        $line .= $c;
-    }
-    return $line;
-}
-
-# Connects to PORT as CLIENT (a PROXY v1 header: the port is trusted) and
-# returns the first line geomx or the backend answers.
-sub first_line {
-    my ( $port, $client ) = @_;
-    my $s = IO::Socket::IP->new( PeerHost => '127.0.0.1', PeerPort => $port, Timeout => 5 ) or return "connect: $!";
-    print $s "PROXY TCP4 $client 127.0.0.1 40000 25\r\n" if $client;
-    my $line = read_line( $s, 10 );
-    print $s "QUIT\r\n";
-    close $s;
-    return $line;
-}
-
 sub metric {
     my ( $g, $name ) = @_;
     my $r = HTTP::Tiny->new( timeout => 5 )->get("http://127.0.0.1:$g->{admin}/metrics");
@@ -104,13 +77,7 @@ sub hup_and_wait {
 }
 
 # --- backends: two smtp-sinks that name themselves in the banner ------------
-my %sink;
-for my $name (qw(sinka sinkb)) {
-    my $port = free_port();
-    spawn( "$dir/$name.log", 'smtp-sink', '-u', 'nobody', '-h', $name, "127.0.0.1:$port", '1024' );
-    wait_for( $name, 10, sub { can_connect($port) } );
-    $sink{$name} = $port;
-}
+my %sink = map { $_ => ( start_sink( $dir, $_ ) =~ /:(\d+)$/ )[0] } qw(sinka sinkb);
 
 my $db = "$dir/geo/country.mmdb";
 my $admin_port = free_port();

@@ -160,7 +160,7 @@ TEST_CASE("empty arrays, continuation replies, bad names: errors, not silent cat
   // One mistake, one error: no follow-on complaints that assume a default.
   CHECK(errors_of(minimal + "action = \"rejet\"\n") ==
         std::vector<std::string>{"t.toml:10:10: rule[0].action: \"rejet\" is not one of \"route\", "
-                                 "\"reject\", \"drop\", \"tarpit\""});
+                                 "\"reject\", \"drop\", \"tarpit\", \"pass\""});
   CHECK(errors_of(minimal + "[pool.q]\nmembers = [\"127.0.0.1:26\"]\ngreet_delay = \"20 s\"\n"
                             "greet_banner = \"220-x\"\n") ==
         std::vector<std::string>{"t.toml:12:15: pool.q.greet_delay: \"20 s\" is not a duration: a "
@@ -317,4 +317,54 @@ table_size = 500
             "t.toml:14:11: limit[0].ban_for: only applies to action \"ban\"",
             "t.toml:15:15: limit[0].if.cidr: a limit's scope takes lists, listeners and countries; "
             "put CIDRs in a list"});
+}
+
+TEST_CASE("transparent listeners and action pass") {
+  const std::string gateway = R"(
+[[listener]]
+name = "mx"
+address = "127.0.0.1:2525"
+[[listener]]
+name = "out"
+address = "[::]:2526"
+mode = "transparent"
+[[rule]]
+name = "outbound"
+if = { listener = "out" }
+action = "pass"
+[[rule]]
+name = "rest"
+action = "reject"
+)";
+  const Config c = parse_config(gateway, "t.toml", defaults);
+  CHECK(c.listeners[0].mode == ListenerMode::mx);
+  CHECK(c.listeners[1].mode == ListenerMode::transparent);
+  CHECK(c.rules[0].action == Action::pass);
+
+  // "pass" anywhere but a transparent listener would dial geomx itself.
+  const std::string pass_all = minimal.substr(0, minimal.rfind("pool = ")) + "action = \"pass\"\n";
+  CHECK(errors_of(pass_all) ==
+        std::vector<std::string>{
+            "t.toml:9:10: rule[0].action: pass relays to the address the client dialled: it "
+            "needs `if.listener` naming only listeners with mode = \"transparent\""});
+  CHECK(errors_of(pass_all + "pool = \"p\"\n").size() == 2);  // and pool does not apply
+  std::string on_mx = gateway;
+  on_mx.replace(on_mx.find("listener = \"out\""), 16, "listener = [\"out\", \"mx\"]");
+  CHECK(errors_of(on_mx).size() == 1);
+  // An unknown listener is reported once, as unknown.
+  std::string unknown = gateway;
+  unknown.replace(unknown.find("listener = \"out\""), 16, "listener = \"nope\"");
+  CHECK(errors_of(unknown) ==
+        std::vector<std::string>{"t.toml:11:19: rule[0].if.listener: no listener named \"nope\""});
+
+  std::string with_proxy = gateway;
+  with_proxy.replace(with_proxy.find("mode = "), 0, "proxy_protocol = \"v2\"\n");
+  CHECK(errors_of(with_proxy) ==
+        std::vector<std::string>{
+            "t.toml:8:18: listener[1].proxy_protocol: a transparent listener reads the client's "
+            "destination from the socket (SO_ORIGINAL_DST); it takes no PROXY header"});
+  CHECK(errors_of(minimal.substr(0, minimal.find("[pool")) + "mode = \"nat\"\n" +
+                  minimal.substr(minimal.find("[pool"))) ==
+        std::vector<std::string>{
+            "t.toml:5:8: listener[0].mode: \"nat\" is not one of \"mx\", \"transparent\""});
 }

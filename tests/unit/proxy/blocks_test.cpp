@@ -1,0 +1,73 @@
+// Dated blocks: the most specific block in force answers, an expired one
+// does not hide a wider one, and the index keeps up with adds and deletes.
+#include <doctest/doctest.h>
+
+#include "proxy/blocks.hpp"
+
+namespace geomx::proxy {
+namespace {
+
+geo::Prefix cidr(const char* text) {
+  return geo::parse_prefix(text);
+}
+
+TEST_CASE("find: the most specific block in force, per family") {
+  BlockList blocks("");  // in memory
+  const std::int64_t now = 1'800'000'000;
+  blocks.add({cidr("10.1.0.0/16"), "wide", now, std::nullopt, "operator"});
+  blocks.add({cidr("10.1.2.0/24"), "narrow", now, now + 60, "limit:rate"});
+  blocks.add({cidr("10.1.2.3/32"), "expired", now - 120, now - 60, "limit:rate"});
+  blocks.add({cidr("2001:db8::/32"), "six", now, std::nullopt, "operator"});
+
+  auto at = [&](const char* a, std::int64_t t) {
+    const auto b = blocks.find(geo::parse_address(a), t);
+    return b ? b->comment : std::string("-");
+  };
+  CHECK(at("10.1.2.4", now) == "narrow");
+  CHECK(at("10.1.2.3", now) == "narrow");  // its own /32 expired: the /24 still holds
+  CHECK(at("10.1.9.9", now) == "wide");
+  CHECK(at("10.2.0.1", now) == "-");
+  CHECK(at("10.1.2.4", now + 61) == "wide");  // the /24 expired too
+  CHECK(at("2001:db8:1::1", now) == "six");
+  CHECK(at("2001:db9::1", now) == "-");
+  CHECK(at("::ffff:10.1.2.4", now) == "narrow");  // mapped addresses are IPv4
+
+  CHECK(blocks.count("limit:", now) == 1);  // the /24 (the /32 has expired)
+  CHECK(blocks.count("operator", now) == 2);
+  CHECK(blocks.remove(cidr("10.1.0.0/16")));
+  CHECK(at("10.1.9.9", now) == "-");
+  CHECK(at("10.1.2.4", now) == "narrow");
+  blocks.add({cidr("10.1.2.0/24"), "replaced", now, std::nullopt, "operator"});
+  CHECK(at("10.1.2.4", now + 3600) == "replaced");
+  CHECK(blocks.list(now).size() == 2);
+}
+
+TEST_CASE("find with thousands of blocks answers as a scan would") {
+  BlockList blocks("");
+  const std::int64_t now = 1'800'000'000;
+  for (std::uint32_t i = 0; i < 3'000; ++i) {
+    const unsigned length = 16 + i % 17;  // /16 to /32
+    Block b{geo::Prefix::containing(geo::Address::v4(0x0A000000u + i * 7919u * 251u), length),
+            std::to_string(i), now, std::nullopt, "operator"};
+    blocks.add(b);
+  }
+  const auto listed = blocks.list(now);
+  int hits = 0;
+  for (std::uint32_t i = 0; i < 5'000; ++i) {
+    const auto a = geo::Address::v4(0x0A000000u + i * 104729u);
+    const auto found = blocks.find(a, now);
+    // The scan's answer: the longest CIDR that covers it (add() replaced duplicates).
+    std::optional<geo::Prefix> best;
+    for (const auto& b : listed)
+      if (b.cidr.contains(a) && (!best || b.cidr.length() > best->length())) best = b.cidr;
+    REQUIRE(found.has_value() == best.has_value());
+    if (found) {
+      CHECK(found->cidr == *best);
+      ++hits;
+    }
+  }
+  CHECK(hits > 0);
+}
+
+}  // namespace
+}  // namespace geomx::proxy
