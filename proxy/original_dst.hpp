@@ -2,10 +2,14 @@
 // The address a redirected connection was on its way to: nftables or
 // iptables REDIRECT (or DNAT) rewrote it to a transparent listener, and
 // conntrack keeps the original (SO_ORIGINAL_DST, IP6T_SO_ORIGINAL_DST).
+#include <memory>
+#include <mutex>
 #include <string>
+#include <unordered_set>
 #include <variant>
 
 #include "conf/config.hpp"
+#include "proxy/hash.hpp"
 
 namespace geomx::proxy {
 
@@ -15,5 +19,48 @@ std::variant<conf::Endpoint, std::string> original_destination(int fd);
 
 // Whether `a` is an address of this host (it can be bound).
 bool is_local_address(const geo::Address& a);
+
+// The local ends of geomx's own `pass` connections while they last. A
+// redirected connection that comes from one of them is geomx's own relay
+// come back (a REDIRECT that does not exclude geomx's user): refused, so
+// the loop ends at the first hop or so instead of at max_connections_per_ip.
+// (Registered once the connect completes; the accept of the looped
+// connection may come first, so the session waits a moment for it.)
+class OwnConnections {
+ public:
+  class Entry {
+   public:
+    Entry(OwnConnections& owner, const conf::Endpoint& e) : owner_(owner), endpoint_(e) {}
+    Entry(const Entry&) = delete;
+    Entry& operator=(const Entry&) = delete;
+    ~Entry() {
+      std::lock_guard lock(owner_.mutex_);
+      owner_.set_.erase(endpoint_);
+    }
+
+   private:
+    OwnConnections& owner_;
+    conf::Endpoint endpoint_;
+  };
+
+  std::unique_ptr<Entry> add(const conf::Endpoint& local) {
+    std::lock_guard lock(mutex_);
+    set_.insert(local);
+    return std::make_unique<Entry>(*this, local);
+  }
+  bool contains(const conf::Endpoint& e) const {
+    std::lock_guard lock(mutex_);
+    return set_.contains(e);
+  }
+
+ private:
+  struct Hash {
+    std::size_t operator()(const conf::Endpoint& e) const {
+      return AddressHash{}(e.address) ^ (std::size_t{e.port} * 0x9e3779b97f4a7c15ULL);
+    }
+  };
+  mutable std::mutex mutex_;
+  std::unordered_set<conf::Endpoint, Hash> set_;
+};
 
 }  // namespace geomx::proxy

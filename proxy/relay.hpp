@@ -24,6 +24,7 @@ struct RelayStart {
   std::optional<ConnectionLimits::Slot> slot, ip_slot;  // max_connections, max_connections_per_ip
   std::shared_ptr<MemberHealth> member;                 // its `active` counts this session
   std::vector<LimitTable::Hold> holds;                  // [[limit]] concurrent counts
+  std::unique_ptr<OwnConnections::Entry> own;           // action "pass": its local end
 };
 
 // Relays until both sides have closed, an error, idle_timeout without a

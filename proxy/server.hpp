@@ -29,6 +29,7 @@
 #include "proxy/limits.hpp"
 #include "proxy/log.hpp"
 #include "proxy/metrics.hpp"
+#include "proxy/original_dst.hpp"
 #include "proxy/ratelimit.hpp"
 #include "proxy/top.hpp"
 
@@ -78,6 +79,7 @@ struct ServerState {
   std::shared_ptr<const Runtime> current() const { return runtime.load(); }
   Metrics metrics;
   ConnectionLimits limits;
+  OwnConnections own;  // local ends of action "pass" connections (loop guard)
   std::atomic<std::uint64_t> next_conn{1};
   std::atomic<std::uint64_t> sequence{0};
   std::atomic<std::uint32_t> sessions{0};  // live session coroutines

@@ -103,6 +103,7 @@ class Session final : public SessionRegistry::Member {
   std::shared_ptr<const HealthView> view_;                // the members' health
   std::shared_ptr<MemberHealth> member_;                  // the one connected to
   std::vector<LimitTable::Hold> holds_;                   // [[limit]] concurrent counts
+  std::unique_ptr<OwnConnections::Entry> own_;            // action "pass": our end, while it lasts
 };
 
 // The [[limit]]s whose scope the client is in, in config order; the first
@@ -218,7 +219,20 @@ asio::awaitable<bool> Session::read_proxy_header() {
 // Without a NAT entry, or dialling geomx itself, relaying would loop.
 asio::awaitable<bool> Session::read_original_destination() {
   auto dst = original_destination(client_.native_handle());
-  if (auto* why = std::get_if<std::string>(&dst)) {
+  bool looped = state_.own.contains(rec_.peer);
+  if (!looped && is_local_address(rec_.peer.address)) {
+    // From this host: maybe geomx's own pass connection, whose accept here
+    // can come before the dialling session has noted its end. Give it that
+    // moment (only connections from local addresses wait).
+    asio::steady_timer moment(client_.get_executor(), std::chrono::milliseconds(2));
+    co_await moment.async_wait(nothrow);
+    looped = state_.own.contains(rec_.peer);
+  }
+  if (looped) {
+    rec_.error =
+        fmt::format("looped: {} is geomx's own relay; exclude geomx's user from the REDIRECT",
+                    rec_.peer.to_string());
+  } else if (auto* why = std::get_if<std::string>(&dst)) {
     rec_.error = *why;
   } else {
     const auto& d = std::get<conf::Endpoint>(dst);
@@ -261,6 +275,9 @@ asio::awaitable<void> Session::pass() {
                              EndReason::connect_failed);
     co_return;
   }
+  boost::system::error_code ec;
+  const auto ours = backend_.local_endpoint(ec);
+  if (!ec) own_ = state_.own.add(from_asio(ours));
   if (!co_await send_first(relay_settings)) co_return;
   if (shutdown_) {
     finish(EndReason::shutdown);
@@ -426,10 +443,10 @@ void Session::relay(const conf::Pool& pool) {
   boost::system::error_code ignored;
   client_.set_option(tcp::no_delay(true), ignored);
   backend_.set_option(tcp::no_delay(true), ignored);
-  start_relay(
-      {std::move(client_), std::move(backend_), std::move(rec_), std::move(snap_), pool, start_,
-       std::move(slot_), std::move(ip_slot_), std::move(member_), std::move(holds_)},
-      state_, registry_);
+  start_relay({std::move(client_), std::move(backend_), std::move(rec_), std::move(snap_), pool,
+               start_, std::move(slot_), std::move(ip_slot_), std::move(member_), std::move(holds_),
+               std::move(own_)},
+              state_, registry_);
 }
 
 asio::awaitable<void> Session::run() {

@@ -7,7 +7,8 @@
 # which runs as nobody, so its own connections to the sinks go out as
 # dialled. Shown: each client reaches the server it dialled, a [[limit]]
 # bans a planted spammer, an operator block is in force, `geomx top` ranks
-# the spammer first, and a connection that was not redirected is refused.
+# the spammer first, a connection that was not redirected is refused, and
+# so is geomx's own connection when a bad rule redirects it back.
 # Needs root (network namespaces); exits 77 (skipped) without it.
 # Usage: transparent_test.pl GEOMX TESTDATA_DIR
 use strict;
@@ -87,6 +88,10 @@ mode = "transparent"
 name = "out6"
 address = "[::1]:0"
 mode = "transparent"
+[[listener]]
+name = "loop"
+address = "127.0.0.1:0"
+mode = "transparent"
 [[limit]]
 name = "outbound"
 if = { listener = ["out4", "out6"] }
@@ -95,13 +100,13 @@ action = "ban"
 ban_for = "1h"
 [[rule]]
 name = "outbound"
-if = { listener = ["out4", "out6"] }
+if = { listener = ["out4", "out6", "loop"] }
 action = "pass"
 [[rule]]
 name = "rest"
 action = "reject"
 TOML
-my ( $p4, $p6 ) = @{ $g->{ports} }{qw(out4 out6)};
+my ( $p4, $p6, $ploop ) = @{ $g->{ports} }{qw(out4 out6 loop)};
 ok( $p4 && $p6, "geomx listens on 127.0.0.1:$p4 and [::1]:$p6" );
 like( slurp( $g->{log} ), qr/event=listening listener=out4 \S+ mode=transparent/, 'logged as transparent' );
 
@@ -241,6 +246,22 @@ subtest '6. geomx check and a pass rule outside a transparent listener' => sub {
     $out = `$geomx check -c $bad 2>&1`;
     is( $? >> 8, 1, 'pass on an mx listener: check fails' );
     like( $out, qr/bad\.toml:6:\d+: rule\[0\]\.action: pass relays to the address the client dialled/, "and says why: $out" );
+};
+
+subtest "7. geomx's own connection redirected back to it: a loop, refused" => sub {
+    # The mistake docs/nat-guard.md warns of: geomx's user not excluded.
+    my @rule = ( qw(nft add rule inet geomx_test output meta nfproto ipv4 meta skuid 65534 tcp dport 25 redirect to), ":$ploop" );
+    is( system(@rule), 0, "nft: geomx's own port-25 connections go to the loop listener too" );
+    like( greeting( '127.0.0.99', '127.0.5.20' ), qr/^554 5\.4\.6 gw\.test routing loop detected/,
+        'the client gets 554 5.4.6, relayed back through the hops' );
+    my $line = wait_for( 'the looped session', 10,
+        sub { slurp( $g->{log} ) =~ /(event=session [^\n]*listener=loop [^\n]*end=not_redirected [^\n]*)/ ? $1 : undef } );
+    like( $line, qr/error="looped: 127\.0\.0\.1:\d+ is geomx's own relay; exclude geomx's user from the REDIRECT"/, 'logged: looped, and what to do' );
+    # The innermost hop ends first; count once the client's own session has ended.
+    wait_for( "the client's session", 10, sub { slurp( $g->{log} ) =~ /event=session [^\n]*client=127\.0\.5\.20:/ } );
+    my $hops = () = slurp( $g->{log} ) =~ /event=session [^\n]*listener=loop /g;
+    cmp_ok( $hops, '<', 50, "stopped after $hops hop(s), before max_connections_per_ip (50) would" );
+    diag("loop stopped after $hops hop(s)");
 };
 
 $g->{stop}->();
