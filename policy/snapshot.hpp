@@ -27,7 +27,6 @@ struct Snapshot {
   std::vector<CompiledRule> rules;         // parallel to config.rules
   std::vector<CompiledRule> limit_scopes;  // parallel to config.limits
   std::uint64_t list_mask = 0;             // bits of config.lists (the rest are rule CIDRs)
-  conf::Pool passthrough;  // action "pass": its relay timeouts (the pool defaults), no members
 
   std::optional<std::size_t> listener_index(std::string_view name) const;
 };

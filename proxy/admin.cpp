@@ -28,6 +28,8 @@
 namespace geomx::proxy {
 namespace {
 
+constexpr const char* text_plain = "text/plain; charset=utf-8";
+
 namespace http = boost::beast::http;
 namespace ssl = asio::ssl;
 using namespace asio::experimental::awaitable_operators;
@@ -118,7 +120,7 @@ AdminReply reload_reply(const ReloadOutcome& r, bool text) {
           : fmt::format("reload: failed, the running config stays (generation {})\n", r.generation);
   for (const auto& e : r.errors) body += fmt::format("error: {}\n", e);
   for (const auto& w : r.warnings) body += fmt::format("warning: {}\n", w);
-  return {status, "text/plain; charset=utf-8", body};
+  return {status, text_plain, body};
 }
 
 namespace {
@@ -154,7 +156,7 @@ std::optional<std::map<std::string, std::string>> query_of(std::string_view targ
 // GET /blocks, POST /blocks?cidr=&comment=&for=[&force=yes], DELETE /blocks?cidr=.
 AdminReply blocks_answer(std::string_view method, std::string_view target, ServerState& state) {
   auto parsed = query_of(target);
-  if (!parsed) return {400, "text/plain; charset=utf-8", "bad request target\n"};
+  if (!parsed) return {400, text_plain, "bad request target\n"};
   auto& q = *parsed;
   const bool text = q["format"] == "text";
   const auto now = unix_now();
@@ -170,31 +172,30 @@ AdminReply blocks_answer(std::string_view method, std::string_view target, Serve
       body += block_json(blocks[i]);
     }
     if (!text) body += "]}\n";
-    return {200, text ? "text/plain; charset=utf-8" : "application/json", body};
+    return {200, text ? text_plain : "application/json", body};
   }
   if (method != "POST" && method != "DELETE")
-    return {405, "text/plain; charset=utf-8", "GET, POST or DELETE\n", "GET, HEAD, POST, DELETE"};
+    return {405, text_plain, "GET, POST or DELETE\n", "GET, HEAD, POST, DELETE"};
   geo::Prefix cidr;
   try {
     cidr = geo::parse_prefix(q["cidr"]);
   } catch (const geo::ParseError& e) {
-    return {400, "text/plain; charset=utf-8", fmt::format("cidr: {}\n", e.what())};
+    return {400, text_plain, fmt::format("cidr: {}\n", e.what())};
   }
   if (method == "DELETE") {
     bool removed = false;
     try {
       removed = state.blocks.remove(cidr);
     } catch (const std::exception& e) {
-      return {500, "text/plain; charset=utf-8", fmt::format("not deleted: {}\n", e.what())};
+      return {500, text_plain, fmt::format("not deleted: {}\n", e.what())};
     }
-    if (!removed)
-      return {404, "text/plain; charset=utf-8", fmt::format("no block {}\n", cidr.to_string())};
+    if (!removed) return {404, text_plain, fmt::format("no block {}\n", cidr.to_string())};
     state.log.event("block", {{"action", "deleted"}, {"cidr", cidr.to_string()}});
-    return {200, "text/plain; charset=utf-8", fmt::format("deleted {}\n", cidr.to_string())};
+    return {200, text_plain, fmt::format("deleted {}\n", cidr.to_string())};
   }
   // A typo away from refusing the whole world (0.0.0.0/0): only on purpose.
   if (cidr.length() < (cidr.family() == geo::Family::v4 ? 8u : 16u) && q["force"] != "yes")
-    return {400, "text/plain; charset=utf-8",
+    return {400, text_plain,
             fmt::format("cidr: {} is shorter than /{}: it would refuse a large part of the "
                         "Internet; add force=yes (geomx block add --force) if that is meant\n",
                         cidr.to_string(), cidr.family() == geo::Family::v4 ? 8 : 16)};
@@ -206,37 +207,36 @@ AdminReply blocks_answer(std::string_view method, std::string_view target, Serve
       if (d.count() < 1) throw std::invalid_argument("at least 1s");
       b.expires = now + d.count();
     } catch (const std::invalid_argument& e) {
-      return {400, "text/plain; charset=utf-8", fmt::format("for: {}\n", e.what())};
+      return {400, text_plain, fmt::format("for: {}\n", e.what())};
     }
   }
   try {
     state.blocks.add(b);
   } catch (const std::exception& e) {
-    return {500, "text/plain; charset=utf-8", fmt::format("not added: {}\n", e.what())};
+    return {500, text_plain, fmt::format("not added: {}\n", e.what())};
   }
   state.log.event("block", {{"action", "added"},
                             {"cidr", cidr.to_string()},
                             {"comment", b.comment},
                             {"expires", b.expires ? iso_time(*b.expires) : "never"},
                             {"origin", b.origin}});
-  return {200, text ? "text/plain; charset=utf-8" : "application/json",
+  return {200, text ? text_plain : "application/json",
           text ? "added " + block_line(b) : block_json(b) + "\n"};
 }
 
 // GET /top?window=1m|1h&n=20[&format=text]
 AdminReply top_answer(std::string_view target, ServerState& state) {
   auto parsed = query_of(target);
-  if (!parsed) return {400, "text/plain; charset=utf-8", "bad request target\n"};
+  if (!parsed) return {400, text_plain, "bad request target\n"};
   auto& q = *parsed;
   const std::string window = q["window"].empty() ? "1m" : q["window"];
-  if (window != "1m" && window != "1h")
-    return {400, "text/plain; charset=utf-8", "window: 1m or 1h\n"};
+  if (window != "1m" && window != "1h") return {400, text_plain, "window: 1m or 1h\n"};
   std::size_t n = 20;
   if (!q["n"].empty()) {
     const auto& text = q["n"];
     const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
     if (ec != std::errc() || end != text.data() + text.size() || n == 0 || n > 10'000)
-      return {400, "text/plain; charset=utf-8", "n: a number from 1 to 10000\n"};
+      return {400, text_plain, "n: a number from 1 to 10000\n"};
   }
   const auto report =
       state.top.top(std::chrono::minutes(window == "1h" ? 60 : 1), n, TopTalkers::Clock::now());
@@ -267,7 +267,7 @@ AdminReply top_answer(std::string_view target, ServerState& state) {
         block ? json_string(block->cidr.to_string()) : "null");
   }
   if (!text) body += "]}\n";
-  return {200, text ? "text/plain; charset=utf-8" : "application/json", body};
+  return {200, text ? text_plain : "application/json", body};
 }
 
 }  // namespace
@@ -278,12 +278,12 @@ AdminReply admin_answer(std::string_view method, std::string_view target, Server
   const auto path = target.substr(0, target.find('?'));
   if (path != "/healthz" && path != "/readyz" && path != "/metrics" && path != "/status" &&
       path != "/reload" && path != "/blocks" && path != "/top")
-    return {404, "text/plain; charset=utf-8",
+    return {404, text_plain,
             "not found: try /healthz /readyz /metrics /status /blocks /top, or POST /reload\n"};
-  if (path == "/reload") return {405, "text/plain; charset=utf-8", "POST only\n", "POST"};
+  if (path == "/reload") return {405, text_plain, "POST only\n", "POST"};
   if (path == "/blocks") return blocks_answer(method, target, state);
-  if (method != "GET" && method != "HEAD") return {405, "text/plain; charset=utf-8", "GET only\n"};
-  if (path == "/healthz") return {200, "text/plain; charset=utf-8", "ok\n"};
+  if (method != "GET" && method != "HEAD") return {405, text_plain, "GET only\n"};
+  if (path == "/healthz") return {200, text_plain, "ok\n"};
   if (path == "/top") return top_answer(target, state);
   if (path == "/readyz") {
     const auto empty = empty_pools(*snap, *rt->view);
@@ -405,7 +405,8 @@ asio::awaitable<void> AdminServer::exchange(Stream& stream) {
     if (target == "/reload" && req.method() == http::verb::post && reload_) {
       // Not inside an expression: g++ 12 mishandles temporaries around co_await there.
       const ReloadOutcome outcome = co_await reload_();
-      answer = reload_reply(outcome, req.target().find("format=text") != std::string_view::npos);
+      auto query = query_of(req.target());
+      answer = reload_reply(outcome, query && (*query)["format"] == "text");
     } else {
       answer = admin_answer(req.method_string(), req.target(), state_);
     }

@@ -162,10 +162,8 @@ void BlockList::save(const std::vector<Block>& blocks) const {
 
 void BlockList::add(Block b) {
   std::lock_guard lock(write_);
-  const auto now = unix_now();
-  std::vector<Block> next;
-  for (const auto& old : blocks_.load()->blocks)
-    if (old.active(now) && !(old.cidr == b.cidr)) next.push_back(old);
+  auto next = list(unix_now());
+  std::erase_if(next, [&](const Block& old) { return old.cidr == b.cidr; });
   next.push_back(std::move(b));
   save(next);  // throws: nothing changed
   blocks_.store(make_set(std::move(next)));
@@ -173,17 +171,8 @@ void BlockList::add(Block b) {
 
 bool BlockList::remove(const geo::Prefix& cidr) {
   std::lock_guard lock(write_);
-  const auto now = unix_now();
-  std::vector<Block> next;
-  bool found = false;
-  for (const auto& old : blocks_.load()->blocks) {
-    if (old.cidr == cidr) {
-      found = old.active(now);
-      continue;
-    }
-    if (old.active(now)) next.push_back(old);
-  }
-  if (!found) return false;
+  auto next = list(unix_now());
+  if (std::erase_if(next, [&](const Block& old) { return old.cidr == cidr; }) == 0) return false;
   save(next);
   blocks_.store(make_set(std::move(next)));
   return true;

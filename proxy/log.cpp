@@ -159,6 +159,13 @@ void Log::session(const SessionRecord& r) {
   out_->info(line);
 }
 
+void Log::listening(const conf::Listener& l, const conf::Endpoint& bound) {
+  event("listening", {{"listener", l.name},
+                      {"address", bound.to_string()},
+                      {"mode", std::string(conf::to_string(l.mode))},
+                      {"proxy_protocol", std::string(conf::to_string(l.proxy_protocol))}});
+}
+
 void Log::event(std::string_view event,
                 std::initializer_list<std::pair<std::string_view, std::string>> fields) {
   std::string line = format_ == conf::LogFormat::json ? "{" : "";

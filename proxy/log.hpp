@@ -74,6 +74,8 @@ class Log {
   // A one-off event: `event` plus key=value pairs (values quoted as needed).
   void event(std::string_view event,
              std::initializer_list<std::pair<std::string_view, std::string>> fields = {});
+  // A listener is open at `bound` (at start, and when a reload adds one).
+  void listening(const conf::Listener& l, const conf::Endpoint& bound);
 
  private:
   conf::LogFormat format_;

@@ -13,9 +13,10 @@
 
 namespace geomx::proxy {
 
-// The original destination of the accepted socket `fd`, or why there is
-// none (no NAT entry: the connection was not redirected).
-std::variant<conf::Endpoint, std::string> original_destination(int fd);
+// The original destination of the accepted socket `fd` (`v6`: an IPv6
+// connection, redirected by the IPv6 NAT), or why there is none (no NAT
+// entry: the connection was not redirected).
+std::variant<conf::Endpoint, std::string> original_destination(int fd, bool v6);
 
 // Whether `a` is an address of this host (it can be bound).
 bool is_local_address(const geo::Address& a);

@@ -52,15 +52,9 @@ int run_proxy(const std::string& path) {
   if (!drop.ok) return 1;
   for (const auto& problem : server.load_blocks()) log.event("warning", {{"problem", problem}});
   log.event("blocks", {{"in_force", std::to_string(server.blocks_in_force())},
-                       {"file", snapshot->config.server.state_dir + "/blocks.toml"}});
-  for (std::size_t i = 0; i < server.endpoints().size(); ++i) {
-    const auto& e = server.endpoints()[i];
-    const auto& l = snapshot->config.listeners[i];
-    log.event("listening", {{"listener", l.name},
-                            {"address", from_asio(e).to_string()},
-                            {"mode", std::string(conf::to_string(l.mode))},
-                            {"proxy_protocol", std::string(conf::to_string(l.proxy_protocol))}});
-  }
+                       {"file", server.blocks_file()}});
+  for (std::size_t i = 0; i < server.endpoints().size(); ++i)
+    log.listening(snapshot->config.listeners[i], from_asio(server.endpoints()[i]));
   const auto admin = server.admin_endpoint();
   log.event("admin_listening",
             {{"address", from_asio(admin).to_string()},
@@ -128,15 +122,13 @@ struct AdminClient {
 
   // Reads the file; prints its errors and returns false if it has any.
   bool read(conf::Config& config) const {
-    std::vector<conf::Diagnostic> errors;
     try {
-      config = conf::parse_config(conf::read_config_file(config_path), config_path, {"localhost"},
-                                  errors);
+      config = conf::load_config(config_path, {"localhost"});
+      return true;
     } catch (const conf::ConfigError& e) {
-      errors = e.diagnostics();
+      print_errors(config_path, e.diagnostics());
+      return false;
     }
-    if (!errors.empty()) print_errors(config_path, errors);
-    return errors.empty();
   }
 
   // The answer, or nullopt after saying why there was none (exit 2).
@@ -223,15 +215,19 @@ void add_run_command(CLI::App& app, Action& action) {
   run->add_option("-c,--config", *path, "Config file")->required();
   run->callback([&action, path] { action = [path] { return run_proxy(*path); }; });
 
+  // reload, top and block talk to the daemon the config file names.
   auto client = std::make_shared<AdminClient>();
+  auto admin_options = [client](CLI::App* c) {
+    c->add_option("-c,--config", client->config_path, "Config file (names the admin endpoint)")
+        ->required();
+    c->add_option("--admin", client->admin_override,
+                  "Admin endpoint to call instead of the file's [admin] listen, ADDR:PORT");
+  };
   auto* reload = app.add_subcommand(
       "reload",
       "Make the running geomx reload its config (through its admin endpoint) and print the "
       "outcome; exit 0 reloaded, 1 failed (the running config stays), 2 no answer");
-  reload->add_option("-c,--config", client->config_path, "Config file (names the admin endpoint)")
-      ->required();
-  reload->add_option("--admin", client->admin_override,
-                     "Admin endpoint to call instead of the file's [admin] listen, ADDR:PORT");
+  admin_options(reload);
   reload->callback([&action, client] { action = [client] { return reload_daemon(*client); }; });
 
   struct TopArgs {
@@ -245,9 +241,7 @@ void add_run_command(CLI::App& app, Action& action) {
   top->add_option("--window", top_args->window, "1m or 1h")->check(CLI::IsMember({"1m", "1h"}));
   top->add_option("--n", top_args->n, "How many clients")->check(CLI::Range(1, 10000));
   top->add_flag("--json", top_args->json, "JSON instead of a table");
-  top->add_option("-c,--config", client->config_path, "Config file (names the admin endpoint)")
-      ->required();
-  top->add_option("--admin", client->admin_override, "Admin endpoint to call instead, ADDR:PORT");
+  admin_options(top);
   top->callback([&action, client, top_args] {
     action = [client, top_args] {
       conf::Config config;
@@ -267,11 +261,6 @@ void add_run_command(CLI::App& app, Action& action) {
                                    "The running geomx's dated blocks (kept in server.state_dir "
                                    "across restarts): add, del, list");
   block->require_subcommand(1);
-  auto common = [&](CLI::App* c) {
-    c->add_option("-c,--config", client->config_path, "Config file (names the admin endpoint)")
-        ->required();
-    c->add_option("--admin", client->admin_override, "Admin endpoint to call instead, ADDR:PORT");
-  };
   auto* add =
       block->add_subcommand("add", "Block a CIDR (or one address) from the next connection");
   add->add_option("cidr", args->cidr, "CIDR or address")->required();
@@ -279,13 +268,13 @@ void add_run_command(CLI::App& app, Action& action) {
   add->add_option("--for", args->for_, "Expire after this long (e.g. 30d); default: never");
   add->add_flag("--force", args->force,
                 "Block a prefix shorter than /8 (IPv4) or /16 (IPv6), 0.0.0.0/0 included");
-  common(add);
+  admin_options(add);
   auto* del = block->add_subcommand("del", "Delete the block of exactly this CIDR");
   del->add_option("cidr", args->cidr, "CIDR or address")->required();
-  common(del);
+  admin_options(del);
   auto* list = block->add_subcommand("list", "The blocks in force");
   list->add_flag("--json", args->json, "JSON instead of lines");
-  common(list);
+  admin_options(list);
   for (auto* c : {add, del, list})
     c->callback([&action, client, args, c] {
       args->verb = c->get_name();

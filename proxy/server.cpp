@@ -258,7 +258,7 @@ void Server::run() {
 }
 
 std::size_t Server::blocks_in_force() const {
-  return state_.blocks.list(unix_now()).size();
+  return state_.blocks.count("", unix_now());
 }
 
 void Server::stop() {
@@ -566,12 +566,7 @@ asio::awaitable<std::string> Server::switch_to(std::shared_ptr<const Runtime> ne
         w.listening.push_back(s);
         asio::co_spawn(w.io, accept_loop(s, state_, w.sessions), asio::detached);
       });
-    const auto& l = listeners[index];
-    state_.log.event("listening",
-                     {{"listener", l.name},
-                      {"address", from_asio(bound_[next->listener_keys[index]]).to_string()},
-                      {"mode", std::string(conf::to_string(l.mode))},
-                      {"proxy_protocol", std::string(conf::to_string(l.proxy_protocol))}});
+    state_.log.listening(listeners[index], from_asio(bound_[next->listener_keys[index]]));
   }
   co_return std::string();
 }

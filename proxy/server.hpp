@@ -158,6 +158,7 @@ class Server {
   // user that will write them); what went wrong, for the log.
   std::vector<std::string> load_blocks() { return state_.blocks.load(); }
   std::size_t blocks_in_force() const;
+  const std::string& blocks_file() const { return state_.blocks.file(); }
 
  private:
   struct Worker;

@@ -218,7 +218,10 @@ asio::awaitable<bool> Session::read_proxy_header() {
 // A transparent listener's client dialled someone else; the NAT says whom.
 // Without a NAT entry, or dialling geomx itself, relaying would loop.
 asio::awaitable<bool> Session::read_original_destination() {
-  auto dst = original_destination(client_.native_handle());
+  boost::system::error_code ec;
+  const auto local = from_asio(client_.local_endpoint(ec));
+  // IPv4 clients of a dual-stack socket come through the IPv4 NAT.
+  auto dst = original_destination(client_.native_handle(), !local.address.is_v4());
   bool looped = state_.own.contains(rec_.peer);
   if (!looped && is_local_address(rec_.peer.address)) {
     // From this host: maybe geomx's own pass connection, whose accept here
@@ -236,17 +239,18 @@ asio::awaitable<bool> Session::read_original_destination() {
     rec_.error = *why;
   } else {
     const auto& d = std::get<conf::Endpoint>(dst);
-    boost::system::error_code ec;
-    const auto local = from_asio(client_.local_endpoint(ec));
     // The listener it came in on, another listener's address, or a port a
     // wildcard listener serves on an address of this host.
     const auto& listeners = snap_->config.listeners;
-    const bool ours =
-        d == local || std::any_of(listeners.begin(), listeners.end(), [&](auto& l) {
-          const auto& a = l.address;
-          return a == d || (a.port == d.port && a.address.is_unspecified() &&
-                            a.address.is_v4() == d.address.is_v4() && is_local_address(d.address));
-        });
+    const auto any = [&](auto pred) {
+      return std::any_of(listeners.begin(), listeners.end(), pred);
+    };
+    const bool ours = d == local || any([&](const conf::Listener& l) { return l.address == d; }) ||
+                      (any([&](const conf::Listener& l) {
+                         return l.address.port == d.port && l.address.address.is_unspecified() &&
+                                l.address.address.is_v4() == d.address.is_v4();
+                       }) &&
+                       is_local_address(d.address));
     if (!ours) {
       dest_ = d;
       co_return true;
@@ -261,7 +265,7 @@ asio::awaitable<bool> Session::read_original_destination() {
 // Action "pass": to the address the client dialled, as it sent it (no
 // PROXY header: the peer is someone else's server).
 asio::awaitable<void> Session::pass() {
-  const conf::Pool& relay_settings = snap_->passthrough;
+  static const conf::Pool relay_settings;  // the pool defaults: connect, idle and fin timeouts
   rec_.member = dest_->to_string();
   bool fault = false;
   const std::string why = co_await dial(*dest_, relay_settings.connect_timeout, fault);

@@ -63,33 +63,32 @@ bool TopTalkers::record(const geo::Address& client, std::optional<geo::Country> 
   if (!refused) return true;
   ++e.counts.refused[static_cast<std::size_t>(minute % buckets)];
   if (log_sample_ == 0) return true;
-  if (e.log_minute != minute) {  // a new minute: what the last one suppressed is due
-    e.due += std::exchange(e.suppressed, 0);
-    e.log_minute = minute;
-    e.logged = 0;
+  if (!e.log.admit(minute, log_sample_)) return false;
+  return all_.admit(minute, log_limit_);  // a flood of many sources
+}
+
+bool TopTalkers::Sampler::admit(std::int64_t now_minute, std::uint32_t cap) {
+  if (minute != now_minute) {  // a new minute: what the last one suppressed is due
+    due += std::exchange(suppressed, 0);
+    minute = now_minute;
+    logged = 0;
   }
-  if (e.logged >= log_sample_) {
-    ++e.suppressed;
+  if (cap != 0 && logged >= cap) {
+    ++suppressed;
     return false;
   }
-  ++e.logged;
-  if (all_minute_ != minute) {
-    all_due_ += std::exchange(all_suppressed_, 0);
-    all_minute_ = minute;
-    all_logged_ = 0;
-  }
-  if (log_limit_ != 0 && all_logged_ >= log_limit_) {  // a flood of many sources
-    ++all_suppressed_;
-    return false;
-  }
-  ++all_logged_;
+  ++logged;
   return true;
+}
+
+std::uint64_t TopTalkers::Sampler::take(std::int64_t now_minute) {
+  if (minute < now_minute) due += std::exchange(suppressed, 0);
+  return std::exchange(due, 0);
 }
 
 std::uint64_t TopTalkers::take_suppressed_all(Clock::time_point now) {
   std::lock_guard lock(mutex_);
-  if (all_minute_ < minute_of(now)) all_due_ += std::exchange(all_suppressed_, 0);
-  return std::exchange(all_due_, 0);
+  return all_.take(minute_of(now));
 }
 
 TopTalkers::Report TopTalkers::top(std::chrono::minutes window, std::size_t n,
@@ -123,10 +122,8 @@ std::vector<std::pair<geo::Address, std::uint64_t>> TopTalkers::take_suppressed(
   const auto minute = minute_of(now);
   std::vector<std::pair<geo::Address, std::uint64_t>> out;
   std::lock_guard lock(mutex_);
-  for (auto& [address, e] : entries_) {
-    if (e.log_minute < minute) e.due += std::exchange(e.suppressed, 0);
-    if (e.due != 0) out.emplace_back(address, std::exchange(e.due, 0));
-  }
+  for (auto& [address, e] : entries_)
+    if (const auto due = e.log.take(minute)) out.emplace_back(address, due);
   return out;
 }
 

@@ -60,13 +60,20 @@ class TopTalkers {
     std::int64_t minute = 0;  // of the newest bucket
     void advance(std::int64_t to);
   };
+  // Refusal log lines admitted per minute up to a cap (0: none), and those
+  // left out: counted in their minute, due once that minute is over.
+  struct Sampler {
+    std::int64_t minute = -1;  // the minute `logged` counts
+    std::uint32_t logged = 0;
+    std::uint64_t suppressed = 0;  // in `minute`
+    std::uint64_t due = 0;         // suppressed in minutes that are over, not yet said
+    bool admit(std::int64_t now_minute, std::uint32_t cap);
+    std::uint64_t take(std::int64_t now_minute);
+  };
   struct Entry {
     Counts counts;
     std::optional<geo::Country> country;
-    std::int64_t log_minute = -1;  // the minute log_count counts
-    std::uint32_t logged = 0;
-    std::uint64_t suppressed = 0;  // in log_minute
-    std::uint64_t due = 0;         // suppressed in minutes that are over, not yet said
+    Sampler log;
     std::list<geo::Address>::iterator lru;
   };
   static std::int64_t minute_of(Clock::time_point t);
@@ -76,9 +83,7 @@ class TopTalkers {
   mutable std::mutex mutex_;
   std::size_t capacity_;
   std::uint32_t log_sample_, log_limit_;
-  std::int64_t all_minute_ = -1;  // the minute all_logged_ counts
-  std::uint32_t all_logged_ = 0;
-  std::uint64_t all_suppressed_ = 0, all_due_ = 0;
+  Sampler all_;  // every client's together (log_limit_)
   std::list<geo::Address> lru_;
   std::unordered_map<geo::Address, Entry, AddressHash> entries_;
   Counts total_;
