@@ -12,7 +12,7 @@ use POSIX qw(:sys_wait_h);
 use Time::HiRes qw(time sleep);
 
 our @EXPORT_OK =
-    qw(free_port wait_for slurp can_connect spawn start_postfix start_geomx start_sink read_line first_line);
+    qw(free_port wait_for slurp log_like can_connect spawn start_postfix start_geomx start_sink read_line first_line);
 our @cleanup;
 
 sub free_port {
@@ -35,6 +35,18 @@ sub wait_for {
 }
 
 sub slurp { open my $fh, '<', $_[0] or return ''; local $/; return scalar <$fh> }
+
+# like() on a log file that geomx writes after the client has its answer
+# (a session's line comes when the session ends): wait up to 10 s for the
+# pattern, then assert, so a failure still shows the whole log.
+sub log_like {
+    my ( $file, $re, $name ) = @_;
+    my $end = time + 10;
+    sleep 0.02 while time < $end && slurp($file) !~ $re;
+    require Test::More;
+    local $Test::Builder::Level = $Test::Builder::Level + 1;
+    return Test::More::like( slurp($file), $re, $name );
+}
 
 sub can_connect {
     my ($port) = @_;

@@ -16,7 +16,7 @@ use POSIX qw(:sys_wait_h);
 use Time::HiRes qw(time sleep);
 use FindBin;
 use lib $FindBin::Bin;
-use GeomxTest qw(free_port wait_for slurp can_connect spawn start_geomx start_sink read_line first_line);
+use GeomxTest qw(free_port wait_for slurp log_like can_connect spawn start_geomx start_sink read_line first_line);
 use HTTP::Tiny;
 
 my ( $geomx, $testdata ) = @ARGV;
@@ -76,7 +76,7 @@ subtest '1. geomx block: in force on the next connection, listed, deleted' => su
     is( $rc, 0, "block add: exit 0" );
     like( first_line( $port, '127.99.1.1' ), qr/^554 5\.7\.1 geomx\.test access denied/, 'the next connection: 554' );
     like( first_line( $port, '127.98.1.1' ), qr/^220 sink/, 'its neighbour is served' );
-    like( slurp( $g->{log} ), qr/event=session .*client=127\.99\.1\.1:40000 .*end=blocked error="blocked by 127\.99\.0\.0\/16 \(operator: SPAM_09_01_2021\)"/,
+    log_like( $g->{log}, qr/event=session .*client=127\.99\.1\.1:40000 .*end=blocked error="blocked by 127\.99\.0\.0\/16 \(operator: SPAM_09_01_2021\)"/,
         'logged with the block and its comment' );
     ( $rc, $out ) = cli( 'block', 'list', '-c', $conf );
     like( $out, qr/^127\.99\.0\.0\/16 +\S+ until deleted +operator +SPAM_09_01_2021$/m, 'block list shows it' );
@@ -195,7 +195,7 @@ aggregate_v4 = 24
     like( first_line( $p{edge}, '127.93.1.1' ), qr/^220 sink/, "client A: connection $_ of 3 served" ) for 1 .. 3;
     like( first_line( $p{edge}, '127.93.1.1' ), qr/^421 4\.7\.0 geomx\.test too many connections/, 'client A: the 4th within the minute: 421' );
     like( first_line( $p{edge}, '127.93.1.2' ), qr/^220 sink/, 'client B at the same time: served' );
-    like( slurp( $g->{log} ), qr/event=session .*client=127\.93\.1\.1:\d+ .*action=tempfail .*end=limited error="limit rate: over 3\/1m"/,
+    log_like( $g->{log}, qr/event=session .*client=127\.93\.1\.1:\d+ .*action=tempfail .*end=limited error="limit rate: over 3\/1m"/,
         'logged: end=limited, which limit and why' );
 
     # concurrent = 2: two held, the third refused, one closed, the next served.
@@ -248,6 +248,9 @@ trusted_proxies = ["127.0.0.1\/32"]
     for my $c ( 1 .. 10 ) { $ok += first_line( $p{edge}, "127.90.1.$c" ) =~ /^220 sink/ for 1 .. 2 }
     $ok += first_line( $p{refuse}, '127.89.0.1' ) =~ /^554/ for 1 .. 20;
     is( $ok, 100, '100 connections: 60 from the heavy sender, 2 each from 10 others, 20 refused' );
+    # A session is counted (top, metrics, log) when it ends, just after the client's close.
+    wait_for( 'the 100 sessions to end', 10,
+        sub { HTTP::Tiny->new( timeout => 5 )->get("http://127.0.0.1:$g->{admin}/metrics")->{content} =~ /^geomx_active_connections 0$/m } );
     # 1h: these seconds are all in whole buckets (1m weighs the minute before by how
     # much of it is still inside the window, so its sums are approximate).
     my ( $rc, $out ) = cli( 'top', '--window', '1h', '--n', '3', '-c', $g->{conf} );

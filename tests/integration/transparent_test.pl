@@ -21,7 +21,7 @@ use POSIX qw(:sys_wait_h);
 use Time::HiRes qw(time sleep);
 use FindBin;
 use lib $FindBin::Bin;
-use GeomxTest qw(free_port wait_for slurp spawn start_geomx start_sink read_line);
+use GeomxTest qw(free_port wait_for slurp log_like spawn start_geomx start_sink read_line);
 
 my ( $geomx, $testdata ) = @ARGV;
 die "usage: $0 GEOMX TESTDATA\n" unless $testdata;
@@ -202,7 +202,7 @@ subtest '2. a planted spammer: over its rate, banned; the others go on' => sub {
     like( greeting( '127.0.0.99', '127.0.5.3' ), qr/^220 far99/, 'a neighbour at the same time is served' );
     my ( $rc, $out ) = cli( 'block', 'list' );
     like( $out, qr/^127\.0\.66\.6\/32 .*limit:outbound/m, "block list: the ban, origin limit:outbound" );
-    like( slurp( $g->{log} ), qr/event=session .*client=127\.0\.66\.6:\d+ .*end=blocked error="blocked by 127\.0\.66\.6\/32 \(limit:outbound/,
+    log_like( $g->{log}, qr/event=session .*client=127\.0\.66\.6:\d+ .*end=blocked error="blocked by 127\.0\.66\.6\/32 \(limit:outbound/,
         'logged: end=blocked with the ban' );
 };
 
