@@ -142,6 +142,11 @@ Server::Server(std::shared_ptr<const policy::Snapshot> snapshot, Log& log)
   state_.metrics.config_loaded(1);
   state_.ban = [this](Block b) {
     asio::post(control_io_, [this, b = std::move(b)] {
+      // Sessions over the limit at once all post the ban (each passed the
+      // block check before the first one landed): one block, one write.
+      if (const auto in_force = state_.blocks.find(b.cidr.network(), b.created);
+          in_force && in_force->cidr.length() <= b.cidr.length())
+        return;
       // Each ban rewrites the state file: a flood of offenders must not make
       // it grow without end. Past the cap they get the 421 but no ban.
       const auto max_bans = state_.current()->snapshot->config.server.max_bans;

@@ -139,7 +139,7 @@ asio::awaitable<bool> Session::within_limits(const std::vector<std::size_t>& lim
               unix + std::chrono::duration_cast<std::chrono::seconds>(limit.ban_for).count(),
               "limit:" + limit.name};
       // Written to disk on the control thread: an fsync must not stall this one.
-      if (!state_.blocks.find(rec_.client.address, unix) && state_.ban) state_.ban(std::move(b));
+      if (state_.ban) state_.ban(std::move(b));
     }
     co_await reply_and_close(reply, EndReason::limited);
     co_return false;
