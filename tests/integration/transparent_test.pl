@@ -204,6 +204,9 @@ subtest '2. a planted spammer: over its rate, banned; the others go on' => sub {
     like( $out, qr/^127\.0\.66\.6\/32 .*limit:outbound/m, "block list: the ban, origin limit:outbound" );
     log_like( $g->{log}, qr/event=session .*client=127\.0\.66\.6:\d+ .*end=blocked error="blocked by 127\.0\.66\.6\/32 \(limit:outbound/,
         'logged: end=blocked with the ban' );
+    # Counted (top) before it is logged, when the session ends: all three, for subtest 4.
+    wait_for( 'three blocked sessions logged', 10,
+        sub { ( () = slurp( $g->{log} ) =~ /event=session .*client=127\.0\.66\.6:\d+ .*end=blocked /g ) >= 3 } );
 };
 
 subtest '3. an operator block, from the CLI' => sub {
