@@ -6,27 +6,22 @@ namespace geomx::proxy {
 
 LimitTable::Verdict LimitTable::enter(const geo::Address& client, const conf::Limit& limit,
                                       Clock::time_point now, std::optional<Hold>& hold) {
+  hold.reset();  // a Hold let go under the lock below would take it again
   const auto key =
       geo::Prefix::containing(client, client.is_v4() ? limit.aggregate_v4 : limit.aggregate_v6);
   std::lock_guard lock(mutex_);
   auto it = entries_.find(key);
   if (it == entries_.end()) {
-    if (entries_.size() >= capacity_) {
-      // Forget the least recently seen client that has no connection open
-      // (one that has would lose its concurrent count). Clients with open
-      // connections are bounded by max_connections.
-      for (auto victim = lru_.end(); victim != lru_.begin();) {
-        --victim;
-        const auto e = entries_.find(*victim);
-        if (e->second.active != 0) continue;
-        entries_.erase(e);
-        lru_.erase(victim);
-        break;
-      }
+    // Full: forget the least recently seen client. One with connections
+    // open is not on the list (it would lose its concurrent count); those
+    // are bounded by max_connections.
+    if (entries_.size() >= capacity_ && !lru_.empty()) {
+      entries_.erase(lru_.back());
+      lru_.pop_back();
     }
     lru_.push_front(key);
     it = entries_.emplace(key, Entry{static_cast<double>(limit.burst), now, 0, lru_.begin()}).first;
-  } else {
+  } else if (it->second.lru != lru_.end()) {
     lru_.splice(lru_.begin(), lru_, it->second.lru);
   }
   Entry& e = it->second;
@@ -42,7 +37,10 @@ LimitTable::Verdict LimitTable::enter(const geo::Address& client, const conf::Li
   if (limit.concurrent != 0 && e.active >= limit.concurrent) return Verdict::over_concurrent;
   if (limit.rate != 0) e.tokens -= 1;
   if (limit.concurrent != 0) {
-    ++e.active;
+    if (e.active++ == 0) {  // off the list while it has connections open
+      lru_.erase(e.lru);
+      e.lru = lru_.end();
+    }
     hold.emplace(shared_from_this(), key);
   }
   return Verdict::ok;
@@ -50,8 +48,12 @@ LimitTable::Verdict LimitTable::enter(const geo::Address& client, const conf::Li
 
 void LimitTable::leave(const geo::Prefix& key) {
   std::lock_guard lock(mutex_);
-  const auto it = entries_.find(key);  // gone if it was forgotten meanwhile
-  if (it != entries_.end() && it->second.active > 0) --it->second.active;
+  const auto it = entries_.find(key);
+  if (it == entries_.end() || it->second.active == 0) return;
+  if (--it->second.active == 0) {  // its last connection: back on the list, as seen now
+    lru_.push_front(key);
+    it->second.lru = lru_.begin();
+  }
 }
 
 std::size_t LimitTable::size() const {

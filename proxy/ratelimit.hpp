@@ -1,10 +1,11 @@
 #pragma once
 // [[limit]]: per-client token buckets (connection rate) and concurrent
 // connection counts, per address or per prefix (aggregate_v4/_v6), in a
-// table of fixed size: when it is full the least recently seen client is
-// forgotten, so a flood of random sources costs no more memory than
-// table_size entries. One table per limit, kept across reloads while the
-// limit keeps its name and table_size.
+// table of fixed size: when it is full the least recently seen client with
+// no connection open is forgotten (in constant time), so a flood of random
+// sources costs no more memory than table_size entries. A client whose last
+// connection closes counts as seen then. One table per limit, kept across
+// reloads while the limit keeps its name and table_size.
 #include <chrono>
 #include <cstdint>
 #include <list>
@@ -42,7 +43,8 @@ class LimitTable : public std::enable_shared_from_this<LimitTable> {
 
   enum class Verdict { ok, over_rate, over_concurrent };
   // Counts one connection from `client` against `limit`; with a concurrent
-  // limit and an ok verdict, `hold` keeps its slot.
+  // limit and an ok verdict, `hold` keeps its slot (whatever it held
+  // before is let go first).
   Verdict enter(const geo::Address& client, const conf::Limit& limit, Clock::time_point now,
                 std::optional<Hold>& hold);
   std::size_t size() const;
@@ -52,12 +54,12 @@ class LimitTable : public std::enable_shared_from_this<LimitTable> {
     double tokens = 0;
     Clock::time_point refilled;
     std::uint32_t active = 0;
-    std::list<geo::Prefix>::iterator lru;
+    std::list<geo::Prefix>::iterator lru;  // lru_.end() while active != 0
   };
   void leave(const geo::Prefix& key);
   mutable std::mutex mutex_;
   std::uint32_t capacity_;
-  std::list<geo::Prefix> lru_;  // most recently seen first
+  std::list<geo::Prefix> lru_;  // clients with no connection open, most recently seen first
   std::unordered_map<geo::Prefix, Entry, AddressHash> entries_;
 };
 

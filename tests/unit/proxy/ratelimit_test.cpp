@@ -90,5 +90,41 @@ TEST_CASE("a full table does not forget a client with connections open") {
   CHECK(table->enter(holder, limit, now, other) == LimitTable::Verdict::over_concurrent);
 }
 
+TEST_CASE("a table nearly full of open connections still forgets only the idle, least recent") {
+  // 5,000 clients hold a connection each in a table of 5,010; 50,000 other
+  // sources come and go through the 10 entries left. One connection a
+  // minute: a remembered client is over the rate, a forgotten one is new.
+  auto table = std::make_shared<LimitTable>(5'010);
+  auto limit = rate_limit(1, 1);
+  limit.concurrent = 1;
+  const auto now = Clock::now();
+  const auto holder = [](std::uint32_t i) { return geo::Address::v4(0xC0000000 + i); };
+  const auto source = [](std::uint32_t i) { return geo::Address::v4(0x0A000000 + i); };
+  std::vector<std::optional<LimitTable::Hold>> holds(5'000);
+  for (std::uint32_t i = 0; i < 5'000; ++i)
+    REQUIRE(table->enter(holder(i), limit, now, holds[i]) == V::ok);
+  for (std::uint32_t i = 0; i < 50'000; ++i) {
+    std::optional<LimitTable::Hold> h;
+    REQUIRE(table->enter(source(i), limit, now, h) == V::ok);
+  }
+  CHECK(table->size() == 5'010);
+  std::optional<LimitTable::Hold> h;
+  CHECK(table->enter(holder(0), limit, now, h) == V::over_rate);  // remembered
+  CHECK(table->enter(holder(4'999), limit, now, h) == V::over_rate);
+  CHECK(table->enter(source(49'999), limit, now, h) == V::over_rate);
+  CHECK(table->enter(source(0), limit, now, h) == V::ok);  // forgotten long ago
+  h.reset();
+  // holder 0's connection closes: it counts as seen now, so the next 10 new
+  // sources forget the 10 idle clients seen before it, not it.
+  holds[0].reset();
+  for (std::uint32_t i = 0; i < 10; ++i) {
+    std::optional<LimitTable::Hold> n;
+    REQUIRE(table->enter(geo::Address::v4(0x0B000000 + i), limit, now, n) == V::ok);
+  }
+  CHECK(table->size() == 5'010);
+  CHECK(table->enter(holder(0), limit, now, h) == V::over_rate);
+  CHECK(table->enter(source(0), limit, now, h) == V::ok);  // forgotten again
+}
+
 }  // namespace
 }  // namespace geomx::proxy
