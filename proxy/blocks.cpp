@@ -186,8 +186,14 @@ std::vector<Block> BlockList::list(std::int64_t now) const {
 }
 
 std::optional<Block> BlockList::find(const geo::Address& a, std::int64_t now) const {
+  return covering(geo::Prefix::containing(a, a.is_v4() ? 32 : 128), now);
+}
+
+std::optional<Block> BlockList::covering(const geo::Prefix& p, std::int64_t now) const {
   const auto set = blocks_.load();
+  const auto& a = p.network();
   for (const auto length : a.is_v4() ? set->v4_lengths : set->v6_lengths) {
+    if (length > p.length()) continue;  // inside `p`, not around it
     const auto it = set->by_cidr.find(geo::Prefix::containing(a, length));
     if (it != set->by_cidr.end() && set->blocks[it->second].active(now))
       return set->blocks[it->second];

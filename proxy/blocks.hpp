@@ -51,6 +51,9 @@ class BlockList {
   // The block in force that covers `a`, the most specific first, if any
   // (any thread): one hash lookup per prefix length in use.
   std::optional<Block> find(const geo::Address& a, std::int64_t now) const;
+  // The block in force that covers all of `p` (its CIDR or a wider one),
+  // the most specific first, if any.
+  std::optional<Block> covering(const geo::Prefix& p, std::int64_t now) const;
   // How many blocks in force have an origin that starts with `prefix`.
   std::size_t count(std::string_view origin_prefix, std::int64_t now) const;
   const std::string& file() const { return file_; }

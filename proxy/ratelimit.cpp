@@ -12,19 +12,40 @@ LimitTable::Verdict LimitTable::enter(const geo::Address& client, const conf::Li
   std::lock_guard lock(mutex_);
   auto it = entries_.find(key);
   if (it == entries_.end()) {
-    // Full: forget the least recently seen client. One with connections
+    // Full: forget the least recently seen clients. One with connections
     // open is not on the list (it would lose its concurrent count); those
-    // are bounded by max_connections.
-    if (entries_.size() >= capacity_ && !lru_.empty()) {
+    // are bounded by max_connections, and the table shrinks back to
+    // capacity as they close.
+    while (entries_.size() >= capacity_ && !lru_.empty()) {
       entries_.erase(lru_.back());
       lru_.pop_back();
     }
-    lru_.push_front(key);
-    it = entries_.emplace(key, Entry{static_cast<double>(limit.burst), now, 0, lru_.begin()}).first;
-  } else if (it->second.lru != lru_.end()) {
-    lru_.splice(lru_.begin(), lru_, it->second.lru);
+    it = entries_.emplace(key, Entry{static_cast<double>(limit.burst), now, 0, lru_.end()}).first;
   }
   Entry& e = it->second;
+  const Verdict verdict = judge(e, limit, now);
+  if (verdict == Verdict::ok && limit.concurrent != 0) {
+    ++e.active;
+    hold.emplace(shared_from_this(), key);
+  }
+  // Seen now: at the front of the list, or off it while it has connections open.
+  if (e.active != 0) {
+    if (e.lru != lru_.end()) {
+      lru_.erase(e.lru);
+      e.lru = lru_.end();
+    }
+  } else if (e.lru == lru_.end()) {
+    lru_.push_front(key);
+    e.lru = lru_.begin();
+  } else {
+    lru_.splice(lru_.begin(), lru_, e.lru);
+  }
+  return verdict;
+}
+
+// Refills the token bucket to `now` and judges one more connection; ok
+// takes its token (the concurrent count is the caller's).
+LimitTable::Verdict LimitTable::judge(Entry& e, const conf::Limit& limit, Clock::time_point now) {
   if (limit.rate != 0) {
     const double per_second = limit.rate / std::chrono::duration<double>(limit.per).count();
     if (now > e.refilled) {  // `now` was read before the lock: it may be behind
@@ -36,13 +57,6 @@ LimitTable::Verdict LimitTable::enter(const geo::Address& client, const conf::Li
   }
   if (limit.concurrent != 0 && e.active >= limit.concurrent) return Verdict::over_concurrent;
   if (limit.rate != 0) e.tokens -= 1;
-  if (limit.concurrent != 0) {
-    if (e.active++ == 0) {  // off the list while it has connections open
-      lru_.erase(e.lru);
-      e.lru = lru_.end();
-    }
-    hold.emplace(shared_from_this(), key);
-  }
   return Verdict::ok;
 }
 

@@ -56,6 +56,7 @@ class LimitTable : public std::enable_shared_from_this<LimitTable> {
     std::uint32_t active = 0;
     std::list<geo::Prefix>::iterator lru;  // lru_.end() while active != 0
   };
+  static Verdict judge(Entry& e, const conf::Limit& limit, Clock::time_point now);
   void leave(const geo::Prefix& key);
   mutable std::mutex mutex_;
   std::uint32_t capacity_;

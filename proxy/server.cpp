@@ -143,16 +143,20 @@ Server::Server(std::shared_ptr<const policy::Snapshot> snapshot, Log& log)
   state_.ban = [this](Block b) {
     asio::post(control_io_, [this, b = std::move(b)] {
       // Sessions over the limit at once all post the ban (each passed the
-      // block check before the first one landed): one block, one write.
-      if (const auto in_force = state_.blocks.find(b.cidr.network(), b.created);
-          in_force && in_force->cidr.length() <= b.cidr.length())
+      // block check before the first one landed): one block, one write. A
+      // covering block that ends sooner (and is not this limit's) does not
+      // stand in for it.
+      const auto now = unix_now();
+      if (const auto in_force = state_.blocks.covering(b.cidr, now);
+          in_force && (in_force->origin == b.origin || !in_force->expires ||
+                       (b.expires && *in_force->expires >= *b.expires)))
         return;
       // Each ban rewrites the state file: a flood of offenders must not make
       // it grow without end. Past the cap they get the 421 but no ban.
       const auto max_bans = state_.current()->snapshot->config.server.max_bans;
-      if (state_.blocks.count("limit:", b.created) >= max_bans) {
-        if (b.created >= ban_warned_ + 60) {
-          ban_warned_ = b.created;
+      if (state_.blocks.count("limit:", now) >= max_bans) {
+        if (now >= ban_warned_ + 60) {
+          ban_warned_ = now;
           state_.log.event("warning", {{"problem", "ban not added: server.max_bans in force"},
                                        {"max_bans", std::to_string(max_bans)},
                                        {"cidr", b.cidr.to_string()}});

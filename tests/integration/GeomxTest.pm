@@ -12,7 +12,7 @@ use POSIX qw(:sys_wait_h);
 use Time::HiRes qw(time sleep);
 
 our @EXPORT_OK =
-    qw(free_port wait_for slurp log_like can_connect spawn start_postfix start_geomx start_sink read_line first_line);
+    qw(free_port wait_for slurp log_like wait_idle can_connect spawn start_postfix start_geomx start_sink read_line first_line);
 our @cleanup;
 
 sub free_port {
@@ -46,6 +46,15 @@ sub log_like {
     require Test::More;
     local $Test::Builder::Level = $Test::Builder::Level + 1;
     return Test::More::like( slurp($file), $re, $name );
+}
+
+# Until geomx (admin endpoint on ADMIN_PORT) has no session open: each one's
+# counts (top, /metrics) and log line are in.
+sub wait_idle {
+    my ($admin) = @_;
+    require HTTP::Tiny;
+    wait_for( 'every session to end', 10,
+        sub { HTTP::Tiny->new( timeout => 5 )->get("http://127.0.0.1:$admin/metrics")->{content} =~ /^geomx_active_connections 0$/m } );
 }
 
 sub can_connect {

@@ -42,6 +42,22 @@ TEST_CASE("find: the most specific block in force, per family") {
   CHECK(blocks.list(now).size() == 2);
 }
 
+TEST_CASE("covering: a block around all of a prefix, not one inside it") {
+  BlockList blocks("");
+  const std::int64_t now = 1'800'000'000;
+  blocks.add({cidr("192.0.2.0/24"), "net", now, std::nullopt, "operator"});
+  blocks.add({cidr("192.0.2.7/32"), "host", now, now + 60, "operator"});
+  auto around = [&](const char* p) {
+    const auto b = blocks.covering(cidr(p), now);
+    return b ? b->comment : std::string("-");
+  };
+  CHECK(around("192.0.2.0/24") == "net");  // the /32 inside does not hide it
+  CHECK(around("192.0.2.7/32") == "host");
+  CHECK(around("192.0.2.0/25") == "net");
+  CHECK(around("192.0.0.0/16") == "-");  // wider than any block
+  CHECK(around("2001:db8::/48") == "-");
+}
+
 TEST_CASE("find with thousands of blocks answers as a scan would") {
   BlockList blocks("");
   const std::int64_t now = 1'800'000'000;

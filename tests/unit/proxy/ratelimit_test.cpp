@@ -90,6 +90,36 @@ TEST_CASE("a full table does not forget a client with connections open") {
   CHECK(table->enter(holder, limit, now, other) == LimitTable::Verdict::over_concurrent);
 }
 
+TEST_CASE("enter() with a Hold already in hand lets it go first") {
+  auto table = std::make_shared<LimitTable>(16);
+  conf::Limit limit;
+  limit.concurrent = 1;
+  const auto now = Clock::now();
+  const auto a = geo::parse_address("192.0.2.1");
+  std::optional<LimitTable::Hold> h;
+  REQUIRE(table->enter(a, limit, now, h) == V::ok);
+  CHECK(table->enter(a, limit, now, h) == V::ok);  // the first hold released: no deadlock, no over
+  std::optional<LimitTable::Hold> other;
+  CHECK(table->enter(a, limit, now, other) == V::over_concurrent);  // the second one holds
+  h.reset();
+  CHECK(table->enter(a, limit, now, other) == V::ok);
+}
+
+TEST_CASE("a full table shrinks back to its size as held connections close") {
+  auto table = std::make_shared<LimitTable>(4);
+  conf::Limit limit;
+  limit.concurrent = 1;
+  const auto now = Clock::now();
+  std::vector<std::optional<LimitTable::Hold>> holds(8);
+  for (std::uint32_t i = 0; i < 8; ++i)
+    REQUIRE(table->enter(geo::Address::v4(0xC0000200 + i), limit, now, holds[i]) == V::ok);
+  CHECK(table->size() == 8);  // every entry has a connection open: none forgotten
+  holds.clear();
+  std::optional<LimitTable::Hold> h;
+  table->enter(geo::parse_address("198.51.100.1"), limit, now, h);
+  CHECK(table->size() == 4);
+}
+
 TEST_CASE("a table nearly full of open connections still forgets only the idle, least recent") {
   // 5,000 clients hold a connection each in a table of 5,010; 50,000 other
   // sources come and go through the 10 entries left. One connection a
