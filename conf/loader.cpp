@@ -481,7 +481,8 @@ void parse_match(TableReader& t, Match& m, const Names& names) {
 void parse_rule(TableReader& t, Rule& rule, std::set<std::string>& rule_names, const Names& names,
                 const Server& server) {
   unique_name(t, rule.name, rule_names);
-  if (auto* cond = t.typed<toml::table>("if", "a table of matchers")) {
+  const auto* cond = t.typed<toml::table>("if", "a table of matchers");
+  if (cond) {
     TableReader ct(t.reader(), *cond, t.sub("if"));
     parse_match(ct, rule.match, names);
     if (cond->empty()) t.error("if", "empty; leave `if` out for a catch-all rule");
@@ -500,7 +501,6 @@ void parse_rule(TableReader& t, Rule& rule, std::set<std::string>& rule_names, c
         !on.empty() && std::all_of(on.begin(), on.end(), [&](const std::string& name) {
           return names.transparent.contains(name);
         });
-    const toml::table* cond = t.node("if") ? t.node("if")->as_table() : nullptr;
     const bool names_reported = on.empty() && cond && cond->contains("listener");  // unknown
     if (!only_transparent && !names_reported)
       t.error("action",

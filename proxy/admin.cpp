@@ -194,11 +194,12 @@ AdminReply blocks_answer(std::string_view method, std::string_view target, Serve
     return {200, text_plain, fmt::format("deleted {}\n", cidr.to_string())};
   }
   // A typo away from refusing the whole world (0.0.0.0/0): only on purpose.
-  if (cidr.length() < (cidr.family() == geo::Family::v4 ? 8u : 16u) && q["force"] != "yes")
+  const unsigned shortest = cidr.family() == geo::Family::v4 ? 8 : 16;
+  if (cidr.length() < shortest && q["force"] != "yes")
     return {400, text_plain,
             fmt::format("cidr: {} is shorter than /{}: it would refuse a large part of the "
                         "Internet; add force=yes (geomx block add --force) if that is meant\n",
-                        cidr.to_string(), cidr.family() == geo::Family::v4 ? 8 : 16)};
+                        cidr.to_string(), shortest)};
   Block b{cidr, q["comment"], now, std::nullopt, "operator"};
   if (!q["for"].empty()) {
     try {

@@ -31,6 +31,14 @@ struct AddressHash {
     return mix_hash(static_cast<std::uint64_t>(bits), static_cast<std::uint64_t>(bits >> 64),
                     p.length() * 2u + static_cast<unsigned>(p.family()));
   }
+  // An address and a port (any type with .address and .port).
+  template <class Endpoint>
+  requires requires(const Endpoint& e) { e.port; }
+  std::size_t operator()(const Endpoint& e) const {
+    const auto bits = e.address.v6_bits();
+    return mix_hash(static_cast<std::uint64_t>(bits), static_cast<std::uint64_t>(bits >> 64),
+                    std::uint64_t{e.port} * 2u + static_cast<unsigned>(e.address.family()));
+  }
 };
 
 }  // namespace geomx::proxy

@@ -55,13 +55,8 @@ class OwnConnections {
   }
 
  private:
-  struct Hash {
-    std::size_t operator()(const conf::Endpoint& e) const {
-      return AddressHash{}(e.address) ^ (std::size_t{e.port} * 0x9e3779b97f4a7c15ULL);
-    }
-  };
   mutable std::mutex mutex_;
-  std::unordered_set<conf::Endpoint, Hash> set_;
+  std::unordered_set<conf::Endpoint, AddressHash> set_;
 };
 
 }  // namespace geomx::proxy

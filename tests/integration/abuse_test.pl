@@ -9,14 +9,13 @@ use strict;
 use warnings;
 use Test::More;
 use IO::Socket::IP;
-use IO::Select;
 use Cwd ();
 use File::Temp qw(tempdir);
-use POSIX qw(:sys_wait_h);
+use POSIX ();
 use Time::HiRes qw(time sleep clock_gettime CLOCK_MONOTONIC);
 use FindBin;
 use lib $FindBin::Bin;
-use GeomxTest qw(free_port wait_for slurp log_like wait_idle can_connect spawn start_geomx start_sink read_line first_line);
+use GeomxTest qw(free_port wait_for slurp log_like wait_idle start_geomx start_sink read_line first_line);
 use HTTP::Tiny;
 
 my ( $geomx, $testdata ) = @ARGV;
@@ -32,6 +31,18 @@ mkdir $state;
 chmod 0777, $state;    # geomx writes it after dropping to nobody
 my ($sink) = start_sink( $dir, 'sink' ) =~ /:(\d+)$/;
 my $admin = free_port();
+# A listener behind our trusted local PROXY sender (every client here).
+sub listener_toml {
+    my ($name) = @_;
+    return qq([[listener]]\nname = "$name"\naddress = "127.0.0.1:0"\nproxy_protocol = "v1"\ntrusted_proxies = ["127.0.0.1/32"]\n);
+}
+# CONFIG with TOML put in before its [pool.sink] table.
+sub before_pool {
+    my ( $config, $toml ) = @_;
+    $config =~ s/^\[pool\.sink\]/$toml\[pool.sink]/m or die "no [pool.sink] in the config";
+    return $config;
+}
+my $edge = listener_toml('edge');
 my $config = <<"TOML";
 [server]
 hostname = "geomx.test"
@@ -39,12 +50,7 @@ threads = 2
 state_dir = "$state"
 [geo]
 databases = ["$testdata/edge6.mmdb"]
-[[listener]]
-name = "edge"
-address = "127.0.0.1:0"
-proxy_protocol = "v1"
-trusted_proxies = ["127.0.0.1/32"]
-[pool.sink]
+${edge}[pool.sink]
 members = ["127.0.0.1:$sink"]
 [[rule]]
 name = "all"
@@ -153,44 +159,30 @@ subtest '5. [[limit]]: over its rate a client gets 421 while another is served; 
     $g->{stop}->();
     my $limits = $config;
     $limits =~ s/^(state_dir = .*)$/$1\nmax_bans = 1/m;
-    $limits =~ s/^\[pool\.sink\]/[[listener]]
-name = "conc"
-address = "127.0.0.1:0"
-proxy_protocol = "v1"
-trusted_proxies = ["127.0.0.1\/32"]
-[[listener]]
-name = "bans"
-address = "127.0.0.1:0"
-proxy_protocol = "v1"
-trusted_proxies = ["127.0.0.1\/32"]
+    $limits = before_pool( $limits, join '', map( { listener_toml($_) } qw(conc bans longban) ), <<'TOML' );
 [[limit]]
 name = "rate"
 if = { listener = "edge" }
-rate = "3\/min"
+rate = "3/min"
 [[limit]]
 name = "conc"
 if = { listener = "conc" }
 concurrent = 2
-[[listener]]
-name = "longban"
-address = "127.0.0.1:0"
-proxy_protocol = "v1"
-trusted_proxies = ["127.0.0.1\/32"]
 [[limit]]
 name = "longflood"
 if = { listener = "longban" }
-rate = "2\/h"
+rate = "2/h"
 action = "ban"
 ban_for = "1h"
 aggregate_v4 = 24
 [[limit]]
 name = "flood"
 if = { listener = "bans" }
-rate = "2\/h"
+rate = "2/h"
 action = "ban"
 ban_for = "3s"
 aggregate_v4 = 24
-[pool.sink]/m;
+TOML
     $g = start_geomx( $geomx, $dir, 'limits', $limits );
     my %p = %{ $g->{ports} };
     like( first_line( $p{edge}, '127.93.1.1' ), qr/^220 sink/, "client A: connection $_ of 3 served" ) for 1 .. 3;
@@ -238,12 +230,7 @@ subtest '6. geomx top ranks a heavy sender first with its share; refusals are lo
     $g->{stop}->();
     my $top = $config;
     $top =~ s/^state_dir = .*$/state_dir = "$state"\nrefusal_log_sample = 3/m;
-    $top =~ s/^\[pool\.sink\]/[[listener]]
-name = "refuse"
-address = "127.0.0.1:0"
-proxy_protocol = "v1"
-trusted_proxies = ["127.0.0.1\/32"]
-[pool.sink]/m;
+    $top = before_pool( $top, listener_toml('refuse') );
     $top =~ s/^\[\[rule\]\]\nname = "all"/[[rule]]\nname = "refused"\nif = { listener = "refuse" }\naction = "reject"\n[[rule]]\nname = "all"/m;
     $g = start_geomx( $geomx, $dir, 'top', $top );
     my %p = %{ $g->{ports} };
@@ -280,14 +267,14 @@ trusted_proxies = ["127.0.0.1\/32"]
 
 subtest '7. a burst over the limit at once makes one ban, one write' => sub {
     $g->{stop}->();
-    my $burst = $config;
-    $burst =~ s/^\[pool\.sink\]/[[limit]]
+    my $burst = before_pool( $config, <<'TOML' );
+[[limit]]
 name = "burst"
-rate = "1\/h"
+rate = "1/h"
 action = "ban"
 ban_for = "1h"
 aggregate_v4 = 24
-[pool.sink]/m;
+TOML
     $g = start_geomx( $geomx, $dir, 'burst', $burst );
     # 30 clients of one /24 send their headers before any reads its answer:
     # most sessions are over the limit before the first ban is written.

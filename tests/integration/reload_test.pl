@@ -11,7 +11,6 @@ use warnings;
 use Test::More;
 use List::Util qw(max);
 use IO::Socket::IP;
-use IO::Select;
 use Cwd ();
 use File::Temp qw(tempdir);
 use POSIX qw(:sys_wait_h);

@@ -17,11 +17,10 @@ use Test::More;
 use IO::Socket::IP;
 use Cwd ();
 use File::Temp qw(tempdir);
-use POSIX qw(:sys_wait_h);
 use Time::HiRes qw(time sleep);
 use FindBin;
 use lib $FindBin::Bin;
-use GeomxTest qw(free_port wait_for slurp spawn start_geomx start_sink read_line);
+use GeomxTest qw(wait_for slurp start_geomx start_sink read_line);
 
 my ( $geomx, $testdata ) = @ARGV;
 die "usage: $0 GEOMX TESTDATA\n" unless $testdata;
