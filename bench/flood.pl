@@ -20,7 +20,7 @@ use GeomxTest qw(free_port wait_for slurp start_geomx);
 
 my %o = ( connections => 200_000, clients => 4, 'limit-seconds' => 600, build => 'build/release' );
 GetOptions( \%o, 'connections=i', 'clients=i', 'limit-seconds=i', 'build=s' ) or die "bad options\n";
-my $geomx = "$o{build}/proxy/geomx";
+my $geomx = "$o{build}/cli/geomx";
 -x $geomx or die "$geomx: not built\n";
 my $dir = tempdir( 'geomx-flood-XXXXXX', TMPDIR => 1, CLEANUP => 1 );
 chmod 0755, $dir;

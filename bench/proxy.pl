@@ -6,7 +6,7 @@
 # and reports medians and ratios. Writes OUT/proxy.json and OUT/proxy.png.
 #
 # Usage: proxy.pl --build DIR [--out DIR] [--runs N] [--threads N] [--quick]
-#   DIR holds proxy/geomx, bench/conn_bench and bench/geo_lookup_bench.
+#   DIR holds cli/geomx, bench/conn_bench and bench/geo_lookup_bench.
 #   --quick: small counts, one run (a smoke test, not a measurement).
 use strict;
 use warnings;
@@ -37,7 +37,7 @@ if ( $nofile && $n{idle} * 2 + 100 > $nofile ) {
     $n{idle} = $fit;
 }
 my $maxconn = $nofile ? int( ( $nofile - 50 ) / 2 ) : 40_000;
-my $geomx = "$o{build}/proxy/geomx";
+my $geomx = "$o{build}/cli/geomx";
 my $conn_bench = "$o{build}/bench/conn_bench";
 -x $_ or die "missing $_ (build first)\n" for $geomx, $conn_bench;
 system( 'mkdir', '-p', $o{out} ) == 0 or die;

@@ -96,3 +96,27 @@ const List* Config::find_list(std::string_view name) const {
 }
 
 }  // namespace geomx::conf
+
+namespace geomx::conf {
+
+std::vector<std::string> restart_changes(const Config& was, const Config& now) {
+  std::vector<std::string> out;
+  const Process &a = was.server.process, &b = now.server.process;
+  if (a == b && was.admin == now.admin) return out;
+  auto say = [&](bool same, std::string_view what) {
+    if (!same) out.push_back(fmt::format("{} changed: takes effect at the next restart", what));
+  };
+  say(a.threads == b.threads, "server.threads");
+  say(a.user == b.user && a.group == b.group && a.allow_root == b.allow_root,
+      "server.user/group/allow_root");
+  say(a.log_format == b.log_format, "server.log_format");
+  say(a.state_dir == b.state_dir, "server.state_dir");
+  say(a.refusal_log_sample == b.refusal_log_sample && a.refusal_log_limit == b.refusal_log_limit,
+      "server.refusal_log_sample/limit");
+  // A setting added to Process without a name above still warns.
+  say(out.size() != 0 || a == b, "a restart-only [server] setting");
+  say(was.admin == now.admin, "admin");
+  return out;
+}
+
+}  // namespace geomx::conf

@@ -52,18 +52,26 @@ std::string_view to_string(Pregreet);
 std::string_view to_string(Probe);
 std::string_view to_string(LimitAction);
 
-struct Server {
-  std::string hostname;  // default: the machine's host name
+// The [server] settings a running process keeps until it restarts (threads,
+// identity, log format, where the state is, the log sampler's tables): a
+// reload that changes them warns, and "needs a restart" is `!=`.
+struct Process {
   unsigned threads = 0;  // 0: one per core
   std::string user, group;
   bool allow_root = false;
+  LogFormat log_format = LogFormat::logfmt;
   std::string state_dir = "/var/lib/geomx";  // blocks.toml: the dated blocks
+  std::uint32_t refusal_log_sample = 10;     // refused connections logged per client per minute
+  std::uint32_t refusal_log_limit = 1000;    // ... per minute in all (0: no limit)
+  friend bool operator==(const Process&, const Process&) = default;
+};
+
+struct Server {
+  std::string hostname;  // default: the machine's host name
+  Process process;
   std::uint32_t max_connections = 10000;
   std::uint32_t max_connections_per_ip = 50;  // Postfix smtpd_client_connection_count_limit
-  std::uint32_t refusal_log_sample = 10;      // refused connections logged per client per minute
-  std::uint32_t refusal_log_limit = 1000;     // ... per minute in all (0: no limit)
   std::uint32_t max_bans = 10000;             // [[limit]] bans in force at once; then 421 only
-  LogFormat log_format = LogFormat::logfmt;
   Duration drain_timeout = std::chrono::seconds(30);
   Duration tarpit_duration = std::chrono::seconds(60);
   Duration reply_timeout =
@@ -162,11 +170,13 @@ struct Limit {
   std::uint32_t table_size = 10000;          // clients tracked; the least recently seen go
 };
 
+// Kept until a restart too (its socket and certificate are opened once).
 struct Admin {
   Endpoint listen{geo::Address::v4(0x7f000001), 9025};
   std::string tls_cert, tls_key;  // both or neither: HTTPS (PEM files)
   // Reachable beyond this host without TLS (and it has no authentication).
   bool exposed() const { return !listen.address.is_loopback() && tls_cert.empty(); }
+  friend bool operator==(const Admin&, const Admin&) = default;
 };
 
 struct Config {
@@ -183,5 +193,10 @@ struct Config {
   const Pool* find_pool(std::string_view name) const;
   const List* find_list(std::string_view name) const;
 };
+
+// What a reload from `was` to `now` cannot change, one warning each
+// ("server.threads changed: takes effect at the next restart"); empty when
+// server.process and admin are equal.
+std::vector<std::string> restart_changes(const Config& was, const Config& now);
 
 }  // namespace geomx::conf

@@ -1,257 +1,17 @@
 #include "conf/loader.hpp"
 
-#include <algorithm>
-#include <cerrno>
-#include <charconv>
-#include <cstring>
-#include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <map>
 #include <set>
 
 #include <fmt/format.h>
 #include <toml++/toml.h>
 
+#include "conf/toml_reader.hpp"
+
 namespace geomx::conf {
 namespace {
 
-constexpr std::string_view iso_3166 =
-    "AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN BO BQ BR "
-    "BS BT BV BW BY BZ CA CC CD CF CG CH CI CK CL CM CN CO CR CU CV CW CX CY CZ DE DJ DK DM DO DZ "
-    "EC EE EG EH ER ES ET FI FJ FK FM FO FR GA GB GD GE GF GG GH GI GL GM GN GP GQ GR GS GT GU GW "
-    "GY HK HM HN HR HT HU ID IE IL IM IN IO IQ IR IS IT JE JM JO JP KE KG KH KI KM KN KP KR KW KY "
-    "KZ LA LB LC LI LK LR LS LT LU LV LY MA MC MD ME MF MG MH MK ML MM MN MO MP MQ MR MS MT MU MV "
-    "MW MX MY MZ NA NC NE NF NG NI NL NO NP NR NU NZ OM PA PE PF PG PH PK PL PM PN PR PS PT PW PY "
-    "QA RE RO RS RU RW SA SB SC SD SE SG SH SI SJ SK SL SM SN SO SR SS ST SV SX SY SZ TC TD TF TG "
-    "TH TJ TK TL TM TN TO TR TT TV TW TZ UA UG UM US UY UZ VA VC VE VG VI VN VU WF WS YE YT ZA ZM "
-    "ZW "
-    // Not ISO 3166-1, but what geo databases put in the country field.
-    "EU AP XK A1 A2 A3 ZZ";
-
-std::string_view type_name(toml::node_type t) {
-  switch (t) {
-    case toml::node_type::table:
-      return "a table";
-    case toml::node_type::array:
-      return "an array";
-    case toml::node_type::string:
-      return "a string";
-    case toml::node_type::integer:
-      return "an integer";
-    case toml::node_type::floating_point:
-      return "a float";
-    case toml::node_type::boolean:
-      return "a boolean";
-    default:
-      return "a date or time";
-  }
-}
-
-bool valid_name(std::string_view s) {
-  return !s.empty() && s.size() <= 64 && std::all_of(s.begin(), s.end(), [](char c) {
-    return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.';
-  });
-}
-
-bool printable(std::string_view s) {
-  return std::all_of(s.begin(), s.end(), [](char c) { return c >= 0x20 && c < 0x7f; });
-}
-
-// One SMTP reply line without its CRLF (at most 510 characters): a code
-// from `low` to 5xx, then ' ' (a final line) or '-' (a continuation).
-bool valid_reply(std::string_view s, char low, char separator) {
-  return s.size() >= 4 && s.size() <= 510 && s[0] >= low && s[0] <= '5' &&
-         std::isdigit(static_cast<unsigned char>(s[1])) &&
-         std::isdigit(static_cast<unsigned char>(s[2])) && s[3] == separator && printable(s);
-}
-
-// A host name for replies and EHLO: printable, no spaces.
-bool valid_host_name(std::string_view s) {
-  return !s.empty() && s.size() <= 253 && printable(s) && s.find(' ') == std::string_view::npos;
-}
-
-// Collects diagnostics for one file.
-class Reader {
- public:
-  Reader(std::string file, std::vector<Diagnostic>& out) : file_(std::move(file)), out_(out) {}
-  Position position(const toml::source_region& r) const {
-    return {file_, static_cast<std::uint32_t>(r.begin.line),
-            static_cast<std::uint32_t>(r.begin.column)};
-  }
-  void error(const toml::source_region& where, std::string path, std::string message) {
-    out_.push_back({position(where), std::move(path), std::move(message)});
-  }
-
- private:
-  std::string file_;
-  std::vector<Diagnostic>& out_;
-};
-
-// One TOML table being read: hands out values by key, reports wrong types
-// and bad values, and when done every key that no one asked for.
-class TableReader {
- public:
-  TableReader(Reader& r, const toml::table& t, std::string path)
-      : r_(r), t_(t), path_(std::move(path)) {}
-  ~TableReader() {
-    for (auto&& [key, value] : t_)
-      if (!used_.contains(std::string(key.str())))
-        r_.error(key.source(), sub(key.str()), "unknown key");
-  }
-  TableReader(const TableReader&) = delete;
-  TableReader& operator=(const TableReader&) = delete;
-
-  Reader& reader() { return r_; }
-  const std::string& path() const { return path_; }
-  std::string sub(std::string_view key) const {
-    return path_.empty() ? std::string(key) : fmt::format("{}.{}", path_, key);
-  }
-  const toml::node* node(std::string_view key) {
-    used_.emplace(key);
-    return t_.get(key);
-  }
-  // An error at the key's value, or at the table when the key is missing.
-  void error(std::string_view key, std::string message) {
-    const toml::node* n = t_.get(key);
-    r_.error(n ? n->source() : t_.source(), sub(key), std::move(message));
-  }
-  void error_at(const toml::node& n, std::string path, std::string message) {
-    r_.error(n.source(), std::move(path), std::move(message));
-  }
-  bool required(std::string_view key) {
-    if (node(key)) return true;
-    error(key, "missing (required)");
-    return false;
-  }
-
-  template <class T>
-  auto typed(std::string_view key, std::string_view want)
-      -> decltype(std::declval<const toml::node&>().as<T>()) {
-    const toml::node* n = node(key);
-    if (!n) return nullptr;
-    if (auto* v = n->as<T>()) return v;
-    error(key, fmt::format("expected {}, found {}", want, type_name(n->type())));
-    return nullptr;
-  }
-
-  bool string(std::string_view key, std::string& out) {
-    auto* v = typed<std::string>(key, "a string");
-    if (v) out = v->get();
-    return v != nullptr;
-  }
-  bool boolean(std::string_view key, bool& out) {
-    auto* v = typed<bool>(key, "true or false");
-    if (v) out = v->get();
-    return v != nullptr;
-  }
-  template <class Int>
-  bool integer(std::string_view key, Int& out, std::int64_t min, std::int64_t max) {
-    auto* v = typed<std::int64_t>(key, "an integer");
-    if (!v) return false;
-    if (v->get() < min || v->get() > max) {
-      error(key, fmt::format("{} is out of range ({} to {})", v->get(), min, max));
-      return false;
-    }
-    out = static_cast<Int>(v->get());
-    return true;
-  }
-  bool duration(std::string_view key, Duration& out, Duration min, Duration max) {
-    auto* v = typed<std::string>(key, "a duration string such as \"20s\"");
-    if (!v) return false;
-    try {
-      const Duration d = parse_duration(v->get());
-      if (d < min || d > max) {
-        error(key, fmt::format("{} is out of range ({} to {})", v->get(), format_duration(min),
-                               format_duration(max)));
-        return false;
-      }
-      out = d;
-      return true;
-    } catch (const std::invalid_argument& e) {
-      error(key, e.what());
-      return false;
-    }
-  }
-  template <class E>
-  bool choice(std::string_view key, E& out, std::initializer_list<E> options) {
-    auto* v = typed<std::string>(key, "a string");
-    if (!v) return false;
-    std::string names;
-    for (E o : options) {
-      if (to_string(o) == v->get()) {
-        out = o;
-        return true;
-      }
-      names += fmt::format("{}\"{}\"", names.empty() ? "" : ", ", to_string(o));
-    }
-    error(key, fmt::format("\"{}\" is not one of {}", v->get(), names));
-    return false;
-  }
-  // A string or an array of strings: fn(text, node, path) for each.
-  template <class Fn>
-  void each_string(std::string_view key, Fn fn) {
-    const toml::node* n = node(key);
-    if (!n) return;
-    if (auto* s = n->as_string()) return fn(s->get(), *n, sub(key));
-    auto* a = n->as_array();
-    if (!a)
-      return error(key, fmt::format("expected a string or an array of strings, found {}",
-                                    type_name(n->type())));
-    if (a->empty()) return error(key, "empty; leave the key out instead");
-    for (std::size_t i = 0; i < a->size(); ++i) {
-      const auto path = fmt::format("{}[{}]", sub(key), i);
-      if (auto* s = (*a)[i].as_string())
-        fn(s->get(), (*a)[i], path);
-      else
-        error_at((*a)[i], path,
-                 fmt::format("expected a string, found {}", type_name((*a)[i].type())));
-    }
-  }
-  // A table of tables ([pool.NAME]): fn(name, TableReader&) for each, in
-  // file order.
-  template <class Fn>
-  void each_table(std::string_view key, Fn fn) {
-    auto* t = typed<toml::table>(key, "a table");
-    if (!t) return;
-    std::vector<std::pair<const toml::key*, const toml::node*>> entries;
-    for (auto&& [name, value] : *t) entries.emplace_back(&name, &value);
-    std::stable_sort(entries.begin(), entries.end(), [](const auto& a, const auto& b) {
-      const auto &x = a.second->source().begin, &y = b.second->source().begin;
-      return std::tie(x.line, x.column) < std::tie(y.line, y.column);
-    });
-    for (const auto& [name, value] : entries) {
-      const auto path = fmt::format("{}.{}", sub(key), name->str());
-      if (auto* inner = value->as_table()) {
-        TableReader tr(r_, *inner, path);
-        if (!valid_name(name->str()))
-          r_.error(name->source(), path, "names are 1-64 letters, digits, '_', '-' or '.'");
-        fn(std::string(name->str()), tr);
-      } else {
-        error_at(*value, path, fmt::format("expected a table, found {}", type_name(value->type())));
-      }
-    }
-  }
-  // An array of tables ([[rule]]): fn(index, TableReader&) for each.
-  template <class Fn>
-  void each_array_table(std::string_view key, Fn fn) {
-    const toml::node* n = node(key);
-    if (!n) return;
-    auto* a = n->as_array();
-    if (!a || !a->is_array_of_tables())
-      return error(key, fmt::format("expected an array of tables ([[{}]])", key));
-    for (std::size_t i = 0; i < a->size(); ++i) {
-      TableReader tr(r_, *(*a)[i].as_table(), fmt::format("{}[{}]", sub(key), i));
-      fn(i, tr);
-    }
-  }
-
- private:
-  Reader& r_;
-  const toml::table& t_;
-  std::string path_;
-  std::set<std::string, std::less<>> used_;
-};
+using namespace detail;
 
 // Reads a name that must be unique among `seen`.
 bool unique_name(TableReader& t, std::string& out, std::set<std::string>& seen) {
@@ -270,18 +30,19 @@ bool unique_name(TableReader& t, std::string& out, std::set<std::string>& seen) 
 void parse_server(TableReader& t, Server& s) {
   if (t.string("hostname", s.hostname) && !valid_host_name(s.hostname))
     t.error("hostname", "must be a printable name without spaces");
-  t.integer("threads", s.threads, 0, 256);
-  t.string("user", s.user);
-  t.string("group", s.group);
-  t.boolean("allow_root", s.allow_root);
-  if (t.string("state_dir", s.state_dir) && (s.state_dir.empty() || s.state_dir.front() != '/'))
+  t.integer("threads", s.process.threads, 0, 256);
+  t.string("user", s.process.user);
+  t.string("group", s.process.group);
+  t.boolean("allow_root", s.process.allow_root);
+  if (t.string("state_dir", s.process.state_dir) &&
+      (s.process.state_dir.empty() || s.process.state_dir.front() != '/'))
     t.error("state_dir", "must be an absolute path");
   t.integer("max_connections", s.max_connections, 1, 1'000'000);
   t.integer("max_connections_per_ip", s.max_connections_per_ip, 0, 1'000'000);
-  t.integer("refusal_log_sample", s.refusal_log_sample, 0, 1'000'000);
-  t.integer("refusal_log_limit", s.refusal_log_limit, 0, 100'000'000);
+  t.integer("refusal_log_sample", s.process.refusal_log_sample, 0, 1'000'000);
+  t.integer("refusal_log_limit", s.process.refusal_log_limit, 0, 100'000'000);
   t.integer("max_bans", s.max_bans, 0, 1'000'000);
-  t.choice("log_format", s.log_format, {LogFormat::logfmt, LogFormat::json});
+  t.choice("log_format", s.process.log_format, {LogFormat::logfmt, LogFormat::json});
   t.duration("drain_timeout", s.drain_timeout, Duration(0), std::chrono::hours(1));
   t.duration("tarpit_duration", s.tarpit_duration, std::chrono::seconds(1), std::chrono::hours(1));
   t.duration("reply_timeout", s.reply_timeout, std::chrono::milliseconds(100),
@@ -613,6 +374,28 @@ void check_list_count(Reader& r, const toml::table& root, const Config& c) {
           fmt::format("more than {} lists, counting one per rule with cidr", geo::max_lists));
 }
 
+void parse_admin(TableReader& t, Admin& admin, const std::string& base_dir) {
+  parse_endpoint_key(t, "listen", admin.listen, true);
+  for (auto [key, out] : {std::pair{"tls_cert", &admin.tls_cert}, {"tls_key", &admin.tls_key}})
+    if (t.string(key, *out) && !out->empty() && out->front() != '/' && !base_dir.empty())
+      *out = base_dir + "/" + *out;
+  if (admin.tls_cert.empty() != admin.tls_key.empty())
+    t.error(admin.tls_cert.empty() ? "tls_key" : "tls_cert",
+            "tls_cert and tls_key go together (HTTPS needs both)");
+}
+
+// Two listeners on one address (port 0, for tests, is a new port each).
+void check_listener_addresses(Reader& r, const toml::table& root,
+                              const std::vector<Listener>& listeners) {
+  for (std::size_t i = 0; i < listeners.size(); ++i)
+    for (std::size_t j = 0; j < i; ++j)
+      if (listeners[i].address == listeners[j].address && listeners[i].address.port != 0)
+        r.error(root["listener"][i]["address"].node()->source(),
+                fmt::format("listener[{}].address", i),
+                fmt::format("{} is already the address of listener \"{}\"",
+                            listeners[i].address.to_string(), listeners[j].name));
+}
+
 Config parse_table(const toml::table& root, const std::string& path, const Defaults& defaults,
                    std::vector<Diagnostic>& diagnostics) {
   Reader r(path, diagnostics);
@@ -632,13 +415,7 @@ Config parse_table(const toml::table& root, const std::string& path, const Defau
   });
   if (!top.node("listener"))
     r.error(root.source(), "listener", "at least one [[listener]] is required");
-  for (std::size_t i = 0; i < c.listeners.size(); ++i)
-    for (std::size_t j = 0; j < i; ++j)
-      if (c.listeners[i].address == c.listeners[j].address && c.listeners[i].address.port != 0)
-        r.error(root["listener"][i]["address"].node()->source(),
-                fmt::format("listener[{}].address", i),
-                fmt::format("{} is already the address of listener \"{}\"",
-                            c.listeners[i].address.to_string(), c.listeners[j].name));
+  check_listener_addresses(r, root, c.listeners);
   if (auto* g = top.typed<toml::table>("geo", "a table")) {
     TableReader t(r, *g, "geo");
     parse_geo(t, c.geo, base_dir);
@@ -657,14 +434,7 @@ Config parse_table(const toml::table& root, const std::string& path, const Defau
   });
   if (auto* a = top.typed<toml::table>("admin", "a table")) {
     TableReader t(r, *a, "admin");
-    parse_endpoint_key(t, "listen", c.admin.listen, true);
-    for (auto [key, out] :
-         {std::pair{"tls_cert", &c.admin.tls_cert}, {"tls_key", &c.admin.tls_key}})
-      if (t.string(key, *out) && !out->empty() && out->front() != '/' && !base_dir.empty())
-        *out = base_dir + "/" + *out;
-    if (c.admin.tls_cert.empty() != c.admin.tls_key.empty())
-      t.error(c.admin.tls_cert.empty() ? "tls_key" : "tls_cert",
-              "tls_cert and tls_key go together (HTTPS needs both)");
+    parse_admin(t, c.admin, base_dir);
   }
   std::set<std::string> limit_names;
   top.each_array_table("limit", [&](std::size_t, TableReader& t) {
@@ -683,22 +453,6 @@ Config parse_table(const toml::table& root, const std::string& path, const Defau
 }
 
 }  // namespace
-
-std::string Diagnostic::to_string() const {
-  if (where.line == 0) return fmt::format("{}: {}", where.file, message);
-  return fmt::format("{}:{}:{}: {}: {}", where.file, where.line, where.column, path, message);
-}
-
-ConfigError::ConfigError(std::vector<Diagnostic> diagnostics)
-    : std::runtime_error([&] {
-        std::string s;
-        for (const auto& d : diagnostics) {
-          if (!s.empty()) s += '\n';
-          s += d.to_string();
-        }
-        return s;
-      }()),
-      diagnostics_(std::move(diagnostics)) {}
 
 Config parse_config(std::string_view text, const std::string& path, const Defaults& defaults,
                     std::vector<Diagnostic>& diagnostics) {
@@ -724,93 +478,8 @@ Config parse_config(std::string_view text, const std::string& path, const Defaul
   return config;
 }
 
-namespace {
-
-[[noreturn]] void file_error(const std::string& path, std::string message) {
-  std::vector<Diagnostic> diagnostics;
-  diagnostics.push_back(Diagnostic{Position{path, 0, 0}, std::string(), std::move(message)});
-  throw ConfigError(std::move(diagnostics));
-}
-
-}  // namespace
-
-std::string read_config_file(const std::string& path) {
-  std::error_code ec;
-  if (std::filesystem::is_directory(path, ec))
-    file_error(path, "is a directory, not a config file");
-  std::ifstream in(path, std::ios::binary);
-  if (!in) file_error(path, std::strerror(errno));
-  return {std::istreambuf_iterator<char>(in), {}};
-}
-
 Config load_config(const std::string& path, const Defaults& defaults) {
   return parse_config(read_config_file(path), path, defaults);
-}
-
-void sort_diagnostics(std::vector<Diagnostic>& diagnostics) {
-  std::stable_sort(diagnostics.begin(), diagnostics.end(), [](const auto& a, const auto& b) {
-    return std::tie(a.where.file, a.where.line, a.where.column) <
-           std::tie(b.where.file, b.where.line, b.where.column);
-  });
-}
-
-Duration parse_duration(std::string_view text) {
-  std::uint64_t n = 0;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
-  const std::string_view unit(end, static_cast<std::size_t>(text.data() + text.size() - end));
-  const std::pair<std::string_view, std::uint64_t> units[] = {
-      {"ms", 1}, {"s", 1000}, {"m", 60'000}, {"h", 3'600'000}, {"d", 86'400'000}};
-  if (ec == std::errc() && end != text.data() && n <= 100'000'000)
-    for (auto [name, ms] : units)
-      if (unit == name) return Duration(static_cast<std::int64_t>(n * ms));
-  throw std::invalid_argument(fmt::format(
-      "\"{}\" is not a duration: a whole number with a unit, ms, s, m, h or d (e.g. \"20s\")",
-      text));
-}
-
-std::string format_duration(Duration d) {
-  const auto ms = d.count();
-  if (ms == 0) return "0s";
-  if (ms % 86'400'000 == 0) return fmt::format("{}d", ms / 86'400'000);
-  if (ms % 3'600'000 == 0) return fmt::format("{}h", ms / 3'600'000);
-  if (ms % 60'000 == 0) return fmt::format("{}m", ms / 60'000);
-  if (ms % 1000 == 0) return fmt::format("{}s", ms / 1000);
-  return fmt::format("{}ms", ms);
-}
-
-Endpoint parse_endpoint(std::string_view text) {
-  std::string_view host, port;
-  if (!text.empty() && text.front() == '[') {
-    const auto close = text.find("]:");
-    if (close == std::string_view::npos)
-      throw std::invalid_argument(fmt::format("\"{}\" is not [IPv6]:port", text));
-    host = text.substr(1, close - 1);
-    port = text.substr(close + 2);
-  } else {
-    const auto colon = text.rfind(':');
-    if (colon == std::string_view::npos)
-      throw std::invalid_argument(fmt::format("\"{}\" has no port (address:port)", text));
-    host = text.substr(0, colon);
-    port = text.substr(colon + 1);
-    if (host.find(':') != std::string_view::npos)
-      throw std::invalid_argument(
-          fmt::format("\"{}\": write IPv6 addresses in brackets, e.g. [::1]:25", text));
-  }
-  unsigned p = 0;
-  auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), p);
-  if (ec != std::errc() || end != port.data() + port.size() || port.empty() || p > 65535)
-    throw std::invalid_argument(fmt::format("\"{}\": port must be 0-65535", text));
-  auto address = geo::try_parse_address(host);
-  if (!address)
-    throw std::invalid_argument(fmt::format(
-        "\"{}\": \"{}\" is not an IP address (geomx does not resolve host names)", text, host));
-  return {*address, static_cast<std::uint16_t>(p)};
-}
-
-bool is_country_code(geo::Country c) {
-  for (std::size_t i = 0; i + 2 <= iso_3166.size(); i += 3)
-    if (iso_3166.substr(i, 2) == c.code()) return true;
-  return false;
 }
 
 }  // namespace geomx::conf

@@ -126,21 +126,24 @@ class ValueInterner {
 
 namespace {
 
-// Sweeps the start and end events of every database span and list range in
-// address order and emits the maximal intervals of constant answer.
+enum class EventKind : std::uint8_t { database_end, list_end, database_start, list_start };
+
 template <class Key>
-std::vector<typename IntervalIndex<Key>::Slot> sweep(
-    const std::vector<const std::vector<Span<Key>>*>& databases,
-    const std::vector<const std::vector<Range<Key>>*>& lists,
-    const std::vector<std::pair<Country, std::uint64_t>>& country_lists, ValueInterner& interner) {
-  enum Kind : std::uint8_t { database_end, list_end, database_start, list_start };
-  struct Event {
-    Key key;
-    std::uint32_t value;  // database_start: interned value
-    std::uint16_t index;  // database or list index
-    Kind kind;
-  };
-  std::vector<Event> events;
+struct Event {
+  Key key;
+  std::uint32_t value;  // database_start: interned value
+  std::uint16_t index;  // database or list index
+  EventKind kind;
+};
+
+// The start and end events of every database span and list range, in
+// address order (ends before starts at the same address).
+template <class Key>
+std::vector<Event<Key>> sweep_events(const std::vector<const std::vector<Span<Key>>*>& databases,
+                                     const std::vector<const std::vector<Range<Key>>*>& lists,
+                                     ValueInterner& interner) {
+  using enum EventKind;
+  std::vector<Event<Key>> events;
   for (std::uint16_t d = 0; d < databases.size(); ++d) {
     for (const auto& s : *databases[d]) {
       GeoValue base{s.value.country, 0, s.value.v4_at};
@@ -155,12 +158,23 @@ std::vector<typename IntervalIndex<Key>::Slot> sweep(
       if (r.last != key_max<Key>) events.push_back({Key(r.last + 1), 0, l, list_end});
     }
   }
-  auto before = [](const Event& a, const Event& b) {
+  auto before = [](const Event<Key>& a, const Event<Key>& b) {
     return a.key < b.key || (a.key == b.key && a.kind < b.kind);
   };
   if (!std::is_sorted(events.begin(), events.end(), before))
     std::sort(events.begin(), events.end(), before);
+  return events;
+}
 
+// Sweeps the events in address order and emits the maximal intervals of
+// constant answer.
+template <class Key>
+std::vector<typename IntervalIndex<Key>::Slot> sweep(
+    const std::vector<const std::vector<Span<Key>>*>& databases,
+    const std::vector<const std::vector<Range<Key>>*>& lists,
+    const std::vector<std::pair<Country, std::uint64_t>>& country_lists, ValueInterner& interner) {
+  using enum EventKind;
+  const auto events = sweep_events(databases, lists, interner);
   constexpr std::uint32_t none = ~0u;
   std::vector<std::uint32_t> active(databases.size(), none);
   std::vector<std::uint32_t> depth(lists.size(), 0);
@@ -172,7 +186,7 @@ std::vector<typename IntervalIndex<Key>::Slot> sweep(
   for (std::size_t i = 0; i < events.size();) {
     const Key key = events[i].key;
     for (; i < events.size() && events[i].key == key; ++i) {
-      const Event& e = events[i];
+      const Event<Key>& e = events[i];
       switch (e.kind) {
         case database_start:
           active[e.index] = e.value;

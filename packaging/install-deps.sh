@@ -6,7 +6,7 @@ set -euo pipefail
 
 packages=(
   # build
-  build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev clang-format
+  build-essential cmake ninja-build pkg-config ccache clang libclang-rt-14-dev clang-format
   # libraries
   libboost1.81-dev libboost-url1.81-dev libmaxminddb-dev libssl-dev libtomlplusplus-dev doctest-dev
   libcli11-dev libfmt-dev libspdlog-dev libsystemd-dev

@@ -4,16 +4,12 @@
 #include <cmath>
 #include <numeric>
 
+#include "geo/hash.hpp"
+
 namespace geomx::policy {
 namespace {
 
-std::uint64_t mix64(std::uint64_t x) {  // splitmix64's finaliser
-  x ^= x >> 30;
-  x *= 0xbf58476d1ce4e5b9ull;
-  x ^= x >> 27;
-  x *= 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
+using geo::mix64;
 
 std::uint64_t fnv1a(std::string_view s) {
   std::uint64_t h = 0xcbf29ce484222325ull;

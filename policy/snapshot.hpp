@@ -4,10 +4,10 @@
 // rule CIDRs in one table) and the rules compiled against it.
 #include <cstdint>
 #include <memory>
-#include <stdexcept>
 #include <vector>
 
 #include "conf/config.hpp"
+#include "conf/data.hpp"
 #include "conf/loader.hpp"
 #include "geo/table.hpp"
 
@@ -31,25 +31,8 @@ struct Snapshot {
   std::optional<std::size_t> listener_index(std::string_view name) const;
 };
 
-// Loads the geo databases and list files and compiles the rules. Throws
-// conf::ConfigError naming the config line of every file that fails to load.
-std::shared_ptr<const Snapshot> build_snapshot(conf::Config config);
-
-// Reads, validates and builds the config file at `path` (server.hostname
-// defaults to the machine's name): the snapshot, or every diagnostic (the
-// config's and those of every file it names), sorted.
-struct Loaded {
-  std::shared_ptr<const Snapshot> snapshot;
-  std::vector<conf::Diagnostic> errors;
-};
-Loaded load_snapshot(const std::string& path);
-
-// The files a snapshot of this config is built from: its databases (or the
-// default ones) and its list files. geo.watch watches them.
-std::vector<std::string> data_files(const conf::Config& config);
-
-// Loads every database and list file a (possibly invalid) config names and
-// returns the failures: `geomx check` reports them with the config's errors.
-std::vector<conf::Diagnostic> check_files(const conf::Config& config);
+// Compiles the config's data (conf::load_data) and rules into one table.
+// Pure; throws conf::ConfigError when the data are beyond the index's limits.
+std::shared_ptr<const Snapshot> build_snapshot(conf::Config config, conf::Data data);
 
 }  // namespace geomx::policy

@@ -9,67 +9,6 @@
 
 namespace geomx::proxy {
 
-std::string_view to_string(EndReason r) {
-  switch (r) {
-    case EndReason::client_closed:
-      return "client_closed";
-    case EndReason::server_closed:
-      return "server_closed";
-    case EndReason::idle_timeout:
-      return "idle_timeout";
-    case EndReason::pregreet:
-      return "pregreet";
-    case EndReason::rejected:
-      return "rejected";
-    case EndReason::dropped:
-      return "dropped";
-    case EndReason::tarpitted:
-      return "tarpitted";
-    case EndReason::proxy_header_error:
-      return "proxy_header_error";
-    case EndReason::untrusted_proxy:
-      return "untrusted_proxy";
-    case EndReason::connect_failed:
-      return "connect_failed";
-    case EndReason::no_member:
-      return "no_member";
-    case EndReason::too_busy:
-      return "too_busy";
-    case EndReason::too_many_from_ip:
-      return "too_many_from_ip";
-    case EndReason::blocked:
-      return "blocked";
-    case EndReason::limited:
-      return "limited";
-    case EndReason::not_redirected:
-      return "not_redirected";
-    case EndReason::shutdown:
-      return "shutdown";
-    case EndReason::error:
-      return "error";
-  }
-  return "error";
-}
-
-bool refused(EndReason e) {
-  switch (e) {
-    case EndReason::pregreet:
-    case EndReason::rejected:
-    case EndReason::dropped:
-    case EndReason::tarpitted:
-    case EndReason::proxy_header_error:
-    case EndReason::untrusted_proxy:
-    case EndReason::too_busy:
-    case EndReason::too_many_from_ip:
-    case EndReason::blocked:
-    case EndReason::limited:
-    case EndReason::not_redirected:
-      return true;
-    default:
-      return false;
-  }
-}
-
 void append_quoted(std::string& out, std::string_view v) {
   out += '"';
   for (const char ch : v) {
@@ -131,13 +70,19 @@ Log::Log(conf::LogFormat format)
 
 Log::~Log() = default;
 
-void Log::session(const SessionRecord& r) {
+void Log::session(const SessionRecord& r) const {
+  out_->info(session_line(r, timestamp()));
+}
+
+std::string Log::session_line(const SessionRecord& r, std::string_view ts) const {
   std::string line = format_ == conf::LogFormat::json ? "{" : "";
   const auto f = format_;
-  if (f == conf::LogFormat::logfmt)
-    line += "ts=" + timestamp() + " event=session";
-  else {
-    append(line, f, "ts", timestamp());
+  if (f == conf::LogFormat::logfmt) {
+    line += "ts=";
+    line += ts;
+    line += " event=session";
+  } else {
+    append(line, f, "ts", ts);
     append(line, f, "event", "session");
   }
   append(line, f, "conn", std::to_string(r.conn));
@@ -156,29 +101,55 @@ void Log::session(const SessionRecord& r) {
   append(line, f, "end", to_string(r.end));
   if (!r.error.empty()) append(line, f, "error", r.error);
   if (f == conf::LogFormat::json) line += "}";
-  out_->info(line);
+  return line;
 }
 
-void Log::listening(const conf::Listener& l, const conf::Endpoint& bound) {
+void Log::listening(const conf::Listener& l, const conf::Endpoint& bound) const {
   event("listening", {{"listener", l.name},
                       {"address", bound.to_string()},
                       {"mode", std::string(conf::to_string(l.mode))},
                       {"proxy_protocol", std::string(conf::to_string(l.proxy_protocol))}});
 }
 
+void Log::health(const policy::MemberHealth& m, const policy::HealthChange& c) const {
+  const auto member = m.address.to_string();
+  if (c.up)
+    event("health", {{"pool", m.pool},
+                     {"member", member},
+                     {"state", "up"},
+                     {"after", fmt::format("{} successes", c.after)},
+                     {"source", std::string(c.source)}});
+  else
+    event("health", {{"pool", m.pool},
+                     {"member", member},
+                     {"state", "down"},
+                     {"after", fmt::format("{} failures", c.after)},
+                     {"source", std::string(c.source)},
+                     {"error", c.error}});
+}
+
 void Log::event(std::string_view event,
-                std::initializer_list<std::pair<std::string_view, std::string>> fields) {
+                std::initializer_list<std::pair<std::string_view, std::string>> fields) const {
+  out_->info(event_line(timestamp(), event, fields));
+}
+
+std::string Log::event_line(
+    std::string_view ts, std::string_view event,
+    std::initializer_list<std::pair<std::string_view, std::string>> fields) const {
   std::string line = format_ == conf::LogFormat::json ? "{" : "";
   const auto f = format_;
-  if (f == conf::LogFormat::logfmt)
-    line += "ts=" + timestamp() + " event=" + std::string(event);
-  else {
-    append(line, f, "ts", timestamp());
+  if (f == conf::LogFormat::logfmt) {
+    line += "ts=";
+    line += ts;
+    line += " event=";
+    line += event;
+  } else {
+    append(line, f, "ts", ts);
     append(line, f, "event", event);
   }
   for (const auto& [k, v] : fields) append(line, f, k, v);
   if (f == conf::LogFormat::json) line += "}";
-  out_->info(line);
+  return line;
 }
 
 }  // namespace geomx::proxy

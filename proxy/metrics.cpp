@@ -5,6 +5,9 @@
 namespace geomx::proxy {
 namespace {
 
+using policy::HealthBoard;
+using policy::MemberHealth;
+
 // A label value as the exposition format wants it.
 std::string quoted(std::string_view v) {
   std::string out = "\"";
@@ -61,9 +64,8 @@ void Metrics::reloaded(bool ok) {
   ++(ok ? reloads_ok_ : reloads_failed_);
 }
 
-std::string Metrics::render(const policy::Snapshot& snapshot, const HealthBoard& health,
-                            const Gauges& gauges) const {
-  std::string out;
+// The counters this object keeps, under its lock.
+void Metrics::render_counters(std::string& out) const {
   {
     std::lock_guard lock(mutex_);
     header(out, "geomx_connections_total", "counter",
@@ -107,14 +109,12 @@ std::string Metrics::render(const policy::Snapshot& snapshot, const HealthBoard&
     out += fmt::format("geomx_config_reloads_total{{result=\"success\"}} {}\n", reloads_ok_);
     out += fmt::format("geomx_config_reloads_total{{result=\"failure\"}} {}\n", reloads_failed_);
   }
-  header(out, "geomx_active_connections", "gauge", "Connections open now.");
-  out += fmt::format("geomx_active_connections {}\n", gauges.active_sessions);
-  header(out, "geomx_geo_intervals", "gauge", "Intervals in the compiled geo table.");
-  out += fmt::format("geomx_geo_intervals{{family=\"ipv4\"}} {}\n",
-                     snapshot.table.interval_count(geo::Family::v4));
-  out += fmt::format("geomx_geo_intervals{{family=\"ipv6\"}} {}\n",
-                     snapshot.table.interval_count(geo::Family::v6));
+}
 
+namespace {
+
+// Per member: its health record as the board has it now.
+void render_members(std::string& out, const HealthBoard& health) {
   const auto members = health.all();
   auto each = [&](std::string_view name, std::string_view type, std::string_view help, auto value) {
     header(out, name, type, help);
@@ -148,6 +148,23 @@ std::string Metrics::render(const policy::Snapshot& snapshot, const HealthBoard&
   each("geomx_member_certificate_expiry_days", "gauge",
        "Days until the certificate seen by the STARTTLS probe expires.",
        [](const MemberHealth& m) { return m.detail().cert_days; });
+}
+
+}  // namespace
+
+std::string Metrics::render(const policy::Snapshot& snapshot, const HealthBoard& health,
+                            const Gauges& gauges) const {
+  std::string out;
+  render_counters(out);
+  header(out, "geomx_active_connections", "gauge", "Connections open now.");
+  out += fmt::format("geomx_active_connections {}\n", gauges.active_connections);
+  header(out, "geomx_geo_intervals", "gauge", "Intervals in the compiled geo table.");
+  out += fmt::format("geomx_geo_intervals{{family=\"ipv4\"}} {}\n",
+                     snapshot.table.interval_count(geo::Family::v4));
+  out += fmt::format("geomx_geo_intervals{{family=\"ipv6\"}} {}\n",
+                     snapshot.table.interval_count(geo::Family::v6));
+
+  render_members(out, health);
   return out;
 }
 

@@ -9,9 +9,9 @@
 #include <mutex>
 #include <string>
 
+#include "policy/health_board.hpp"
 #include "policy/snapshot.hpp"
-#include "proxy/health.hpp"
-#include "proxy/log.hpp"
+#include "proxy/session_record.hpp"
 
 namespace geomx::proxy {
 
@@ -27,16 +27,17 @@ class Metrics {
   void reloaded(bool ok);
 
   struct Gauges {
-    std::uint32_t active_sessions = 0;
+    std::uint32_t active_connections = 0;
   };
   // The whole exposition.
-  std::string render(const policy::Snapshot& snapshot, const HealthBoard& health,
+  std::string render(const policy::Snapshot& snapshot, const policy::HealthBoard& health,
                      const Gauges& gauges) const;
 
   static constexpr std::array<double, 10> decision_buckets{1e-7, 2.5e-7, 5e-7,   1e-6, 2.5e-6,
                                                            5e-6, 1e-5,   2.5e-5, 1e-4, 1e-3};
 
  private:
+  void render_counters(std::string& out) const;
   mutable std::mutex mutex_;
   std::map<std::string, std::uint64_t> connections_;  // by rendered labels
   std::map<std::string, std::uint64_t> ends_;         // by end reason

@@ -9,7 +9,7 @@
 #include <variant>
 
 #include "conf/config.hpp"
-#include "proxy/hash.hpp"
+#include "geo/hash.hpp"
 
 namespace geomx::proxy {
 
@@ -56,7 +56,7 @@ class OwnConnections {
 
  private:
   mutable std::mutex mutex_;
-  std::unordered_set<conf::Endpoint, AddressHash> set_;
+  std::unordered_set<conf::Endpoint, geo::AddressHash> set_;
 };
 
 }  // namespace geomx::proxy

@@ -45,7 +45,7 @@ auto exact(Handler h) {
   return asio::bind_allocator(ExactAllocator<void>{}, std::move(h));
 }
 
-class Relay final : public SessionRegistry::Member, public std::enable_shared_from_this<Relay> {
+class Relay final : public SessionRegistry::Live, public std::enable_shared_from_this<Relay> {
  public:
   Relay(RelayStart s, ServerState& state, SessionRegistry& registry)
       : s_(std::move(s)),
@@ -53,7 +53,7 @@ class Relay final : public SessionRegistry::Member, public std::enable_shared_fr
         registry_(registry),
         handle_(registry.add(*this, s_.client.get_executor())),
         last_activity_(Clock::now()) {
-    state_.sessions.fetch_add(1);
+    state_.sessions.add();
     if (s_.member) s_.member->active.fetch_add(1, std::memory_order_relaxed);
   }
   ~Relay();
@@ -200,7 +200,7 @@ Relay::~Relay() {
   } catch (...) {  // a log line is not worth a crash
   }
   if (s_.member) s_.member->active.fetch_sub(1, std::memory_order_relaxed);
-  state_.sessions.fetch_sub(1);
+  state_.sessions.remove();
 }
 
 }  // namespace

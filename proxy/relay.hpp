@@ -10,8 +10,10 @@
 #include <optional>
 
 #include "policy/snapshot.hpp"
-#include "proxy/log.hpp"
-#include "proxy/server.hpp"
+#include "proxy/io.hpp"
+#include "proxy/registry.hpp"
+#include "proxy/server_state.hpp"
+#include "proxy/session_record.hpp"
 
 namespace geomx::proxy {
 
@@ -21,10 +23,11 @@ struct RelayStart {
   std::shared_ptr<const policy::Snapshot> snapshot;  // keeps `pool` and the record's views alive
   const conf::Pool& pool;                            // idle_timeout, fin_timeout
   std::chrono::steady_clock::time_point start;
-  std::optional<ConnectionLimits::Slot> slot, ip_slot;  // max_connections, max_connections_per_ip
-  std::shared_ptr<MemberHealth> member;                 // its `active` counts this session
-  std::vector<LimitTable::Hold> holds;                  // [[limit]] concurrent counts
-  std::unique_ptr<OwnConnections::Entry> own;           // action "pass": its local end
+  std::optional<policy::ConnectionSlots::Slot> slot,
+      ip_slot;                                   // max_connections, max_connections_per_ip
+  std::shared_ptr<policy::MemberHealth> member;  // its `active` counts this session
+  std::vector<policy::LimitTable::Hold> holds;   // [[limit]] concurrent counts
+  std::unique_ptr<OwnConnections::Entry> own;    // action "pass": its local end
 };
 
 // Relays until both sides have closed, an error, idle_timeout without a

@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 bash packaging/install-deps.sh
 cmake -S . -B build/release -G Ninja -DCMAKE_BUILD_TYPE=Release -DGEOMX_TESTS=OFF >/dev/null
 cmake --build build/release --target geomx
-geomx=$PWD/build/release/proxy/geomx
+geomx=$PWD/build/release/cli/geomx
 work=$(mktemp -d)
 pids=()
 cleanup() {

@@ -587,6 +587,9 @@ pool = "sink"
 TOML
     my $six = client( host => '::1', port => $g->{ports}{mx6} );
     ok( $six && deliver($six), 'an IPv6 client on [::1] delivers' );
+    # Wait for the member's close after QUIT: a client that closed first
+    # would race it, and the session would end client_closed.
+    is( read_line( $six, 2 ), '', '... and sees the close after QUIT' ) if $six;
     close $six if $six;
     wait_for( 'v6 logged', 10, sub { slurp( $g->{log} ) =~ /client=\[::1\]:\d+ listener=mx6 country=ZZ .*end=server_closed/ } );
     my $c = client( port => $g->{ports}{mx}, bind => '127.1.40.1' );

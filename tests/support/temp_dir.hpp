@@ -29,6 +29,7 @@ class TempDir {
     return p.string();
   }
   std::string path(const std::string& name) const { return (path_ / name).string(); }
+  const std::filesystem::path& root() const { return path_; }
 
  private:
   std::filesystem::path path_;

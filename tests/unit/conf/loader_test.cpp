@@ -189,9 +189,9 @@ TEST_CASE("at most 64 lists, counting rules with cidr") {
 TEST_CASE("defaults follow the anchors (postscreen, Postfix, haproxy)") {
   const Config c = parse_config(minimal, "t.toml", defaults);
   CHECK(c.server.hostname == "mx.test");
-  CHECK(c.server.threads == 0);
+  CHECK(c.server.process.threads == 0);
   CHECK(c.server.max_connections_per_ip == 50);
-  CHECK(c.server.log_format == LogFormat::logfmt);
+  CHECK(c.server.process.log_format == LogFormat::logfmt);
   REQUIRE(c.listeners.size() == 1);
   CHECK(c.listeners[0].proxy_protocol == ProxyProtocol::none);
   CHECK(c.listeners[0].proxy_timeout == 5s);

@@ -69,7 +69,9 @@ pool = "primary"
 name = "rest"
 pool = "quarantine"
 )";
-  return build_snapshot(conf::parse_config(text, dir.path("geomx.toml"), {"mx.test"}));
+  auto config = conf::parse_config(text, dir.path("geomx.toml"), {"mx.test"});
+  auto data = conf::load_data(config);
+  return build_snapshot(std::move(config), std::move(data));
 }
 
 conf::Pool pool_of(std::initializer_list<const char*> members, conf::Balance balance) {

@@ -1,0 +1,105 @@
+#include "admin/server.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include "admin/exchange.hpp"
+#include "proxy/endpoint.hpp"
+#include "proxy/listener.hpp"
+
+namespace geomx::admin {
+namespace {
+
+namespace http = boost::beast::http;
+namespace ssl = asio::ssl;
+
+}  // namespace
+
+AdminServer::AdminServer(asio::io_context& io, proxy::ServerState& state)
+    : io_(io), state_(state), acceptor_(io) {}
+
+AdminServer::~AdminServer() = default;
+
+void AdminServer::bind(const conf::Endpoint& listen, const std::string& cert,
+                       const std::string& key) {
+  if (!cert.empty()) {
+    tls_ = std::make_unique<ssl::context>(ssl::context::tls_server);
+    tls_->set_options(ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
+    try {
+      tls_->use_certificate_chain_file(cert);
+      tls_->use_private_key_file(key, ssl::context::pem);
+    } catch (const boost::system::system_error& e) {
+      throw std::system_error(e.code(), "admin endpoint TLS certificate " + cert + " / key " + key);
+    }
+  }
+  try {
+    proxy::open_acceptor(acceptor_, proxy::to_asio(listen), {});
+  } catch (const boost::system::system_error& e) {
+    throw std::system_error(e.code(), "admin endpoint on " + listen.to_string());
+  }
+}
+
+void AdminServer::start() {
+  asio::co_spawn(io_,
+                 proxy::accept_loop(acceptor_, nullptr,
+                                    [this](tcp::socket socket, const tcp::endpoint&) {
+                                      if (open_.size() >= max_connections)
+                                        return;  // a flood: closed at once
+                                      asio::co_spawn(io_, serve(std::move(socket)), asio::detached);
+                                    }),
+                 asio::detached);
+}
+
+void AdminServer::stop() {
+  boost::system::error_code ignored;
+  acceptor_.close(ignored);
+  for (auto* s : open_) s->close(ignored);
+}
+
+asio::awaitable<void> AdminServer::serve(tcp::socket socket) {
+  if (tls_) {
+    co_await serve_tls(std::move(socket));
+    co_return;
+  }
+  try {
+    Open open(open_, &socket);
+    co_await exchange(socket);
+  } catch (const std::exception& e) {
+    state_.log.event("admin_error", {{"error", e.what()}});
+  }
+}
+
+asio::awaitable<HttpResponse> AdminServer::respond(boost::system::error_code ec,
+                                                   const HttpRequest& req) {
+  HttpResponse res;
+  res.version(11);
+  res.set(http::field::server, "geomx");
+  res.set(http::field::connection, "close");
+  if (ec) {
+    res.result(http::status::bad_request);
+    res.body() = "bad request: " + ec.message() + "\n";
+    co_return res;
+  }
+  const auto target = req.target().substr(0, req.target().find('?'));
+  Reply answer;
+  if (target == "/reload" && req.method() == http::verb::post && reload_) {
+    // Not inside an expression: g++ 12 mishandles temporaries around co_await there.
+    const ReloadOutcome outcome = co_await reload_();
+    auto query = query_of(req.target());
+    answer = reload_reply(outcome, query && (*query)["format"] == "text");
+  } else {
+    answer = admin::answer({req.method_string(), req.target()}, state_, Now::read());
+  }
+  res.result(answer.status);
+  res.set(http::field::content_type, answer.content_type);
+  if (answer.status == 405) res.set(http::field::allow, answer.allow);
+  if (req.method() == http::verb::head)
+    res.content_length(answer.body.size());  // the length GET would have
+  else
+    res.body() = std::move(answer.body);
+  co_return res;
+}
+
+}  // namespace geomx::admin

@@ -1,0 +1,78 @@
+#include "cli/admin_client.hpp"
+
+#include <fmt/format.h>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/use_future.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/write.hpp>
+
+#include "cli/admin_exchange.hpp"
+#include "cli/config_tools.hpp"
+#include "proxy/endpoint.hpp"
+
+namespace geomx::cli {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+
+// One request to the admin endpoint, all of it within `limit`; HTTPS when
+// `ca_file` (the endpoint's own certificate) is given.
+asio::awaitable<AdminResponse> admin_call(asio::io_context& io, conf::Endpoint admin,
+                                          std::string ca_file, http::verb verb, std::string target,
+                                          std::chrono::seconds limit) {
+  AdminRequest req{verb, target, 11};
+  req.set(http::field::host, admin.to_string());
+  req.set(http::field::user_agent, "geomx");
+  beast::tcp_stream tcp(io);
+  tcp.expires_after(limit);
+  co_await tcp.async_connect(proxy::to_asio(admin), asio::use_awaitable);
+  if (!ca_file.empty()) {
+    auto res = co_await exchange_tls(std::move(tcp), std::move(ca_file), std::move(req));
+    co_return res;
+  }
+  AdminResponse res;
+  beast::flat_buffer buffer;
+  co_await http::async_write(tcp, req, asio::use_awaitable);
+  co_await http::async_read(tcp, buffer, res, asio::use_awaitable);
+  co_return res;
+}
+
+}  // namespace
+
+bool AdminClient::read(conf::Config& config) const {
+  try {
+    config = conf::load_config(config_path, {"localhost"});
+    return true;
+  } catch (const conf::ConfigError& e) {
+    print_errors(config_path, e.diagnostics());
+    return false;
+  }
+}
+
+std::optional<http::response<http::string_body>> AdminClient::call(
+    const conf::Config& config, http::verb verb, const std::string& target,
+    std::chrono::seconds limit) const {
+  conf::Endpoint admin = config.admin.listen;
+  try {
+    if (!admin_override.empty()) admin = conf::parse_endpoint(admin_override);
+  } catch (const std::invalid_argument& e) {
+    fmt::print(stderr, "geomx: --admin {}: {}\n", admin_override, e.what());
+    return std::nullopt;
+  }
+  asio::io_context io;
+  auto answer = asio::co_spawn(
+      io, admin_call(io, admin, config.admin.tls_cert, verb, target, limit), asio::use_future);
+  io.run();
+  try {
+    return answer.get();
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "geomx: no answer from the admin endpoint at {}: {} (is geomx running?)\n",
+               admin.to_string(), e.what());
+    return std::nullopt;
+  }
+}
+
+}  // namespace geomx::cli

@@ -1,0 +1,230 @@
+#include "cli/config_tools.hpp"
+
+#include <iostream>
+#include <memory>
+
+#include <fmt/format.h>
+#include <fmt/ostream.h>
+#include <fmt/ranges.h>
+
+#include "daemon/load.hpp"
+#include "geo/range.hpp"
+#include "policy/decide.hpp"
+
+namespace geomx::cli {
+
+void print_errors(const std::string& path, const std::vector<conf::Diagnostic>& errors) {
+  for (const auto& d : errors) fmt::print(stderr, "{}\n", d.to_string());
+  fmt::print(stderr, "geomx: {}: {} error{}\n", path, errors.size(), errors.size() == 1 ? "" : "s");
+}
+
+std::shared_ptr<const policy::Snapshot> load_snapshot(const std::string& path) {
+  auto loaded = daemon::load_snapshot(path);
+  if (!loaded.snapshot) print_errors(path, loaded.errors);
+  return loaded.snapshot;
+}
+
+namespace {
+
+std::string describe_match(const conf::Match& m) {
+  if (m.empty()) return "catch-all";
+  std::vector<std::string> parts;
+  for (const auto& l : m.lists) parts.push_back("list " + l);
+  for (const auto& l : m.not_lists) parts.push_back("not_list " + l);
+  if (!m.countries.empty()) {
+    std::vector<std::string_view> codes;
+    for (auto c : m.countries) codes.push_back(c.code());
+    parts.push_back(fmt::format("country {}", fmt::join(codes, "|")));
+  }
+  if (!m.cidrs.empty()) parts.push_back(fmt::format("cidr ({} prefixes)", m.cidrs.size()));
+  if (!m.listeners.empty())
+    parts.push_back(fmt::format("listener {}", fmt::join(m.listeners, "|")));
+  return fmt::format("if {}", fmt::join(parts, " and "));
+}
+
+void print_list_size(const policy::Snapshot& s, const conf::List& list, std::size_t bit) {
+  auto set = s.table.select([&](const geo::GeoValue& v) { return (v.lists >> bit) & 1; });
+  std::uint64_t v4_addresses = 0;
+  for (const auto& r : set.v4) v4_addresses += std::uint64_t{r.last} - r.first + 1;
+  const auto prefixes = geo::aggregate(set);
+  const auto v4 = static_cast<std::size_t>(
+      std::count_if(prefixes.begin(), prefixes.end(),
+                    [](const geo::Prefix& p) { return p.family() == geo::Family::v4; }));
+  fmt::print(
+      "list      {}: {} countries, {} cidrs, {} files -> {} IPv4 prefixes ({} addresses), {} IPv6 "
+      "prefixes\n",
+      list.name, list.countries.size(), list.cidrs.size(), list.files.size(), v4, v4_addresses,
+      prefixes.size() - v4);
+}
+
+void print_server(const policy::Snapshot& s) {
+  const conf::Config& c = s.config;
+  fmt::print("server    hostname {}, threads {}, max_connections {}, max_connections_per_ip {}\n",
+             c.server.hostname,
+             c.server.process.threads == 0 ? std::string("one per core")
+                                           : std::to_string(c.server.process.threads),
+             c.server.max_connections, c.server.max_connections_per_ip);
+  for (const auto& l : c.listeners)
+    fmt::print("listener  {} {} {}{}\n", l.name, l.address.to_string(),
+               l.mode == conf::ListenerMode::transparent
+                   ? std::string("transparent (to the original destination)")
+                   : fmt::format("proxy_protocol {}", conf::to_string(l.proxy_protocol)),
+               l.trusted_proxies.empty()
+                   ? ""
+                   : fmt::format(" from {} trusted prefixes", l.trusted_proxies.size()));
+  std::vector<std::string> dbs;
+  for (const auto& d : c.geo.databases) dbs.push_back(d.path);
+  fmt::print(
+      "geo       {}: {} IPv4 + {} IPv6 intervals, {:.1f} MiB\n",
+      dbs.empty() ? std::string("default databases") : fmt::format("{}", fmt::join(dbs, ", ")),
+      s.table.interval_count(geo::Family::v4), s.table.interval_count(geo::Family::v6),
+      s.table.memory_bytes() / 1048576.0);
+  for (std::size_t i = 0; i < c.lists.size(); ++i) print_list_size(s, c.lists[i], i);
+}
+
+void print_pools(const conf::Config& c) {
+  for (const auto& p : c.pools) {
+    std::vector<std::string> members;
+    for (const auto& m : p.members)
+      members.push_back(m.address.to_string() + (m.backup ? " (backup)" : "") +
+                        (m.weight != 1 ? fmt::format(" weight {}", m.weight) : ""));
+    fmt::print("pool      {}: {}, proxy_protocol {}, greet_delay {}{}: {}\n", p.name,
+               conf::to_string(p.balance), conf::to_string(p.proxy_protocol),
+               conf::format_duration(p.greet_delay), p.greet_banner.empty() ? "" : " with teaser",
+               fmt::join(members, ", "));
+  }
+}
+
+void print_rules(const conf::Config& c) {
+  for (std::size_t i = 0; i < c.rules.size(); ++i) {
+    const auto& r = c.rules[i];
+    std::string what(conf::to_string(r.action));
+    if (r.action == conf::Action::route) what += " to pool " + r.pool;
+    if (r.action == conf::Action::pass) what += " to the address the client dialled";
+    if (!r.reply.empty()) what += fmt::format(" \"{}\"", r.reply);
+    fmt::print("rule {:<4} {}: {} -> {}\n", i + 1, r.name, describe_match(r.match), what);
+  }
+}
+
+void print_limits(const conf::Config& c) {
+  for (const auto& l : c.limits) {
+    std::vector<std::string> what;
+    if (l.rate != 0)
+      what.push_back(
+          fmt::format("{}/{} (burst {})", l.rate, conf::format_duration(l.per), l.burst));
+    if (l.concurrent != 0) what.push_back(fmt::format("{} at once", l.concurrent));
+    fmt::print("limit     {}: {} per /{} (IPv4) /{} (IPv6), {}, {} clients tracked -> {}{}\n",
+               l.name, fmt::join(what, ", "), l.aggregate_v4, l.aggregate_v6,
+               l.match.empty() ? "every connection" : describe_match(l.match), l.table_size,
+               conf::to_string(l.action),
+               l.action == conf::LimitAction::ban ? " for " + conf::format_duration(l.ban_for)
+                                                  : std::string());
+  }
+}
+
+int run_check(const std::string& path) {
+  const auto s = load_snapshot(path);
+  if (!s) return 1;
+  const conf::Config& c = s->config;
+  fmt::print("{}: OK\n", path);
+  print_server(*s);
+  print_pools(c);
+  print_rules(c);
+  print_limits(c);
+  fmt::print("state     {}/blocks.toml\n", c.server.process.state_dir);
+  fmt::print("admin     {}{}\n", c.admin.listen.to_string(),
+             c.admin.tls_cert.empty() ? "" : " (HTTPS)");
+  if (c.admin.exposed())
+    fmt::print(stderr,
+               "geomx: {}: warning: admin.listen {} is not a loopback address and has no TLS "
+               "(tls_cert, tls_key); it has no authentication either\n",
+               path, c.admin.listen.to_string());
+  return 0;
+}
+
+std::vector<std::string> quoted(const std::vector<std::string>& items) {
+  std::vector<std::string> out;
+  for (const auto& i : items) out.push_back(fmt::format("{:?}", i));
+  return out;
+}
+
+struct ExplainOptions {
+  std::string config;
+  std::string listener;
+  bool json = false;
+  std::vector<std::string> addresses;
+};
+
+int run_explain(const ExplainOptions& o) {
+  const auto s = load_snapshot(o.config);
+  if (!s) return 1;
+  const conf::Config& c = s->config;
+  policy::Client client;
+  if (!o.listener.empty()) {
+    auto index = s->listener_index(o.listener);
+    if (!index)
+      throw std::invalid_argument(fmt::format("explain: no listener named \"{}\"", o.listener));
+    client.listener = *index;
+  }
+  int errors = 0;
+  for (const auto& text : o.addresses) {
+    auto address = geo::try_parse_address(text);
+    if (!address) {
+      fmt::print(stderr, "geomx: explain: '{}' is not an IP address\n", text);
+      ++errors;
+      continue;
+    }
+    client.address = *address;
+    const auto d = policy::decide(client, *s, policy::AllUp{}, 0);
+    const conf::Rule& rule = c.rules[d.rule];
+    std::vector<std::string> lists, order;
+    for (std::size_t i = 0; i < c.lists.size(); ++i)
+      if ((d.lists >> i) & 1) lists.push_back(c.lists[i].name);
+    const conf::Pool* pool = d.action == conf::Action::route ? &c.pools[d.pool] : nullptr;
+    for (auto m : d.order) order.push_back(pool->members[m].address.to_string());
+    const std::string member = d.member ? pool->members[*d.member].address.to_string() : "";
+    const std::string why = policy::explain_match(d, *s);
+    if (o.json) {
+      fmt::print(
+          std::cout,
+          "{{\"ip\":{:?},\"country\":{:?},\"lists\":[{}],\"rule\":{:?},\"why\":{:?},"
+          "\"action\":{:?},\"pool\":{:?},\"member\":{:?},\"fallback\":[{}],\"reply\":{:?}}}\n",
+          text, d.country.code(), fmt::join(quoted(lists), ","), rule.name, why,
+          conf::to_string(d.action), pool ? pool->name : "", member, fmt::join(quoted(order), ","),
+          rule.reply);
+    } else {
+      fmt::print(std::cout, "{} country={} lists={} rule={} why=\"{}\" action={}", text,
+                 d.country.code(), lists.empty() ? "-" : fmt::format("{}", fmt::join(lists, ",")),
+                 rule.name, why, conf::to_string(d.action));
+      if (pool)
+        fmt::print(std::cout, " pool={} member={} fallback={}", pool->name, member,
+                   fmt::join(order, ","));
+      if (!rule.reply.empty()) fmt::print(std::cout, " reply=\"{}\"", rule.reply);
+      std::cout << '\n';
+    }
+  }
+  return errors == 0 ? 0 : 1;
+}
+
+}  // namespace
+
+void add_config_tools(CLI::App& app, Command& command) {
+  auto check_path = std::make_shared<std::string>();
+  auto* check =
+      app.add_subcommand("check", "Validate a config and everything it loads, then summarise it");
+  check->add_option("-c,--config", *check_path, "Config file")->required();
+  check->callback(
+      [&command, check_path] { command = [check_path] { return run_check(*check_path); }; });
+
+  auto o = std::make_shared<ExplainOptions>();
+  auto* explain =
+      app.add_subcommand("explain", "Show the decision for addresses, with every member healthy");
+  explain->add_option("-c,--config", o->config, "Config file")->required();
+  explain->add_option("--listener", o->listener,
+                      "The listener the client connects to [default: the first]");
+  explain->add_flag("--json", o->json, "One JSON object per line");
+  explain->add_option("address", o->addresses, "Client addresses")->required();
+  explain->callback([&command, o] { command = [o] { return run_explain(*o); }; });
+}
+
+}  // namespace geomx::cli

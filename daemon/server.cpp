@@ -1,0 +1,181 @@
+#include "daemon/server.hpp"
+
+#include <systemd/sd-daemon.h>
+
+#include <algorithm>
+
+#include <fmt/format.h>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
+
+#include "admin/server.hpp"
+#include "daemon/watch.hpp"
+#include "daemon/worker.hpp"
+#include "proxy/clock.hpp"
+#include "proxy/endpoint.hpp"
+
+namespace geomx::daemon {
+
+Server::Server(std::shared_ptr<const policy::Snapshot> snapshot, proxy::Log& log)
+    : state_(std::move(snapshot), log) {
+  const unsigned configured = state_.current()->snapshot->config.server.process.threads;
+  const unsigned threads =
+      configured != 0 ? configured : std::max(1u, std::thread::hardware_concurrency());
+  for (unsigned i = 0; i < threads; ++i) workers_.push_back(std::make_unique<Worker>());
+  state_.metrics.config_loaded(1);
+  state_.ban = [this](policy::Block b) {
+    asio::post(control_io_, [this, b = std::move(b)]() mutable { add_ban(std::move(b)); });
+  };
+  // The last session of a drain wakes it (from whichever thread ended it).
+  state_.sessions.on_idle = [this] {
+    if (draining_.load()) asio::post(control_io_, [this] { drained_.cancel(); });
+  };
+}
+
+Server::~Server() {
+  admin_.reset();
+  watch_.reset();
+  for (auto& w : workers_) {
+    w->io.stop();
+    if (w->thread.joinable()) w->thread.join();
+  }
+  // Handlers still queued on an I/O thread end their sessions as they are
+  // destroyed: that must not wake a drain on a control_io_ that is gone.
+  state_.sessions.on_idle = nullptr;
+  workers_.clear();
+  loader_.join();
+}
+
+tcp::endpoint Server::admin_endpoint() const {
+  return admin_->endpoint();
+}
+
+// Bans are judged and written here, on the control thread, where they are
+// added one at a time: an fsync must not stall an I/O thread, and sessions
+// over the limit at once all post the same ban.
+void Server::add_ban(policy::Block b) {
+  const auto now = proxy::unix_now();
+  const auto max_bans = state_.current()->snapshot->config.server.max_bans;
+  switch (policy::judge_ban(*state_.blocks.current(), b, max_bans, now)) {
+    case policy::BanVerdict::covered:
+      return;
+    case policy::BanVerdict::over_max_bans:
+      if (now >= ban_warned_ + 60) {
+        ban_warned_ = now;
+        state_.log.event("warning", {{"problem", "ban not added: server.max_bans in force"},
+                                     {"max_bans", std::to_string(max_bans)},
+                                     {"cidr", b.cidr.to_string()}});
+      }
+      return;
+    case policy::BanVerdict::add:
+      break;
+  }
+  try {
+    state_.blocks.add(b, now);
+    state_.log.event("block", {{"action", "added"},
+                               {"cidr", b.cidr.to_string()},
+                               {"comment", b.comment},
+                               {"for", fmt::format("{}s", b.expires.value_or(0) - b.created)},
+                               {"origin", b.origin}});
+  } catch (const std::exception& e) {
+    state_.log.event("warning", {{"problem", "ban not kept"}, {"error", e.what()}});
+  }
+}
+
+std::vector<std::string> Server::load_blocks() {
+  return state_.blocks.load(proxy::unix_now());
+}
+
+std::size_t Server::blocks_in_force() const {
+  return state_.blocks.current()->count("", proxy::unix_now());
+}
+
+Server::Sockets Server::open_listener(const conf::Listener& listener, tcp::endpoint& bound) {
+  Sockets sockets;
+  tcp::endpoint endpoint = proxy::to_asio(listener.address);
+  for (auto& w : workers_) {
+    auto socket = std::make_shared<proxy::ListeningSocket>(w->io, proxy::listener_key(listener));
+    try {
+      if (&w == &workers_.front()) proxy::check_port_free(endpoint, w->io);
+      proxy::open_acceptor(socket->acceptor, endpoint, {.reuse_port = true, .v6_only = true});
+    } catch (const boost::system::system_error& e) {
+      throw std::system_error(
+          e.code(), fmt::format("listener {} on {}", listener.name, listener.address.to_string()));
+    }
+    // Port 0: every thread binds the port the first one was given.
+    endpoint = socket->acceptor.local_endpoint();
+    sockets.push_back(std::move(socket));
+  }
+  bound = endpoint;
+  return sockets;
+}
+
+asio::awaitable<void> Server::on_every_worker(std::function<void(Worker&)> fn,
+                                              std::chrono::steady_clock::time_point deadline) {
+  // The timer is shared: a thread that answers after the deadline still
+  // finds it.
+  auto done = std::make_shared<asio::steady_timer>(control_io_, deadline);
+  auto left = std::make_shared<std::atomic<std::size_t>>(workers_.size());
+  for (auto& w : workers_)
+    asio::post(w->io, [this, &w = *w, fn, done, left] {
+      fn(w);
+      if (left->fetch_sub(1) == 1) asio::post(control_io_, [done] { done->cancel(); });
+    });
+  co_await done->async_wait(proxy::nothrow);
+}
+
+void Server::bind() {
+  const auto snap = state_.current()->snapshot;
+  admin_ = std::make_unique<admin::AdminServer>(control_io_, state_);
+  admin_->bind(snap->config.admin.listen, snap->config.admin.tls_cert, snap->config.admin.tls_key);
+  for (const auto& listener : snap->config.listeners) {
+    tcp::endpoint bound;
+    auto sockets = open_listener(listener, bound);
+    for (std::size_t i = 0; i < workers_.size(); ++i)
+      workers_[i]->listening.push_back(std::move(sockets[i]));
+    endpoints_.push_back(bound);
+    bound_[proxy::listener_key(listener)] = bound;
+  }
+}
+
+void Server::run() {
+  for (auto& w : workers_) {
+    for (auto& l : w->listening)
+      asio::co_spawn(w->io, proxy::serve_listener(l, state_, w->sessions), asio::detached);
+    w->thread = std::thread([this, &io = w->io] {
+      // A handler that throws (out of memory) must not take the process down.
+      for (;;) {
+        try {
+          io.run();
+          return;
+        } catch (const std::exception& e) {
+          state_.log.event("worker_error", {{"error", e.what()}});
+        }
+      }
+    });
+  }
+  const auto runtime = state_.current();
+  update_probers(*runtime);  // health probes run on the control thread
+  update_watch(*runtime->snapshot);
+  admin_->set_reloader([this] { return reload("admin", true); });
+  admin_->start();
+  asio::co_spawn(control_io_, hangups(), asio::detached);
+  asio::co_spawn(control_io_, suppressed_lines(), asio::detached);
+  // systemd: Type=notify and WatchdogSec= (nothing happens without systemd).
+  std::uint64_t watchdog_usec = 0;
+  if (sd_watchdog_enabled(0, &watchdog_usec) > 0)
+    asio::co_spawn(control_io_, watchdog(std::chrono::microseconds(watchdog_usec / 2)),
+                   asio::detached);
+  sd_notify(0, "READY=1\nSTATUS=serving");
+  asio::co_spawn(control_io_, control(), asio::detached);
+  control_io_.run();
+  for (auto& w : workers_) w->thread.join();
+}
+
+void Server::stop() {
+  if (stop_requested_.exchange(true)) return;
+  asio::post(control_io_, [this] { signals_.cancel(); });
+}
+
+}  // namespace geomx::daemon

@@ -1,0 +1,70 @@
+#include "policy/blocks.hpp"
+
+#include <algorithm>
+
+namespace geomx::policy {
+
+BlockSet::BlockSet(std::vector<Block> blocks) : blocks_(std::move(blocks)) {
+  for (std::size_t i = 0; i < blocks_.size(); ++i) {
+    const auto& cidr = blocks_[i].cidr;
+    by_cidr_[cidr] = i;
+    auto& lengths = cidr.family() == geo::Family::v4 ? v4_lengths_ : v6_lengths_;
+    if (std::find(lengths.begin(), lengths.end(), cidr.length()) == lengths.end())
+      lengths.push_back(cidr.length());
+  }
+  for (auto* l : {&v4_lengths_, &v6_lengths_}) std::sort(l->rbegin(), l->rend());
+}
+
+std::vector<Block> BlockSet::list(std::int64_t now) const {
+  std::vector<Block> out;
+  for (const auto& b : blocks_)
+    if (b.active(now)) out.push_back(b);
+  return out;
+}
+
+std::optional<Block> BlockSet::find(const geo::Address& a, std::int64_t now) const {
+  return covering(geo::Prefix::containing(a, a.is_v4() ? 32 : 128), now);
+}
+
+std::optional<Block> BlockSet::covering(const geo::Prefix& p, std::int64_t now) const {
+  const auto& a = p.network();
+  for (const auto length : a.is_v4() ? v4_lengths_ : v6_lengths_) {
+    if (length > p.length()) continue;  // inside `p`, not around it
+    const auto it = by_cidr_.find(geo::Prefix::containing(a, length));
+    if (it != by_cidr_.end() && blocks_[it->second].active(now)) return blocks_[it->second];
+  }
+  return std::nullopt;
+}
+
+std::size_t BlockSet::count(std::string_view origin_prefix, std::int64_t now) const {
+  std::size_t n = 0;
+  for (const auto& b : blocks_) n += b.active(now) && b.origin.starts_with(origin_prefix);
+  return n;
+}
+
+std::vector<Block> BlockSet::with(Block b, std::int64_t now) const {
+  auto next = list(now);
+  std::erase_if(next, [&](const Block& old) { return old.cidr == b.cidr; });
+  next.push_back(std::move(b));
+  return next;
+}
+
+std::optional<std::vector<Block>> BlockSet::without(const geo::Prefix& cidr,
+                                                    std::int64_t now) const {
+  auto next = list(now);
+  if (std::erase_if(next, [&](const Block& old) { return old.cidr == cidr; }) == 0)
+    return std::nullopt;
+  return next;
+}
+
+BanVerdict judge_ban(const BlockSet& blocks, const Block& ban, std::size_t max_bans,
+                     std::int64_t now) {
+  if (const auto in_force = blocks.covering(ban.cidr, now);
+      in_force && (in_force->origin == ban.origin || !in_force->expires ||
+                   (ban.expires && *in_force->expires >= *ban.expires)))
+    return BanVerdict::covered;
+  if (blocks.count("limit:", now) >= max_bans) return BanVerdict::over_max_bans;
+  return BanVerdict::add;
+}
+
+}  // namespace geomx::policy

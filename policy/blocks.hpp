@@ -1,0 +1,66 @@
+#pragma once
+// Dated blocks: CIDRs refused at connect, each with a comment (the seed's
+// operators wrote "SPAM_09_01_2021"), when it was made, an optional expiry
+// and its origin; the index the I/O threads look clients up in; and the
+// rule that decides whether a [[limit]] ban becomes a block. Pure: every
+// question takes the time it is asked at (unix seconds). Keeping them
+// (blocks.toml, and later the fleet's store) is state/'s.
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "geo/address.hpp"
+#include "geo/hash.hpp"
+
+namespace geomx::policy {
+
+struct Block {
+  geo::Prefix cidr;
+  std::string comment;
+  std::int64_t created = 0;             // unix seconds
+  std::optional<std::int64_t> expires;  // unix seconds; none: until deleted
+  std::string origin = "operator";      // or "limit:NAME"
+  bool active(std::int64_t now) const { return !expires || *expires > now; }
+};
+
+// An immutable set of blocks with its index: the prefix lengths in use per
+// family (longest first) and each CIDR's block. CIDRs are unique.
+class BlockSet {
+ public:
+  explicit BlockSet(std::vector<Block> blocks = {});
+  const std::vector<Block>& all() const { return blocks_; }
+  // The blocks in force at `now`, oldest first.
+  std::vector<Block> list(std::int64_t now) const;
+  // The block in force that covers `a`, the most specific first, if any:
+  // one hash lookup per prefix length in use.
+  std::optional<Block> find(const geo::Address& a, std::int64_t now) const;
+  // The block in force that covers all of `p` (its CIDR or a wider one),
+  // the most specific first, if any.
+  std::optional<Block> covering(const geo::Prefix& p, std::int64_t now) const;
+  // How many blocks in force have an origin that starts with `prefix`.
+  std::size_t count(std::string_view origin_prefix, std::int64_t now) const;
+  // The blocks in force with `b` added (replacing the block of its CIDR).
+  std::vector<Block> with(Block b, std::int64_t now) const;
+  // The blocks in force without the block of exactly `cidr`; none if there is none.
+  std::optional<std::vector<Block>> without(const geo::Prefix& cidr, std::int64_t now) const;
+
+ private:
+  std::vector<Block> blocks_;
+  std::vector<unsigned> v4_lengths_, v6_lengths_;
+  std::unordered_map<geo::Prefix, std::size_t, geo::AddressHash> by_cidr_;
+};
+
+// Whether a [[limit]] ban is added. Sessions over the limit at once all ask
+// for it (each passed the block check before the first one landed): a
+// block in force around all of its CIDR that is this limit's, never
+// expires or lasts as long stands in for it (one that ends sooner does
+// not). Each ban rewrites the state: past max_bans bans in force, none is
+// added (the client still gets its 421).
+enum class BanVerdict { add, covered, over_max_bans };
+BanVerdict judge_ban(const BlockSet& blocks, const Block& ban, std::size_t max_bans,
+                     std::int64_t now);
+
+}  // namespace geomx::policy

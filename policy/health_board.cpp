@@ -1,0 +1,88 @@
+#include "policy/health_board.hpp"
+
+namespace geomx::policy {
+
+std::string_view to_string(ProbeStatus s) {
+  switch (s) {
+    case ProbeStatus::ok:
+      return "ok";
+    case ProbeStatus::connect_failed:
+      return "connect_failed";
+    case ProbeStatus::timeout:
+      return "timeout";
+    case ProbeStatus::send_failed:
+      return "send_failed";
+    case ProbeStatus::bad_reply:
+      return "bad_reply";
+    case ProbeStatus::tls_failed:
+      return "tls_failed";
+    case ProbeStatus::error:
+      return "error";
+  }
+  return "error";
+}
+
+std::shared_ptr<MemberHealth> HealthBoard::member(const std::string& pool,
+                                                  const conf::Endpoint& address,
+                                                  Clock::time_point now) {
+  std::lock_guard lock(mutex_);
+  auto& slot = members_[{pool, address.to_string()}];
+  if (auto m = slot.lock()) return m;
+  // Not in any config since the last reload: forget what was (it starts UP).
+  std::erase_if(members_, [](const auto& kv) { return kv.second.expired(); });
+  auto m = std::make_shared<MemberHealth>(pool, address, now);
+  members_[{pool, address.to_string()}] = m;
+  return m;
+}
+
+std::vector<std::shared_ptr<MemberHealth>> HealthBoard::all() const {
+  std::lock_guard lock(mutex_);
+  std::vector<std::shared_ptr<MemberHealth>> out;
+  for (const auto& [key, weak] : members_)
+    if (auto m = weak.lock()) out.push_back(std::move(m));
+  return out;
+}
+
+std::optional<HealthChange> HealthBoard::probed(MemberHealth& m, const conf::Health& h,
+                                                const ProbeResult& r, Clock::time_point now) {
+  m.checks.fetch_add(1, std::memory_order_relaxed);
+  if (!r.ok()) m.check_failures.fetch_add(1, std::memory_order_relaxed);
+  {
+    std::lock_guard lock(m.mutex);
+    m.detail_.last_probe_seconds = r.seconds;
+    m.detail_.last_error = r.detail;
+    if (r.cert_days) {
+      m.detail_.cert_days = r.cert_days;
+      m.detail_.cert_subject = r.cert_subject;
+    }
+  }
+  return record(m, h, r.ok(), r.detail, "probe", now);
+}
+
+std::optional<HealthChange> HealthBoard::connect_failed(MemberHealth& m, const conf::Health& h,
+                                                        const std::string& error,
+                                                        Clock::time_point now) {
+  m.connect_failures.fetch_add(1, std::memory_order_relaxed);
+  return record(m, h, false, error, "session", now);
+}
+
+std::optional<HealthChange> HealthBoard::record(MemberHealth& m, const conf::Health& h, bool ok,
+                                                const std::string& why, std::string_view source,
+                                                Clock::time_point now) {
+  std::lock_guard lock(m.mutex);
+  if (!m.detail_.state.record(ok, h.rise, h.fall)) return std::nullopt;
+  const bool up = m.detail_.state.up();
+  m.detail_.last_change = now;
+  m.up.store(up, std::memory_order_relaxed);
+  return HealthChange{up, up ? h.rise : h.fall, source, up ? std::string() : why};
+}
+
+HealthView::HealthView(HealthBoard& board, const Snapshot& snapshot,
+                       HealthBoard::Clock::time_point now) {
+  for (const auto& pool : snapshot.config.pools) {
+    auto& row = members_.emplace_back();
+    for (const auto& m : pool.members) row.push_back(board.member(pool.name, m.address, now));
+  }
+}
+
+}  // namespace geomx::policy

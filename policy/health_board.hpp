@@ -1,0 +1,120 @@
+#pragma once
+// Health of the pool members: one record per (pool name, member address),
+// kept across reloads while the member stays in the config, fed by active
+// probes and by the connect failures of real sessions; the balancer skips
+// members that are DOWN. Pure: results and the time come in, and a state
+// change comes out for the caller to log (once).
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "policy/balance.hpp"
+#include "policy/health.hpp"
+#include "policy/snapshot.hpp"
+
+namespace geomx::policy {
+
+// How a probe ended, as haproxy's healthcheck_status: one word each; the
+// detail says what was seen.
+enum class ProbeStatus { ok, connect_failed, timeout, send_failed, bad_reply, tls_failed, error };
+std::string_view to_string(ProbeStatus);
+
+struct ProbeResult {
+  ProbeStatus status = ProbeStatus::error;
+  std::string detail;  // "connect: Connection refused", "EHLO: \"554 go away\"", ...
+  double seconds = 0;
+  std::optional<long> cert_days;  // STARTTLS probes: days until the certificate expires
+  std::string cert_subject;
+  bool ok() const { return status == ProbeStatus::ok; }
+};
+
+struct MemberHealth {
+  using Clock = std::chrono::system_clock;
+  MemberHealth(std::string p, conf::Endpoint a, Clock::time_point now)
+      : pool(std::move(p)), address(a) {
+    detail_.last_change = now;
+  }
+  const std::string pool;
+  const conf::Endpoint address;
+  std::atomic<bool> up{true};
+  std::atomic<std::uint32_t> active{0};  // relayed sessions now (least-conn)
+  std::atomic<std::uint64_t> checks{0}, check_failures{0}, connect_failures{0};
+
+  struct Detail {
+    HealthState state;
+    Clock::time_point last_change;
+    double last_probe_seconds = 0;
+    std::string last_error;         // of the last failed check, "" after a success
+    std::optional<long> cert_days;  // STARTTLS probes: days until the certificate expires
+    std::string cert_subject;
+  };
+  Detail detail() const {
+    std::lock_guard lock(mutex);
+    return detail_;
+  }
+
+ private:
+  friend class HealthBoard;
+  mutable std::mutex mutex;
+  Detail detail_;
+};
+
+// A member went UP or DOWN: what the log says of it.
+struct HealthChange {
+  bool up = false;
+  std::uint32_t after = 0;  // rise successes or fall failures in a row
+  std::string_view source;  // "probe" or "session"
+  std::string error;        // DOWN: the last failure
+};
+
+class HealthBoard {
+ public:
+  using Clock = MemberHealth::Clock;
+  // The record of this member of this pool, made on first use.
+  std::shared_ptr<MemberHealth> member(const std::string& pool, const conf::Endpoint& address,
+                                       Clock::time_point now);
+  std::vector<std::shared_ptr<MemberHealth>> all() const;
+
+  // An active probe's result.
+  std::optional<HealthChange> probed(MemberHealth& m, const conf::Health& h, const ProbeResult& r,
+                                     Clock::time_point now);
+  // A real session could not connect: counts toward fall like a failed probe.
+  std::optional<HealthChange> connect_failed(MemberHealth& m, const conf::Health& h,
+                                             const std::string& error, Clock::time_point now);
+
+ private:
+  static std::optional<HealthChange> record(MemberHealth& m, const conf::Health& h, bool ok,
+                                            const std::string& why, std::string_view source,
+                                            Clock::time_point now);
+  mutable std::mutex mutex_;
+  // Held by the HealthViews (and relays) that use them: a member a reload
+  // removed is gone from the board once nothing uses it.
+  std::map<std::pair<std::string, std::string>, std::weak_ptr<MemberHealth>> members_;
+};
+
+// The board as the balancer of one snapshot sees it: [pool][member].
+class HealthView final : public MemberStates {
+ public:
+  // Records made now (members new to the board) start UP at `now`.
+  HealthView(HealthBoard& board, const Snapshot& snapshot, HealthBoard::Clock::time_point now);
+  bool up(std::size_t pool, std::size_t member) const override {
+    return members_[pool][member]->up.load(std::memory_order_relaxed);
+  }
+  std::uint32_t active(std::size_t pool, std::size_t member) const override {
+    return members_[pool][member]->active.load(std::memory_order_relaxed);
+  }
+  const std::shared_ptr<MemberHealth>& at(std::size_t pool, std::size_t member) const {
+    return members_[pool][member];
+  }
+
+ private:
+  std::vector<std::vector<std::shared_ptr<MemberHealth>>> members_;
+};
+
+}  // namespace geomx::policy

@@ -1,0 +1,91 @@
+#pragma once
+// One client connection, start to end: PROXY header in, limits, decision,
+// reject/drop/tarpit or the routed path (greet delay with pregreet
+// detection, connect with failover, PROXY header out), then the relay takes
+// the sockets; one log line whatever the end. The steps are in session.cpp
+// (admission and the decision), inbound.cpp (what the client's side says
+// before the relay) and upstream.cpp (the member's side).
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "proxy/io.hpp"
+#include "proxy/registry.hpp"
+#include "proxy/server_state.hpp"
+#include "proxy/session_record.hpp"
+#include "proxy/upstream.hpp"
+
+namespace geomx::proxy {
+
+// `peer` as accept(2) gave it: no getpeername per connection. `listener` is
+// the key of the socket it came in on.
+asio::awaitable<void> run_session(Socket socket, tcp::endpoint peer, std::string listener,
+                                  ServerState& state, SessionRegistry& registry);
+
+class Session final : public SessionRegistry::Live {
+ public:
+  using Clock = std::chrono::steady_clock;
+  Session(Socket client, const tcp::endpoint& peer, const Runtime& runtime, std::size_t listener,
+          ServerState& state, SessionRegistry& registry);
+
+  asio::awaitable<void> run();
+
+  // SessionRegistry::Live. Until the relay, every wait has its own deadline.
+  void check_idle(Clock::time_point) override {}
+  void shut_down() override {
+    shutdown_ = true;
+    close_both();
+  }
+
+ private:
+  static constexpr std::size_t max_pending = 4096;  // client bytes held before relaying
+
+  const std::string& hostname() const { return snap_->config.server.hostname; }
+  // session.cpp: admission, the decision and the refusals.
+  asio::awaitable<bool> admit();
+  asio::awaitable<void> reply_and_close(std::string_view line, EndReason end);
+  asio::awaitable<bool> within_limits(const std::vector<std::size_t>& limits);
+  asio::awaitable<void> tarpit(std::string_view reply);
+  // inbound.cpp: the client's side before the relay.
+  asio::awaitable<bool> read_proxy_header();
+  asio::awaitable<bool> read_original_destination();
+  asio::awaitable<bool> greet_delay(const conf::Pool& pool);
+  // upstream.cpp: the member's side, and the hand-over to the relay.
+  asio::awaitable<DialResult> dial(const conf::Endpoint& endpoint, conf::Duration timeout);
+  asio::awaitable<bool> connect(std::vector<std::size_t> order, std::size_t pool_index,
+                                const conf::Pool& pool);
+  asio::awaitable<void> pass();
+  asio::awaitable<bool> send_first(const conf::Pool& pool);
+  void relay(const conf::Pool& pool);
+
+  void close_both() {
+    boost::system::error_code ec;
+    client_.close(ec);
+    backend_.close(ec);
+  }
+  void finish(EndReason end);
+
+  const Runtime& runtime_;  // run_session holds it while this runs
+  Socket client_, backend_;
+  ServerState& state_;
+  std::shared_ptr<const policy::Snapshot> snap_;  // the whole session uses the one it began with
+  const conf::Listener& listener_;
+  std::size_t listener_index_;
+  Clock::time_point start_;
+  std::optional<conf::Endpoint> dest_;  // ... as the PROXY header or the NAT gave it
+  SessionRecord rec_;
+  std::vector<std::uint8_t> pending_;  // client bytes to relay once connected
+  bool shutdown_ = false;
+  SessionRegistry& registry_;
+  std::optional<policy::ConnectionSlots::Slot> slot_, ip_slot_;  // held until the relay ends
+  std::shared_ptr<const policy::HealthView> view_;               // the members' health
+  std::shared_ptr<policy::MemberHealth> member_;                 // the one connected to
+  std::vector<policy::LimitTable::Hold> holds_;                  // [[limit]] concurrent counts
+  std::unique_ptr<OwnConnections::Entry> own_;  // action "pass": our end, while it lasts
+};
+
+}  // namespace geomx::proxy

@@ -1,0 +1,31 @@
+#pragma once
+// The embedded default: the dated blocks in STATE_DIR/blocks.toml, written
+// atomically (temp file, fsync, rename, fsync of the directory) before an
+// add or delete is acknowledged, so that a kill -9 right after loses
+// nothing. A file that does not parse is renamed aside
+// (blocks.toml.corrupt-UNIXTIME) and reported, not silently dropped.
+#include <string>
+#include <vector>
+
+#include "state/store.hpp"
+
+namespace geomx::state {
+
+// The blocks as blocks.toml holds them, and back; parse throws
+// std::runtime_error (or toml::parse_error) naming what is wrong.
+std::string render_blocks(const std::vector<policy::Block>& blocks);
+std::vector<policy::Block> parse_blocks_file(const std::string& path);
+
+class LocalBlockStore final : public BlockStore {
+ public:
+  // `state_dir` empty: kept in memory only.
+  explicit LocalBlockStore(std::string state_dir);
+  Loaded load(std::int64_t now) override;
+  void save(const std::vector<policy::Block>& blocks) override;
+  const std::string& where() const override { return file_; }
+
+ private:
+  std::string dir_, file_;
+};
+
+}  // namespace geomx::state

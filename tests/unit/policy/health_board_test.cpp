@@ -1,0 +1,84 @@
+// The health board: records per (pool, member) kept while a snapshot uses
+// them, fed by probes and by sessions' connect failures, and a change
+// reported exactly once, at the time it was given.
+#include <doctest/doctest.h>
+
+#include "policy/health_board.hpp"
+
+namespace geomx::policy {
+namespace {
+
+using Clock = HealthBoard::Clock;
+
+conf::Health health(std::uint32_t rise, std::uint32_t fall) {
+  conf::Health h;
+  h.rise = rise;
+  h.fall = fall;
+  return h;
+}
+
+ProbeResult failed(std::string detail) {
+  return {ProbeStatus::bad_reply, std::move(detail), 0.25, std::nullopt, ""};
+}
+
+TEST_CASE("health board: DOWN after fall failures, the change said once with its error") {
+  HealthBoard board;
+  const auto t0 = Clock::time_point(std::chrono::seconds(1'800'000'000));
+  const auto m = board.member("primary", conf::parse_endpoint("127.0.0.1:2525"), t0);
+  const auto h = health(2, 3);
+  CHECK(m->up.load());
+  CHECK(m->detail().last_change == t0);
+  CHECK_FALSE(board.probed(*m, h, failed("banner: closed"), t0 + std::chrono::seconds(1)));
+  CHECK_FALSE(board.connect_failed(*m, h, "connect: Connection refused", t0));
+  const auto t3 = t0 + std::chrono::seconds(3);
+  const auto change = board.probed(*m, h, failed("EHLO: \"554 go away\""), t3);
+  REQUIRE(change);
+  CHECK_FALSE(change->up);
+  CHECK(change->after == 3);
+  CHECK(change->source == "probe");
+  CHECK(change->error == "EHLO: \"554 go away\"");
+  CHECK_FALSE(m->up.load());
+  CHECK(m->detail().last_change == t3);
+  CHECK(m->detail().last_error == "EHLO: \"554 go away\"");
+  CHECK(m->detail().last_probe_seconds == doctest::Approx(0.25));
+  CHECK(m->checks.load() == 2);
+  CHECK(m->check_failures.load() == 2);
+  CHECK(m->connect_failures.load() == 1);
+  CHECK_FALSE(board.probed(*m, h, failed("still down"), t3));  // no second change
+
+  ProbeResult ok{ProbeStatus::ok, "", 0.01, 30, "/CN=mx.test"};
+  CHECK_FALSE(board.probed(*m, h, ok, t3));
+  const auto up = board.probed(*m, h, ok, t3 + std::chrono::seconds(2));
+  REQUIRE(up);
+  CHECK(up->up);
+  CHECK(up->after == 2);
+  CHECK(up->error.empty());
+  CHECK(m->up.load());
+  CHECK(m->detail().last_error.empty());
+  CHECK(m->detail().cert_days == 30);
+  CHECK(m->detail().cert_subject == "/CN=mx.test");
+}
+
+TEST_CASE("health board: a record lives while something holds it, then starts afresh") {
+  HealthBoard board;
+  const auto address = conf::parse_endpoint("[::1]:25");
+  const auto t = Clock::now();
+  auto m = board.member("primary", address, t);
+  CHECK(board.member("primary", address, t) == m);     // the same record
+  CHECK(board.member("quarantine", address, t) != m);  // per pool
+  m->up = false;
+  CHECK(board.all().size() == 1);  // the quarantine one is gone already
+  m.reset();
+  CHECK(board.all().empty());
+  CHECK(board.member("primary", address, t)->up.load());  // forgotten: UP again
+}
+
+TEST_CASE("probe status words") {
+  CHECK(to_string(ProbeStatus::ok) == "ok");
+  CHECK(to_string(ProbeStatus::timeout) == "timeout");
+  CHECK(to_string(ProbeStatus::connect_failed) == "connect_failed");
+  CHECK(to_string(ProbeStatus::tls_failed) == "tls_failed");
+}
+
+}  // namespace
+}  // namespace geomx::policy

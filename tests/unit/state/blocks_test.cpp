@@ -1,0 +1,138 @@
+// Dated blocks: the most specific block in force answers, an expired one
+// does not hide a wider one, and the index keeps up with adds and deletes.
+#include <doctest/doctest.h>
+
+#include <fstream>
+
+#include "state/blocks.hpp"
+#include "state/local_store.hpp"
+#include "support/temp_dir.hpp"
+
+namespace geomx::state {
+namespace {
+
+using policy::Block;
+
+BlockList in_memory() {
+  return BlockList(std::make_unique<LocalBlockStore>(""));
+}
+
+geo::Prefix cidr(const char* text) {
+  return geo::parse_prefix(text);
+}
+
+TEST_CASE("find: the most specific block in force, per family") {
+  BlockList blocks = in_memory();
+  const std::int64_t now = 1'800'000'000;
+  blocks.add({cidr("10.1.0.0/16"), "wide", now, std::nullopt, "operator"}, now);
+  blocks.add({cidr("10.1.2.0/24"), "narrow", now, now + 60, "limit:rate"}, now);
+  blocks.add({cidr("10.1.2.3/32"), "expired", now - 120, now - 60, "limit:rate"}, now);
+  blocks.add({cidr("2001:db8::/32"), "six", now, std::nullopt, "operator"}, now);
+
+  auto at = [&](const char* a, std::int64_t t) {
+    const auto b = blocks.find(geo::parse_address(a), t);
+    return b ? b->comment : std::string("-");
+  };
+  CHECK(at("10.1.2.4", now) == "narrow");
+  CHECK(at("10.1.2.3", now) == "narrow");  // its own /32 expired: the /24 still holds
+  CHECK(at("10.1.9.9", now) == "wide");
+  CHECK(at("10.2.0.1", now) == "-");
+  CHECK(at("10.1.2.4", now + 61) == "wide");  // the /24 expired too
+  CHECK(at("2001:db8:1::1", now) == "six");
+  CHECK(at("2001:db9::1", now) == "-");
+  CHECK(at("::ffff:10.1.2.4", now) == "narrow");  // mapped addresses are IPv4
+
+  CHECK(blocks.current()->count("limit:", now) == 1);  // the /24 (the /32 has expired)
+  CHECK(blocks.current()->count("operator", now) == 2);
+  CHECK(blocks.remove(cidr("10.1.0.0/16"), now));
+  CHECK(at("10.1.9.9", now) == "-");
+  CHECK(at("10.1.2.4", now) == "narrow");
+  blocks.add({cidr("10.1.2.0/24"), "replaced", now, std::nullopt, "operator"}, now);
+  CHECK(at("10.1.2.4", now + 3600) == "replaced");
+  CHECK(blocks.current()->list(now).size() == 2);
+}
+
+TEST_CASE("covering: a block around all of a prefix, not one inside it") {
+  BlockList blocks = in_memory();
+  const std::int64_t now = 1'800'000'000;
+  blocks.add({cidr("192.0.2.0/24"), "net", now, std::nullopt, "operator"}, now);
+  blocks.add({cidr("192.0.2.7/32"), "host", now, now + 60, "operator"}, now);
+  auto around = [&](const char* p) {
+    const auto b = blocks.current()->covering(cidr(p), now);
+    return b ? b->comment : std::string("-");
+  };
+  CHECK(around("192.0.2.0/24") == "net");  // the /32 inside does not hide it
+  CHECK(around("192.0.2.7/32") == "host");
+  CHECK(around("192.0.2.0/25") == "net");
+  CHECK(around("192.0.0.0/16") == "-");  // wider than any block
+  CHECK(around("2001:db8::/48") == "-");
+}
+
+TEST_CASE("find with thousands of blocks answers as a scan would") {
+  BlockList blocks = in_memory();
+  const std::int64_t now = 1'800'000'000;
+  for (std::uint32_t i = 0; i < 3'000; ++i) {
+    const unsigned length = 16 + i % 17;  // /16 to /32
+    Block b{geo::Prefix::containing(geo::Address::v4(0x0A000000u + i * 7919u * 251u), length),
+            std::to_string(i), now, std::nullopt, "operator"};
+    blocks.add(b, now);
+  }
+  const auto listed = blocks.current()->list(now);
+  int hits = 0;
+  for (std::uint32_t i = 0; i < 5'000; ++i) {
+    const auto a = geo::Address::v4(0x0A000000u + i * 104729u);
+    const auto found = blocks.find(a, now);
+    // The scan's answer: the longest CIDR that covers it (add() replaced duplicates).
+    std::optional<geo::Prefix> best;
+    for (const auto& b : listed)
+      if (b.cidr.contains(a) && (!best || b.cidr.length() > best->length())) best = b.cidr;
+    REQUIRE(found.has_value() == best.has_value());
+    if (found) {
+      CHECK(found->cidr == *best);
+      ++hits;
+    }
+  }
+  CHECK(hits > 0);
+}
+
+TEST_CASE("blocks.toml: kept before add returns, read back, and a corrupt file set aside") {
+  test::TempDir dir;
+  const std::int64_t now = 1'800'000'000;
+  {
+    BlockList blocks(std::make_unique<LocalBlockStore>(dir.root().string()));
+    CHECK(blocks.load(now).empty());  // no file yet: no problem
+    blocks.add({cidr("192.0.2.0/24"), "SPAM_09_01_2021", now, now + 3600, "operator"}, now);
+    blocks.add({cidr("2001:db8::/48"), "", now, std::nullopt, "limit:rate"}, now);
+    CHECK(blocks.remove(cidr("2001:db8::/48"), now));
+    CHECK_FALSE(blocks.remove(cidr("2001:db8::/48"), now));
+  }
+  BlockList again(std::make_unique<LocalBlockStore>(dir.root().string()));
+  CHECK(again.load(now).empty());
+  const auto listed = again.current()->list(now);
+  REQUIRE(listed.size() == 1);
+  CHECK(listed[0].cidr == cidr("192.0.2.0/24"));
+  CHECK(listed[0].comment == "SPAM_09_01_2021");
+  CHECK(listed[0].expires == now + 3600);
+  CHECK(again.file() == (dir.root() / "blocks.toml").string());
+
+  dir.write("blocks.toml", "[[block]]\ncidr = \"not a cidr\"\ncreated = 1\n");
+  BlockList corrupt(std::make_unique<LocalBlockStore>(dir.root().string()));
+  const auto problems = corrupt.load(now);
+  REQUIRE(problems.size() == 1);
+  CHECK(problems[0].find("does not parse") != std::string::npos);
+  CHECK(problems[0].find("blocks.toml.corrupt-1800000000") != std::string::npos);
+  CHECK(std::filesystem::exists(dir.root() / "blocks.toml.corrupt-1800000000"));
+  CHECK(corrupt.current()->list(now).empty());
+}
+
+TEST_CASE("a store that cannot keep a block changes nothing") {
+  const std::int64_t now = 1'800'000'000;
+  BlockList blocks(std::make_unique<LocalBlockStore>("/nonexistent-geomx-state"));
+  CHECK(blocks.load(now).size() == 1);  // the state_dir is missing: said once, at start
+  CHECK_THROWS_AS(blocks.add({cidr("192.0.2.1/32"), "", now, std::nullopt, "operator"}, now),
+                  std::runtime_error);
+  CHECK(blocks.current()->list(now).empty());
+}
+
+}  // namespace
+}  // namespace geomx::state
