@@ -28,6 +28,14 @@ using proxy::nothrow;
 using proxy::tcp;
 constexpr std::size_t max_reply = 16 * 1024;  // a banner or EHLO reply longer than this is broken
 
+// This host's fault, not the member's: out of descriptors, buffers or
+// local ports (a flood of clients must not make a member look DOWN).
+bool local_error(const boost::system::error_code& ec) {
+  return ec == asio::error::no_descriptors ||
+         ec == boost::system::errc::too_many_files_open_in_system ||
+         ec == asio::error::no_buffer_space || ec == boost::system::errc::address_not_available;
+}
+
 struct ProbeError : std::runtime_error {
   ProbeError(ProbeStatus s, const std::string& what) : std::runtime_error(what), status(s) {}
   ProbeStatus status;
@@ -98,7 +106,9 @@ asio::awaitable<ProbeResult> run_probe(const conf::Pool& pool, const conf::Membe
   const auto& h = pool.health;
   tcp::socket s(co_await asio::this_coro::executor);
   auto [ec] = co_await s.async_connect(proxy::to_asio(member.address), nothrow);
-  if (ec) throw ProbeError(ProbeStatus::connect_failed, "connect: " + ec.message());
+  if (ec)
+    throw ProbeError(local_error(ec) ? ProbeStatus::local_error : ProbeStatus::connect_failed,
+                     "connect: " + ec.message());
   if (h.probe == conf::Probe::tcp) co_return r;
   if (pool.proxy_protocol != conf::ProxyProtocol::none)  // Postfix takes v1 or v2 alike
     co_await say(s, proxy::make_proxy_header(conf::ProxyProtocol::v2, nullptr, nullptr), "PROXY");

@@ -55,6 +55,11 @@ asio::awaitable<void> Server::health_loop(MemberKey key, std::shared_ptr<Prober>
     try {
       const auto result = co_await probe_member(*pool, *member);
       if (!probing_ || prober->stopped) break;
+      if (result.status == policy::ProbeStatus::local_error)
+        state_.log.event("health_error", {{"pool", pool->name},
+                                          {"member", member->address.to_string()},
+                                          {"error", result.detail},
+                                          {"action", "not counted against the member"}});
       if (const auto change = state_.health.probed(*record, pool->health, result,
                                                    policy::HealthBoard::Clock::now()))
         state_.log.health(*record, *change);

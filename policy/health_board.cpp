@@ -16,6 +16,8 @@ std::string_view to_string(ProbeStatus s) {
       return "bad_reply";
     case ProbeStatus::tls_failed:
       return "tls_failed";
+    case ProbeStatus::local_error:
+      return "local_error";
     case ProbeStatus::error:
       return "error";
   }
@@ -45,6 +47,10 @@ std::vector<std::shared_ptr<MemberHealth>> HealthBoard::all() const {
 
 std::optional<HealthChange> HealthBoard::probed(MemberHealth& m, const conf::Health& h,
                                                 const ProbeResult& r, Clock::time_point now) {
+  if (r.status == ProbeStatus::local_error) {
+    m.local_errors.fetch_add(1, std::memory_order_relaxed);
+    return std::nullopt;
+  }
   m.checks.fetch_add(1, std::memory_order_relaxed);
   if (!r.ok()) m.check_failures.fetch_add(1, std::memory_order_relaxed);
   {

@@ -21,8 +21,18 @@
 namespace geomx::policy {
 
 // How a probe ended, as haproxy's healthcheck_status: one word each; the
-// detail says what was seen.
-enum class ProbeStatus { ok, connect_failed, timeout, send_failed, bad_reply, tls_failed, error };
+// detail says what was seen. local_error is this host's fault (out of
+// descriptors, buffers or ports): it says nothing of the member.
+enum class ProbeStatus {
+  ok,
+  connect_failed,
+  timeout,
+  send_failed,
+  bad_reply,
+  tls_failed,
+  local_error,
+  error
+};
 std::string_view to_string(ProbeStatus);
 
 struct ProbeResult {
@@ -45,6 +55,7 @@ struct MemberHealth {
   std::atomic<bool> up{true};
   std::atomic<std::uint32_t> active{0};  // relayed sessions now (least-conn)
   std::atomic<std::uint64_t> checks{0}, check_failures{0}, connect_failures{0};
+  std::atomic<std::uint64_t> local_errors{0};  // probes this host could not make
 
   struct Detail {
     HealthState state;
@@ -81,7 +92,8 @@ class HealthBoard {
                                        Clock::time_point now);
   std::vector<std::shared_ptr<MemberHealth>> all() const;
 
-  // An active probe's result.
+  // An active probe's result; a local_error is counted apart and changes
+  // nothing else.
   std::optional<HealthChange> probed(MemberHealth& m, const conf::Health& h, const ProbeResult& r,
                                      Clock::time_point now);
   // A real session could not connect: counts toward fall like a failed probe.

@@ -133,6 +133,10 @@ void render_members(std::string& out, const HealthBoard& health) {
        [](const MemberHealth& m) { return std::optional<std::uint64_t>(m.checks.load()); });
   each("geomx_member_check_failures_total", "counter", "Health probes failed.",
        [](const MemberHealth& m) { return std::optional<std::uint64_t>(m.check_failures.load()); });
+  each("geomx_member_probe_local_errors_total", "counter",
+       "Health probes this host could not make (out of descriptors, buffers or ports); not "
+       "counted against the member.",
+       [](const MemberHealth& m) { return std::optional<std::uint64_t>(m.local_errors.load()); });
   each("geomx_member_connect_failures_total", "counter", "Sessions that could not connect.",
        [](const MemberHealth& m) {
          return std::optional<std::uint64_t>(m.connect_failures.load());

@@ -73,11 +73,31 @@ TEST_CASE("health board: a record lives while something holds it, then starts af
   CHECK(board.member("primary", address, t)->up.load());  // forgotten: UP again
 }
 
+TEST_CASE("health board: this host's own errors never count against a member") {
+  HealthBoard board;
+  const auto t = Clock::now();
+  const auto m = board.member("primary", conf::parse_endpoint("127.0.0.1:2525"), t);
+  const ProbeResult emfile{ProbeStatus::local_error, "connect: Too many open files", 0.0,
+                           std::nullopt, ""};
+  for (int i = 0; i < 10; ++i) CHECK_FALSE(board.probed(*m, health(2, 3), emfile, t));
+  CHECK(m->up.load());
+  CHECK(m->local_errors.load() == 10);
+  CHECK(m->checks.load() == 0);
+  CHECK(m->check_failures.load() == 0);
+  CHECK(m->detail().last_error.empty());
+  // ...and they do not break a streak of real failures either.
+  CHECK_FALSE(board.probed(*m, health(2, 3), failed("banner: closed"), t));
+  CHECK_FALSE(board.probed(*m, health(2, 3), emfile, t));
+  CHECK_FALSE(board.probed(*m, health(2, 3), failed("banner: closed"), t));
+  CHECK(board.probed(*m, health(2, 3), failed("banner: closed"), t));
+}
+
 TEST_CASE("probe status words") {
   CHECK(to_string(ProbeStatus::ok) == "ok");
   CHECK(to_string(ProbeStatus::timeout) == "timeout");
   CHECK(to_string(ProbeStatus::connect_failed) == "connect_failed");
   CHECK(to_string(ProbeStatus::tls_failed) == "tls_failed");
+  CHECK(to_string(ProbeStatus::local_error) == "local_error");
 }
 
 }  // namespace
