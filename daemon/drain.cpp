@@ -110,7 +110,8 @@ asio::awaitable<void> Server::control() {
     for (auto& l : w.listening) l->acceptor.close(ignored);
     w.busy.reset();
   };
-  co_await on_every_worker(close_acceptors, deadline);  // a named function: see switch_to
+  drained_.expires_at(deadline);                        // a second signal cancels it
+  co_await on_every_worker(close_acceptors, drained_);  // a named function: see switch_to
   co_await drain(deadline);
   const auto left = state_.sessions.load();
   if (left > 0)

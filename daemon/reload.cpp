@@ -177,7 +177,10 @@ asio::awaitable<std::string> Server::switch_to(std::shared_ptr<const proxy::Runt
         return true;
       });
     };
-    co_await on_every_worker(close_removed, std::chrono::steady_clock::time_point::max());
+    // Every thread answers before this resumes (no deadline): `removed`
+    // outlives the calls that read it.
+    asio::steady_timer done(control_io_, asio::steady_timer::time_point::max());
+    co_await on_every_worker(close_removed, done);
     if (stopping_) {  // the drain began while we waited: it closes everything
       close_added();
       co_return "geomx is stopping";

@@ -112,17 +112,14 @@ Server::Sockets Server::open_listener(const conf::Listener& listener, tcp::endpo
 }
 
 asio::awaitable<void> Server::on_every_worker(std::function<void(Worker&)> fn,
-                                              std::chrono::steady_clock::time_point deadline) {
-  // The timer is shared: a thread that answers after the deadline still
-  // finds it.
-  auto done = std::make_shared<asio::steady_timer>(control_io_, deadline);
+                                              asio::steady_timer& done) {
   auto left = std::make_shared<std::atomic<std::size_t>>(workers_.size());
   for (auto& w : workers_)
-    asio::post(w->io, [this, &w = *w, fn, done, left] {
+    asio::post(w->io, [this, &w = *w, fn, &done, left] {
       fn(w);
-      if (left->fetch_sub(1) == 1) asio::post(control_io_, [done] { done->cancel(); });
+      if (left->fetch_sub(1) == 1) asio::post(control_io_, [&done] { done.cancel(); });
     });
-  co_await done->async_wait(proxy::nothrow);
+  co_await done.async_wait(proxy::nothrow);
 }
 
 void Server::bind() {
@@ -169,7 +166,14 @@ void Server::run() {
                    asio::detached);
   sd_notify(0, "READY=1\nSTATUS=serving");
   asio::co_spawn(control_io_, control(), asio::detached);
-  control_io_.run();
+  for (;;) {  // as the I/O threads: a handler that throws must not end the process
+    try {
+      control_io_.run();
+      break;
+    } catch (const std::exception& e) {
+      state_.log.event("worker_error", {{"error", e.what()}});
+    }
+  }
   for (auto& w : workers_) w->thread.join();
 }
 

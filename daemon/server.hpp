@@ -79,10 +79,11 @@ class Server {
   // Opens one socket per I/O thread for the listener; `bound` gets the
   // address (port 0 resolved). Throws std::system_error naming it.
   Sockets open_listener(const conf::Listener& l, tcp::endpoint& bound);
-  // Runs `fn` on every I/O thread and resumes when each has, or at
-  // `deadline` (a stuck thread must not hold up a drain for ever).
-  asio::awaitable<void> on_every_worker(std::function<void(Worker&)> fn,
-                                        std::chrono::steady_clock::time_point deadline);
+  // Runs `fn` on every I/O thread and resumes when each has, or when `done`
+  // expires or is cancelled (a stuck thread must not hold up a drain for
+  // ever; a second signal ends it at once). `fn` may run after that, on a
+  // late thread: it captures by value what it needs.
+  asio::awaitable<void> on_every_worker(std::function<void(Worker&)> fn, asio::steady_timer& done);
   void add_ban(policy::Block b);  // on the control thread
   // drain.cpp
   asio::awaitable<void> control();
