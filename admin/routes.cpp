@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 #include <boost/url/parse.hpp>
 
+#include "conf/text.hpp"
 #include "proxy/clock.hpp"
 
 namespace geomx::admin {
@@ -173,6 +174,12 @@ Reply add_block(const geo::Prefix& cidr, Query& q, ServerState& state, std::int6
             fmt::format("cidr: {} is shorter than /{}: it would refuse a large part of the "
                         "Internet; add force=yes (geomx block add --force) if that is meant\n",
                         cidr.to_string(), shortest)};
+  // A comment is shown on a line of its own (`geomx block list`, the log):
+  // a newline in it could forge the next one.
+  if (!conf::printable_line(q["comment"]) || q["comment"].size() > 1024)
+    return {400, text_plain,
+            "comment: at most 1024 bytes of UTF-8 text on one line, without control "
+            "characters\n"};
   Block b{cidr, q["comment"], now, std::nullopt, "operator"};
   if (!q["for"].empty()) {
     try {
@@ -295,7 +302,8 @@ Reply answer(const Request& request, ServerState& state, const Now& now) {
   }
   if (path == "/metrics")
     return {200, "text/plain; version=0.0.4; charset=utf-8",
-            state.metrics.render(*snap, state.health, {state.sessions.load()})};
+            state.metrics.render(*snap, state.health,
+                                 {state.sessions.load(), state.slots.tarpitted()})};
   return {200, "application/json", status_json(*rt, state)};
 }
 

@@ -1,10 +1,12 @@
 #include "cli/admin_client.hpp"
 
 #include <fmt/format.h>
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/use_future.hpp>
 #include <boost/beast/core.hpp>
+#include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
 
@@ -28,16 +30,21 @@ asio::awaitable<AdminResponse> admin_call(asio::io_context& io, conf::Endpoint a
   req.set(http::field::user_agent, "geomx");
   beast::tcp_stream tcp(io);
   tcp.expires_after(limit);
-  co_await tcp.async_connect(proxy::to_asio(admin), asio::use_awaitable);
+  auto [connected] =
+      co_await tcp.async_connect(proxy::to_asio(admin), asio::as_tuple(asio::use_awaitable));
+  if (connected)
+    throw std::runtime_error(
+        fmt::format("cannot connect: {} (is geomx running?)", connected.message()));
   if (!ca_file.empty()) {
     auto res = co_await exchange_tls(std::move(tcp), std::move(ca_file), std::move(req));
     co_return res;
   }
-  AdminResponse res;
   beast::flat_buffer buffer;
+  http::response_parser<http::string_body> parser;
+  parser.body_limit(boost::none);  // `block list` is as long as the blocks are many
   co_await http::async_write(tcp, req, asio::use_awaitable);
-  co_await http::async_read(tcp, buffer, res, asio::use_awaitable);
-  co_return res;
+  co_await http::async_read(tcp, buffer, parser, asio::use_awaitable);
+  co_return parser.release();
 }
 
 }  // namespace
@@ -69,8 +76,7 @@ std::optional<http::response<http::string_body>> AdminClient::call(
   try {
     return answer.get();
   } catch (const std::exception& e) {
-    fmt::print(stderr, "geomx: no answer from the admin endpoint at {}: {} (is geomx running?)\n",
-               admin.to_string(), e.what());
+    fmt::print(stderr, "geomx: the admin endpoint at {}: {}\n", admin.to_string(), e.what());
     return std::nullopt;
   }
 }

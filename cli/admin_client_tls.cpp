@@ -2,6 +2,7 @@
 
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
@@ -25,10 +26,11 @@ asio::awaitable<AdminResponse> exchange_tls(beast::tcp_stream tcp, std::string c
   ssl::stream<beast::tcp_stream> tls(std::move(tcp), ctx);
   co_await tls.async_handshake(ssl::stream_base::client, asio::use_awaitable);
   co_await http::async_write(tls, req, asio::use_awaitable);
-  AdminResponse res;
   beast::flat_buffer buffer;
-  co_await http::async_read(tls, buffer, res, asio::use_awaitable);
-  co_return res;
+  http::response_parser<http::string_body> parser;
+  parser.body_limit(boost::none);  // as in admin_client.cpp
+  co_await http::async_read(tls, buffer, parser, asio::use_awaitable);
+  co_return parser.release();
 }
 
 }  // namespace geomx::cli

@@ -71,9 +71,15 @@ struct Server {
   Process process;
   std::uint32_t max_connections = 10000;
   std::uint32_t max_connections_per_ip = 50;  // Postfix smtpd_client_connection_count_limit
-  std::uint32_t max_bans = 10000;             // [[limit]] bans in force at once; then 421 only
+  // max_connections_per_ip counts a client per prefix of this length: an
+  // IPv6 end site is a /64, so its 2^64 addresses are one client.
+  unsigned per_ip_prefix_v4 = 32, per_ip_prefix_v6 = 64;
+  std::uint32_t max_bans = 10000;  // [[limit]] bans in force at once; then 421 only
   Duration drain_timeout = std::chrono::seconds(30);
   Duration tarpit_duration = std::chrono::seconds(60);
+  // Tarpitted clients at once; they hold none of max_connections. Beyond it
+  // a client gets the reply at once and is closed.
+  std::uint32_t tarpit_max = 1000;
   Duration reply_timeout =
       std::chrono::seconds(10);  // to send a reply (421, 554) and see the close
 };
@@ -162,9 +168,9 @@ struct Limit {
   Match match;             // scope (listener, list, not_list, country); empty: all
   std::uint32_t rate = 0;  // connections per `per` (0: no rate limit)
   Duration per = std::chrono::minutes(1);
-  std::uint32_t burst = 0;                         // bucket size; default: rate
-  std::uint32_t concurrent = 0;                    // open connections at once (0: no limit)
-  unsigned aggregate_v4 = 32, aggregate_v6 = 128;  // count per prefix of this length
+  std::uint32_t burst = 0;                        // bucket size; default: rate
+  std::uint32_t concurrent = 0;                   // open connections at once (0: no limit)
+  unsigned aggregate_v4 = 32, aggregate_v6 = 64;  // count (and ban) per prefix of this length
   LimitAction action = LimitAction::tempfail;
   Duration ban_for = std::chrono::hours(1);  // action "ban": a dated block this long
   std::uint32_t table_size = 10000;          // clients tracked; the least recently seen go

@@ -1,5 +1,6 @@
 #include "conf/loader.hpp"
 
+#include <algorithm>
 #include <map>
 #include <set>
 
@@ -39,12 +40,15 @@ void parse_server(TableReader& t, Server& s) {
     t.error("state_dir", "must be an absolute path");
   t.integer("max_connections", s.max_connections, 1, 1'000'000);
   t.integer("max_connections_per_ip", s.max_connections_per_ip, 0, 1'000'000);
+  t.integer("per_ip_prefix_v4", s.per_ip_prefix_v4, 8, 32);
+  t.integer("per_ip_prefix_v6", s.per_ip_prefix_v6, 16, 128);
   t.integer("refusal_log_sample", s.process.refusal_log_sample, 0, 1'000'000);
   t.integer("refusal_log_limit", s.process.refusal_log_limit, 0, 100'000'000);
   t.integer("max_bans", s.max_bans, 0, 1'000'000);
   t.choice("log_format", s.process.log_format, {LogFormat::logfmt, LogFormat::json});
   t.duration("drain_timeout", s.drain_timeout, Duration(0), std::chrono::hours(1));
   t.duration("tarpit_duration", s.tarpit_duration, std::chrono::seconds(1), std::chrono::hours(1));
+  t.integer("tarpit_max", s.tarpit_max, 0, 1'000'000);
   t.duration("reply_timeout", s.reply_timeout, std::chrono::milliseconds(100),
              std::chrono::minutes(5));
 }
@@ -299,6 +303,10 @@ void parse_rate(TableReader& t, Limit& l) {
   const auto slash = text.find('/');
   try {
     if (slash == std::string::npos) throw std::invalid_argument("expected COUNT/PERIOD");
+    // std::stoul would take " 5" and "+5": the count is digits only.
+    if (slash == 0 || !std::all_of(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(slash),
+                                   [](char c) { return c >= '0' && c <= '9'; }))
+      throw std::invalid_argument("the count is a whole number from 1 to 1000000");
     std::size_t used = 0;
     const auto count = std::stoul(text.substr(0, slash), &used);
     if (used != slash || count == 0 || count > 1'000'000)

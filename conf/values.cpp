@@ -1,16 +1,12 @@
 // Diagnostics, and the value syntaxes the config shares with the command
 // line and the admin endpoint: durations, endpoints, country codes.
 #include <algorithm>
-#include <cerrno>
 #include <charconv>
-#include <cstring>
-#include <filesystem>
-#include <fstream>
-#include <iterator>
 
 #include <fmt/format.h>
 
 #include "conf/loader.hpp"
+#include "geo/sources.hpp"
 
 namespace geomx::conf {
 namespace {
@@ -37,12 +33,13 @@ constexpr std::string_view iso_3166 =
 }  // namespace
 
 std::string read_config_file(const std::string& path) {
-  std::error_code ec;
-  if (std::filesystem::is_directory(path, ec))
-    file_error(path, "is a directory, not a config file");
-  std::ifstream in(path, std::ios::binary);
-  if (!in) file_error(path, std::strerror(errno));
-  return {std::istreambuf_iterator<char>(in), {}};
+  try {
+    return geo::read_input_file(path, std::uint64_t{16} << 20);
+  } catch (const geo::LoadError& e) {
+    std::string message = e.what();
+    if (message.starts_with(path + ": ")) message.erase(0, path.size() + 2);
+    file_error(path, std::move(message));
+  }
 }
 
 std::string Diagnostic::to_string() const {

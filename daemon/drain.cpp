@@ -18,9 +18,10 @@ using proxy::nothrow;
 asio::awaitable<void> Server::hangups() {
   for (;;) {
     auto [ec, signal] = co_await hangup_.async_wait(nothrow);
-    if (ec) co_return;
-    co_await reload("sighup", true);
-    if (stopping_) co_return;  // the drain began meanwhile: wait for no more
+    if (ec || stopping_) co_return;  // the drain began: wait for no more
+    // Not awaited here: the SIGHUPs that come during a reload wait together,
+    // and one more reload serves them all (as POST /reload does).
+    asio::co_spawn(control_io_, reload("sighup", true), asio::detached);
   }
 }
 

@@ -11,6 +11,7 @@
 #include "daemon/load.hpp"
 #include "daemon/server.hpp"
 #include "daemon/worker.hpp"
+#include "proxy/clock.hpp"
 #include "proxy/endpoint.hpp"
 
 namespace geomx::daemon {
@@ -75,7 +76,7 @@ asio::awaitable<ReloadOutcome> Server::reload(std::string trigger, bool reread_c
     std::optional<conf::Config> running;
     if (!reread_config) running = old->snapshot->config;
     loaded = co_await asio::co_spawn(
-        loader_, build_on_loader(old->snapshot->config.path, std::move(running)),
+        *loader_, build_on_loader(old->snapshot->config.path, std::move(running)),
         asio::use_awaitable);
   } catch (const std::exception& e) {
     loaded.errors.push_back({{old->snapshot->config.path, 0, 0}, "reload", e.what()});
@@ -93,6 +94,13 @@ asio::awaitable<ReloadOutcome> Server::reload(std::string trigger, bool reread_c
     }
   } else if (stopping_ && out.errors.empty()) {
     out.errors.push_back("geomx is stopping");
+  }
+  // The state file could not be read at start: the operator may have fixed it.
+  if (auto problems = state_.blocks.load_if_refused(proxy::unix_now())) {
+    for (const auto& p : *problems) state_.log.event("warning", {{"problem", p}});
+    if (problems->empty())
+      state_.log.event("blocks",
+                       {{"in_force", std::to_string(blocks_in_force())}, {"file", blocks_file()}});
   }
   log_reload(out, trigger,
              std::chrono::duration_cast<std::chrono::milliseconds>(

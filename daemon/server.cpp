@@ -44,7 +44,7 @@ Server::~Server() {
   // destroyed: that must not wake a drain on a control_io_ that is gone.
   state_.sessions.on_idle = nullptr;
   workers_.clear();
-  loader_.join();
+  if (loader_) loader_->join();
 }
 
 tcp::endpoint Server::admin_endpoint() const {
@@ -137,6 +137,7 @@ void Server::bind() {
 }
 
 void Server::run() {
+  loader_.emplace(1);
   for (auto& w : workers_) {
     for (auto& l : w->listening)
       asio::co_spawn(w->io, proxy::serve_listener(l, state_, w->sessions), asio::detached);

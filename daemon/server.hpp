@@ -12,6 +12,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -116,7 +117,10 @@ class Server {
   std::vector<tcp::endpoint> endpoints_;
   std::map<std::string, tcp::endpoint> bound_;  // by listener key: what is open now
   asio::io_context control_io_{1};
-  asio::thread_pool loader_{1};  // builds reloaded snapshots
+  // Builds reloaded snapshots. Started in run(), after the privileges are
+  // dropped: capabilities are per thread, and one started before the drop
+  // would keep them.
+  std::optional<asio::thread_pool> loader_;
   asio::signal_set signals_{control_io_, SIGINT, SIGTERM};
   asio::signal_set hangup_{control_io_, SIGHUP};
   asio::steady_timer watchdog_{control_io_};

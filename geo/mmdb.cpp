@@ -14,6 +14,7 @@
 namespace geomx::geo {
 
 MmdbFile::MmdbFile(const std::string& path) : path_(path) {
+  check_input_file(path, max_database_file);  // MMDB_open would wait on a FIFO
   const int status = MMDB_open(path.c_str(), MMDB_MODE_MMAP, &db_);
   if (status != MMDB_SUCCESS) {
     std::string why = MMDB_strerror(status);

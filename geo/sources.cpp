@@ -2,10 +2,13 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <memory>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -14,13 +17,29 @@ namespace geomx::geo {
 namespace {
 
 std::string read_file(const std::string& path) {
-  std::unique_ptr<std::FILE, int (*)(std::FILE*)> f(std::fopen(path.c_str(), "rb"), &std::fclose);
-  if (!f) throw LoadError(fmt::format("{}: {}", path, std::strerror(errno)));
-  std::string data;
-  char buf[1 << 16];
-  for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, f.get())) > 0;) data.append(buf, n);
-  if (std::ferror(f.get())) throw LoadError(fmt::format("{}: {}", path, std::strerror(errno)));
-  return data;
+  return read_input_file(path, max_text_file);
+}
+
+std::string size_text(std::uint64_t bytes) {
+  return bytes >= (1 << 20) ? fmt::format("{} MiB", bytes >> 20) : fmt::format("{} bytes", bytes);
+}
+
+std::string_view kind_of(mode_t mode) {
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISFIFO(mode)) return "a FIFO";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  if (S_ISSOCK(mode)) return "a socket";
+  return "not a regular file";
+}
+
+void check_stat(const std::string& path, const struct stat& st, std::uint64_t max_bytes) {
+  if (!S_ISREG(st.st_mode))
+    throw LoadError(fmt::format("{}: is {}, not a regular file", path, kind_of(st.st_mode)));
+  if (static_cast<std::uint64_t>(st.st_size) > max_bytes)
+    throw LoadError(fmt::format("{}: {} is over the limit of {} for this kind of file", path,
+                                size_text(static_cast<std::uint64_t>(st.st_size)),
+                                size_text(max_bytes)));
 }
 
 std::string_view trim(std::string_view s) {
@@ -119,6 +138,42 @@ void check_overlaps(const std::string& path, Parsed<Key>& p) {
 }
 
 }  // namespace
+
+void check_input_file(const std::string& path, std::uint64_t max_bytes) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0)
+    throw LoadError(fmt::format("{}: {}", path, std::strerror(errno)));
+  check_stat(path, st, max_bytes);
+}
+
+std::string read_input_file(const std::string& path, std::uint64_t max_bytes) {
+  // O_NONBLOCK: opening a FIFO does not wait for a writer; fstat refuses it.
+  struct Fd {
+    int fd;
+    ~Fd() {
+      if (fd >= 0) ::close(fd);
+    }
+  } file{::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC)};
+  const int fd = file.fd;
+  if (fd < 0) throw LoadError(fmt::format("{}: {}", path, std::strerror(errno)));
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) throw LoadError(fmt::format("{}: {}", path, std::strerror(errno)));
+  check_stat(path, st, max_bytes);
+  std::string data;
+  data.reserve(static_cast<std::size_t>(st.st_size));
+  char buf[1 << 16];
+  for (;;) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw LoadError(fmt::format("{}: {}", path, std::strerror(errno)));
+    if (n == 0) break;
+    data.append(buf, static_cast<std::size_t>(n));
+    if (data.size() > max_bytes)  // it grew while we read it
+      throw LoadError(fmt::format("{}: over the limit of {} for this kind of file", path,
+                                  size_text(max_bytes)));
+  }
+  return data;
+}
 
 GeoData load_range_file(const std::string& path) {
   const std::string data = read_file(path);

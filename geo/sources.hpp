@@ -2,6 +2,7 @@
 // Loaders for the sources the table is compiled from. Each either returns
 // complete data or throws LoadError naming the file (and line) and the
 // reason: never a partial result.
+#include <cstdint>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -15,6 +16,14 @@ class LoadError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };
+
+// Every input file is read through these: only a regular file (a FIFO
+// would hang the loader, a device such as /dev/zero never ends), of at most
+// `max_bytes`. Throw LoadError naming the file.
+inline constexpr std::uint64_t max_text_file = std::uint64_t{256} << 20;    // lists, range files
+inline constexpr std::uint64_t max_database_file = std::uint64_t{2} << 30;  // .mmdb
+void check_input_file(const std::string& path, std::uint64_t max_bytes);
+std::string read_input_file(const std::string& path, std::uint64_t max_bytes);
 
 // `low,high,CC` range files: tor-geoipdb's geoip (decimal IPv4) and geoip6
 // (IPv6 text), and DB-IP / IP2Location lite style CSV (quoted fields, text or

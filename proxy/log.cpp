@@ -1,26 +1,35 @@
 #include "proxy/log.hpp"
 
 #include <algorithm>
+#include <cstdint>
 
 #include <fmt/chrono.h>
 #include <fmt/format.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include "conf/text.hpp"
+
 namespace geomx::proxy {
 
 void append_quoted(std::string& out, std::string_view v) {
   out += '"';
-  for (const char ch : v) {
-    const auto c = static_cast<unsigned char>(ch);
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += ch;
-    } else if (c < 0x20 || c >= 0x7f) {
-      fmt::format_to(std::back_inserter(out), "\\u{:04x}", c);
-    } else {
-      out += ch;
+  for (std::size_t i = 0; i < v.size();) {
+    const auto cp = conf::utf8_at(v, i);
+    if (cp.length == 0) {  // not UTF-8: the byte, escaped on its own
+      fmt::format_to(std::back_inserter(out), "\\u{:04x}", static_cast<unsigned char>(v[i]));
+      ++i;
+      continue;
     }
+    if (cp.value == '"' || cp.value == '\\') {
+      out += '\\';
+      out += v[i];
+    } else if (conf::is_control(cp.value) || cp.value == 0x2028 || cp.value == 0x2029) {
+      fmt::format_to(std::back_inserter(out), "\\u{:04x}", static_cast<std::uint32_t>(cp.value));
+    } else {
+      out.append(v.substr(i, cp.length));  // UTF-8 stays UTF-8
+    }
+    i += cp.length;
   }
   out += '"';
 }

@@ -18,9 +18,10 @@ class logger;
 
 namespace geomx::proxy {
 
-// A quoted string valid in JSON and in logfmt: quotes, backslashes, control
-// characters and bytes beyond ASCII (as \u00XX) are escaped, so a value
-// stays on one line and is valid JSON whatever a peer sent.
+// A quoted string valid in JSON and in logfmt: quotes, backslashes and
+// control characters are escaped (\uXXXX), valid UTF-8 is kept as it is, and
+// a byte that is not UTF-8 is escaped on its own (\u00XX), so a value stays
+// on one line and is valid JSON whatever a peer sent.
 void append_quoted(std::string& out, std::string_view v);
 
 class Log {

@@ -162,6 +162,9 @@ std::string Metrics::render(const policy::Snapshot& snapshot, const HealthBoard&
   render_counters(out);
   header(out, "geomx_active_connections", "gauge", "Connections open now.");
   out += fmt::format("geomx_active_connections {}\n", gauges.active_connections);
+  header(out, "geomx_tarpitted_connections", "gauge",
+         "Connections in a tarpit now (server.tarpit_max; not counted in max_connections).");
+  out += fmt::format("geomx_tarpitted_connections {}\n", gauges.tarpitted_connections);
   header(out, "geomx_geo_intervals", "gauge", "Intervals in the compiled geo table.");
   out += fmt::format("geomx_geo_intervals{{family=\"ipv4\"}} {}\n",
                      snapshot.table.interval_count(geo::Family::v4));

@@ -28,6 +28,7 @@ class Metrics {
 
   struct Gauges {
     std::uint32_t active_connections = 0;
+    std::uint32_t tarpitted_connections = 0;
   };
   // The whole exposition.
   std::string render(const policy::Snapshot& snapshot, const policy::HealthBoard& health,

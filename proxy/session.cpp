@@ -107,7 +107,16 @@ asio::awaitable<void> Session::reply_and_close(std::string_view line, EndReason 
 }
 
 // `421` a byte a second for server.tarpit_duration: it costs the bot, not us.
+// A tarpitted client holds a slot of tarpit_max instead of max_connections,
+// so a tarpit full of bots does not refuse the next legitimate client.
 asio::awaitable<void> Session::tarpit(std::string_view reply) {
+  auto pit = state_.slots.enter_tarpit(snap_->config.server.tarpit_max);
+  if (!pit) {
+    rec_.error = "tarpit full (server.tarpit_max): replied at once";
+    co_await reply_and_close(reply, EndReason::tarpitted);
+    co_return;
+  }
+  slot_.emplace(std::move(*pit));
   const std::string text = std::string(reply) + "\r\n";
   const auto until = Clock::now() + snap_->config.server.tarpit_duration;
   asio::steady_timer tick(client_.get_executor());
@@ -149,7 +158,10 @@ asio::awaitable<bool> Session::admit() {
                              EndReason::blocked);
     co_return false;
   }
-  if (auto slot = state_.slots.enter_ip(rec_.client.address, server.max_connections_per_ip)) {
+  const auto& client = rec_.client.address;
+  const auto counted = geo::Prefix::containing(
+      client, client.is_v4() ? server.per_ip_prefix_v4 : server.per_ip_prefix_v6);
+  if (auto slot = state_.slots.enter_ip(counted.network(), server.max_connections_per_ip)) {
     ip_slot_.emplace(std::move(*slot));
     co_return true;
   }

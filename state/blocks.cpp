@@ -12,6 +12,12 @@ std::vector<std::string> BlockList::load(std::int64_t now) {
   return loaded.problems;
 }
 
+std::optional<std::vector<std::string>> BlockList::load_if_refused(std::int64_t now) {
+  std::lock_guard lock(write_);
+  if (store_->refusal().empty()) return std::nullopt;
+  return load(now);
+}
+
 void BlockList::add(policy::Block b, std::int64_t now) {
   std::lock_guard lock(write_);
   auto next = current()->with(std::move(b), now);

@@ -21,6 +21,9 @@ class BlockList {
 
   // Reads what the store keeps; returns what to log (empty: all well).
   std::vector<std::string> load(std::int64_t now);
+  // A store that refuses writes (it could not read what it keeps) is read
+  // again: an operator fixed it, then reloaded. nullopt when it writes.
+  std::optional<std::vector<std::string>> load_if_refused(std::int64_t now);
   // Adds (or replaces the block of the same CIDR) and has the store keep it
   // before it returns; throws std::runtime_error, changing nothing, when the
   // store cannot.

@@ -5,12 +5,14 @@
 
 #include <cerrno>
 #include <cstring>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 
 #include <fmt/format.h>
 #include <toml++/toml.h>
 
+#include "conf/text.hpp"
 #include "state/durable.hpp"
 
 namespace geomx::state {
@@ -34,15 +36,39 @@ std::string render_blocks(const std::vector<Block>& blocks) {
   return out.str();
 }
 
+namespace {
+
+// The value of `key` in block[i], of type T, or nullopt when absent; a value
+// of another type is an error (a string where a time should be would
+// otherwise make a dated block permanent).
+template <class T>
+std::optional<T> field(const toml::table& t, std::size_t i, const char* key, const char* type) {
+  const toml::node* n = t.get(key);
+  if (!n) return std::nullopt;
+  if (auto v = n->value_exact<T>()) return v;
+  throw std::runtime_error(fmt::format("block[{}].{}: must be {}", i, key, type));
+}
+
+}  // namespace
+
 std::vector<Block> parse_blocks_file(const std::string& path) {
   const toml::table doc = toml::parse_file(path);  // throws toml::parse_error
   std::vector<Block> out;
-  const auto* array = doc["block"].as_array();
-  if (!array) return out;
+  for (const auto& [key, value] : doc)
+    if (key != "block") throw std::runtime_error(fmt::format("{}: unknown key", key.str()));
+  const toml::node* node = doc.get("block");
+  if (!node) return out;
+  const auto* array = node->as_array();
+  if (!array) throw std::runtime_error("block: must be an array of tables ([[block]])");
   for (std::size_t i = 0; i < array->size(); ++i) {
     const auto* t = (*array)[i].as_table();
-    const auto cidr = t ? (*t)["cidr"].value<std::string>() : std::nullopt;
-    const auto created = t ? (*t)["created"].value<std::int64_t>() : std::nullopt;
+    if (!t) throw std::runtime_error(fmt::format("block[{}]: must be a table", i));
+    for (const auto& [key, value] : *t)
+      if (key != "cidr" && key != "comment" && key != "created" && key != "origin" &&
+          key != "expires")
+        throw std::runtime_error(fmt::format("block[{}].{}: unknown key", i, key.str()));
+    const auto cidr = field<std::string>(*t, i, "cidr", "a string (\"192.0.2.0/24\")");
+    const auto created = field<std::int64_t>(*t, i, "created", "an integer (unix time)");
     if (!cidr || !created)
       throw std::runtime_error(fmt::format("block[{}]: needs cidr and created", i));
     Block b;
@@ -52,9 +78,12 @@ std::vector<Block> parse_blocks_file(const std::string& path) {
       throw std::runtime_error(fmt::format("block[{}].cidr: {}", i, e.what()));
     }
     b.created = *created;
-    b.comment = (*t)["comment"].value_or(std::string());
-    b.origin = (*t)["origin"].value_or(std::string("operator"));
-    b.expires = (*t)["expires"].value<std::int64_t>();
+    b.comment = field<std::string>(*t, i, "comment", "a string").value_or("");
+    b.origin = field<std::string>(*t, i, "origin", "a string").value_or("operator");
+    if (!conf::printable_line(b.comment) || !conf::printable_line(b.origin))
+      throw std::runtime_error(
+          fmt::format("block[{}]: comment and origin are one line, without control characters", i));
+    b.expires = field<std::int64_t>(*t, i, "expires", "an integer (unix time)");
     out.push_back(std::move(b));
   }
   return out;
@@ -64,31 +93,48 @@ LocalBlockStore::LocalBlockStore(std::string state_dir)
     : dir_(std::move(state_dir)), file_(dir_.empty() ? "" : dir_ + "/blocks.toml") {}
 
 BlockStore::Loaded LocalBlockStore::load(std::int64_t now) {
+  refused_.clear();
   if (file_.empty()) return {};
+  // A file that is there but cannot be read is not corrupt: keep it, serve
+  // without its blocks, and write nothing over it until it can be read.
+  const auto refuse = [&](std::string why) -> Loaded {
+    refused_ = fmt::format(
+        "{} {}; it is not overwritten until it can be read (fix it, then "
+        "reload)",
+        file_, why);
+    return {{},
+            {fmt::format("{} {}; serving without its blocks, and refusing to write it until it "
+                         "can be read (fix it, then reload)",
+                         file_, why)}};
+  };
   struct stat st {};
   if (::stat(file_.c_str(), &st) != 0) {
-    if (errno != ENOENT) return {{}, {fmt::format("{}: {}", file_, std::strerror(errno))}};
+    if (errno != ENOENT) return refuse(fmt::format("cannot be read: {}", std::strerror(errno)));
     if (::stat(dir_.c_str(), &st) != 0)
       return {{},
               {fmt::format("state_dir {}: {}; blocks will not survive a restart", dir_,
                            std::strerror(errno))}};
     return {};  // no blocks yet
   }
-  if (::access(file_.c_str(), R_OK) != 0)  // unreadable is not corrupt: keep it
-    return {{}, {fmt::format("{}: {}; serving without its blocks", file_, std::strerror(errno))}};
+  if (!S_ISREG(st.st_mode)) return refuse("is not a regular file");
+  if (::access(file_.c_str(), R_OK) != 0)
+    return refuse(fmt::format("cannot be read: {}", std::strerror(errno)));
   try {
     return {parse_blocks_file(file_), {}};
   } catch (const std::exception& e) {
     const auto aside = fmt::format("{}.corrupt-{}", file_, now);
-    const bool moved = ::rename(file_.c_str(), aside.c_str()) == 0;
+    if (::rename(file_.c_str(), aside.c_str()) != 0)
+      return refuse(fmt::format("does not parse ({}) and could not be moved aside: {}", e.what(),
+                                std::strerror(errno)));
     return {{},
-            {fmt::format("{} does not parse ({}); {}; starting with no blocks", file_, e.what(),
-                         moved ? "kept as " + aside : "could not move it aside")}};
+            {fmt::format("{} does not parse ({}); kept as {}; starting with no blocks", file_,
+                         e.what(), aside)}};
   }
 }
 
 void LocalBlockStore::save(const std::vector<Block>& blocks) {
   if (file_.empty()) return;
+  if (!refused_.empty()) throw std::runtime_error(refused_);
   write_durably(dir_, file_, render_blocks(blocks));
 }
 

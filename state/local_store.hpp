@@ -3,7 +3,9 @@
 // atomically (temp file, fsync, rename, fsync of the directory) before an
 // add or delete is acknowledged, so that a kill -9 right after loses
 // nothing. A file that does not parse is renamed aside
-// (blocks.toml.corrupt-UNIXTIME) and reported, not silently dropped.
+// (blocks.toml.corrupt-UNIXTIME) and reported, not silently dropped; one
+// that cannot be read (permissions, a directory, an I/O error) is left as it
+// is, and no write replaces it until a load reads it.
 #include <string>
 #include <vector>
 
@@ -22,10 +24,12 @@ class LocalBlockStore final : public BlockStore {
   explicit LocalBlockStore(std::string state_dir);
   Loaded load(std::int64_t now) override;
   void save(const std::vector<policy::Block>& blocks) override;
+  std::string refusal() const override { return refused_; }
   const std::string& where() const override { return file_; }
 
  private:
   std::string dir_, file_;
+  std::string refused_;  // why save() refuses to write (empty: it writes)
 };
 
 }  // namespace geomx::state

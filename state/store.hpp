@@ -22,6 +22,9 @@ class BlockStore {
   // Keeps exactly these blocks before it returns; throws std::runtime_error
   // when it cannot (what was kept before stays).
   virtual void save(const std::vector<policy::Block>& blocks) = 0;
+  // Why save() refuses to write (load could not read what is kept, and a
+  // write would replace it); empty when it writes.
+  virtual std::string refusal() const { return {}; }
   // Where they are kept, for the log ("" when nowhere: memory only).
   virtual const std::string& where() const = 0;
 };

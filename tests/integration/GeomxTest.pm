@@ -85,7 +85,8 @@ sub read_line {
 sub first_line {
     my ( $port, $client ) = @_;
     my $s = IO::Socket::IP->new( PeerHost => '127.0.0.1', PeerPort => $port, Timeout => 5 ) or return "connect: $!";
-    print $s "PROXY TCP4 $client 127.0.0.1 40000 25\r\n" if $client;
+    # An IPv6 client comes as TCP6 (its destination ::1; the header is all geomx reads).
+    print $s ( $client =~ /:/ ? "PROXY TCP6 $client ::1 40000 25\r\n" : "PROXY TCP4 $client 127.0.0.1 40000 25\r\n" ) if $client;
     my $line = read_line( $s, 10 );
     print $s "QUIT\r\n";
     close $s;

@@ -295,6 +295,72 @@ TOML
     is( $added, 1, "one ban added for the $over sessions over the limit" );
 };
 
+subtest '8. IPv6: a /64 is one client for max_connections_per_ip, [[limit]]s and bans' => sub {
+    $g->{stop}->();
+    my $v6 = $config;
+    mkdir "$state/v6";    # no bans from the subtests before: max_bans = 1 counts this one's
+    chmod 0777, "$state/v6";
+    $v6 =~ s/^state_dir = .*$/state_dir = "$state\/v6"\nmax_connections_per_ip = 3\nmax_bans = 1/m;
+    $v6 = before_pool( $v6, listener_toml('bans') . <<'TOML' );
+[[limit]]
+name = "flood6"
+if = { listener = "bans" }
+rate = "1/h"
+action = "ban"
+ban_for = "1h"
+TOML
+    $g = start_geomx( $geomx, $dir, 'v6', $v6 );
+    my %p = %{ $g->{ports} };
+    # Five addresses of one /64 held open: three served, the rest refused.
+    my @held;
+    my %answers;
+    for my $i ( 1 .. 5 ) {
+        my $s = IO::Socket::IP->new( PeerHost => '127.0.0.1', PeerPort => $p{edge}, Timeout => 5 ) or die "connect: $!";
+        print $s "PROXY TCP6 2001:db8:5:6::$i ::1 40000 25\r\n";
+        my $line = read_line( $s, 5 );
+        $answers{ substr( $line, 0, 3 ) || 'none' }++;
+        push @held, $s;
+    }
+    is( $answers{220}, 3, 'three addresses of 2001:db8:5:6::/64 served at once' ) or diag explain \%answers;
+    is( $answers{421}, 2, 'the 4th and 5th: 421 (max_connections_per_ip = 3 counts the /64)' );
+    like( first_line( $p{edge}, '2001:db8:5:7::1' ), qr/^220 sink/, 'the next /64 is another client' );
+    close $_ for @held;
+
+    # A ban covers the /64: its other addresses are refused, and no second ban takes a slot.
+    like( first_line( $p{bans}, '2001:db8:9:9::1' ), qr/^220 sink/, 'first connection of the hour served' );
+    like( first_line( $p{bans}, '2001:db8:9:9::2' ), qr/^421/, 'a second address of the /64: over the limit, banned' );
+    wait_for( 'the /64 ban', 10, sub { ( cli( 'block', 'list', '-c', $g->{conf} ) )[1] =~ m{^2001:db8:9:9::/64 }m } );
+    pass('the ban is 2001:db8:9:9::/64');
+    like( first_line( $p{bans}, "2001:db8:9:9:$_\::1" ), qr/^554 5\.7\.1/, "address $_ of the /64: blocked, no new ban" ) for 1 .. 20;
+    unlike( slurp( $g->{log} ), qr/ban not added: server\.max_bans/, 'max_bans = 1 was never reached' );
+    like( first_line( $p{bans}, '2001:db8:9:a::1' ), qr/^220 sink/, 'another /64 is served' );
+    is( ( cli( 'block', 'del', '2001:db8:9:9::/64', '-c', $g->{conf} ) )[0], 0, 'the ban deleted' );
+};
+
+subtest '9. tarpitted clients hold tarpit_max slots, not max_connections' => sub {
+    $g->{stop}->();
+    my $pit = $config;
+    $pit =~ s/^(state_dir = .*)$/$1\nmax_connections = 4\ntarpit_max = 6\ntarpit_duration = "30s"/m;
+    $pit =~ s/^\[\[rule\]\]\nname = "all"/[[rule]]\nname = "pit"\nif = { cidr = ["127.88.0.0\/16"] }\naction = "tarpit"\nreply = "421 4.7.0 slow down"\n[[rule]]\nname = "all"/m
+        or die 'no rule "all"';
+    $g = start_geomx( $geomx, $dir, 'pit', $pit );
+    my $port = $g->{ports}{edge};
+    my @pit = map { IO::Socket::IP->new( PeerHost => '127.0.0.1', PeerPort => $port, Timeout => 5 ) or die "connect: $!" } 1 .. 6;
+    print { $pit[ $_ - 1 ] } "PROXY TCP4 127.88.0.$_ 127.0.0.1 40000 25\r\n" for 1 .. 6;
+    my $gauge = sub { ( HTTP::Tiny->new( timeout => 5 )->get("http://127.0.0.1:$g->{admin}/metrics")->{content} // '' ) =~ /^geomx_tarpitted_connections (\d+)$/m ? $1 : -1 };
+    wait_for( 'six clients in the tarpit', 10, sub { $gauge->() == 6 } );
+    pass('six tarpitted (more than max_connections = 4)');
+    like( first_line( $port, '127.99.1.1' ), qr/^220 sink/, "client $_ beside them: served" ) for 1 .. 3;
+    my $t0 = time;
+    like( first_line( $port, '127.88.1.1' ), qr/^421 4\.7\.0 slow down/, 'a 7th for the tarpit (tarpit_max = 6): the whole reply at once' );
+    cmp_ok( time - $t0, '<', 3, '... not a byte a second' );
+    close $_ for @pit;
+    wait_for( 'the tarpit to empty', 10, sub { $gauge->() == 0 } );
+    pass('closed: the tarpit is empty');
+    log_like( $g->{log}, qr/event=session .*client=127\.88\.1\.1:\d+ .*end=tarpitted error="tarpit full \(server\.tarpit_max\): replied at once"/,
+        'the refusal says why' );
+};
+
 $g->{stop}->();
 unlike( slurp( $g->{log} ), qr/ERROR: AddressSanitizer|runtime error:/, 'no sanitizer report' );
 done_testing();

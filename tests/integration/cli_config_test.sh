@@ -35,7 +35,37 @@ sed 's/name = "all"/name = "all"\ncolour = 1/' "$tmp/files.toml" >"$tmp/both.tom
 expect check-both 1 '' '^geomx: .*both\.toml: 3 errors$' -- "$geomx" check -c "$tmp/both.toml"
 if grep -q ':10:1: rule\[0\].colour: unknown key' "$tmp/err" && grep -q 'missing.txt' "$tmp/err" && grep -q corrupt.mmdb "$tmp/err"; then ok
 else fail "check-both: $(cat "$tmp/err")"; fi
-expect check-directory 1 '' "^$tmp: is a directory, not a config file\$" -- "$geomx" check -c "$tmp"
+expect check-directory 1 '' "^$tmp: is a directory, not a regular file\$" -- "$geomx" check -c "$tmp"
+# Only regular files are read, each within a size cap: a FIFO as a database
+# would hang the loader, /dev/zero as a list never ends.
+mkfifo "$tmp/fifo.mmdb"
+cat >"$tmp/devices.toml" <<TOML
+[geo]
+databases = ["fifo.mmdb", "/dev/urandom"]
+[[listener]]
+name = "mx"
+address = "127.0.0.1:0"
+[lists.zero]
+files = ["/dev/zero"]
+[[rule]]
+name = "all"
+action = "drop"
+TOML
+expect check-fifo 1 '' "^$tmp/devices.toml:2:14: geo.databases\[0\]: $tmp/fifo.mmdb: is a FIFO, not a regular file\$" -- \
+  timeout 20 "$geomx" check -c "$tmp/devices.toml"
+grep -q "geo.databases\[1\]: /dev/urandom: is a character device, not a regular file\$" "$tmp/err" && ok || fail "check-urandom: $(cat "$tmp/err")"
+grep -q "lists.zero.files\[0\]: /dev/zero: is a character device, not a regular file\$" "$tmp/err" && ok || fail "check-zero: $(cat "$tmp/err")"
+truncate -s 300M "$tmp/huge.txt"
+sed -e '/^\[geo\]/d' -e '/^databases/d' -e 's|/dev/zero|huge.txt|' "$tmp/devices.toml" >"$tmp/huge.toml"
+expect check-huge 1 '' "lists.zero.files\[0\]: $tmp/huge.txt: 300 MiB is over the limit of 256 MiB for this kind of file\$" -- \
+  "$geomx" check -c "$tmp/huge.toml"
+rm -f "$tmp/huge.txt"
+# Rates are COUNT/PERIOD exactly: no sign, no space.
+for rate in ' 5/min' '+5/min' '5 /min' '5/ min' '-5/min' '0x5/min'; do
+  printf '[[listener]]\nname = "mx"\naddress = "127.0.0.1:0"\n[[limit]]\nname = "l"\nrate = "%s"\n[[rule]]\nname = "all"\naction = "drop"\n' "$rate" >"$tmp/rate.toml"
+  expect "check-rate '$rate'" 1 '' '' -- "$geomx" check -c "$tmp/rate.toml"
+  grep -qF -- "limit[0].rate: \"$rate\": " "$tmp/err" && ok || fail "check-rate '$rate': $(cat "$tmp/err")"
+done
 # The admin endpoint on a public address without TLS: valid, with a warning.
 printf '[[listener]]\nname = "mx"\naddress = "127.0.0.1:0"\n[[rule]]\nname = "all"\naction = "drop"\n[admin]\nlisten = "0.0.0.0:9025"\n' >"$tmp/admin.toml"
 "$geomx" check -c "$tmp/admin.toml" >"$tmp/out" 2>"$tmp/err"

@@ -605,6 +605,21 @@ TOML
     is( read_line( $c, 2 ), '', 'the client sees the close' );
 };
 
+# Every thread of PID (/proc/PID/task/*): no effective, permitted or ambient
+# capability, and no_new_privs set.
+sub threads_hold_nothing {
+    my ( $pid, $how ) = @_;
+    my @tasks = glob "/proc/$pid/task/*";
+    cmp_ok( scalar @tasks, '>=', 4, "$how: " . scalar(@tasks) . ' threads (main, 2 I/O, loader)' );
+    my @kept;
+    for my $task (@tasks) {
+        my $st = slurp("$task/status");
+        my %f = $st =~ /^(CapEff|CapPrm|CapAmb|NoNewPrivs):\s+(\S+)$/mg;
+        push @kept, "$task: @{[ %f ]}" if grep( { ( $f{$_} // '' ) ne '0000000000000000' } qw(CapEff CapPrm CapAmb) ) || ( $f{NoNewPrivs} // '' ) ne '1';
+    }
+    is_deeply( \@kept, [], "$how: every thread holds no capability and has NoNewPrivs 1" );
+}
+
 subtest '10. privileges: root drops to server.user with no capabilities; root without a user is refused' => sub {
     plan skip_all => 'needs root' if $> != 0;
     my $status = slurp("/proc/$main->{pid}/status");
@@ -614,6 +629,26 @@ subtest '10. privileges: root drops to server.user with no capabilities; root wi
     is( $caps, '0000000000000000', 'CapEff is empty' );
     like( slurp( $main->{log} ), qr/event=privileges result="now nobody \(uid \d+, gid \d+\), no capabilities"/, 'logged' );
     ok( can_connect( $port{mx} ), 'and it still serves on the port it bound as root' );
+    threads_hold_nothing( $main->{pid}, 'root -> nobody' );
+
+    # As the packaged unit starts it: user nobody with an ambient
+    # CAP_NET_BIND_SERVICE (systemd AmbientCapabilities=). Capabilities are
+    # per thread: a thread started before the drop would keep it.
+    my $copy = "$dir/geomx-unprivileged";    # a path nobody can execute
+    system( 'cp', $geomx, $copy ) == 0 or die "cp: $?";
+    chmod 0755, $copy;
+    my $cfg = "$dir/ambient.toml";
+    open my $afh, '>', $cfg or die;
+    print $afh qq([server]\nthreads = 2\n[geo]\ndatabases = ["$testdata/edge6.mmdb"]\n[[listener]]\nname = "mx"\naddress = "127.0.0.1:0"\n[[rule]]\nname = "all"\naction = "drop"\n[admin]\nlisten = "127.0.0.1:0"\n);
+    close $afh;
+    my $alog = "$dir/ambient.log";
+    my ( $apid, $astop ) = spawn( $alog, 'setpriv', '--reuid=nobody', '--regid=nogroup', '--clear-groups',
+        '--inh-caps=+net_bind_service', '--ambient-caps=+net_bind_service', $copy, 'run', '-c', $cfg );
+    wait_for( 'geomx as nobody ready', 30, sub { slurp($alog) =~ /event=ready/ } );
+    # setpriv execs geomx: the same pid.
+    like( slurp($alog), qr/event=privileges result="serving as uid \d+"/, 'started as nobody: serving as its uid' );
+    threads_hold_nothing( $apid, 'ambient CAP_NET_BIND_SERVICE' );
+    $astop->();
     # No user and no allow_root, as root: refused before serving.
     my $conf = "$dir/root.toml";
     open my $fh, '>', $conf or die;

@@ -376,6 +376,45 @@ subtest '5. geo.watch: a database renamed into place answers within 2 s, lookups
     like( first_line( $port{lookup}, '127.77.3.3' ), qr/looked up FR/, 'the data before it still answers' );
 };
 
+subtest '6. SIGHUPs during a reload are served together by one more reload' => sub {
+    # Real country data (both tor-geoipdb files): a reload takes long
+    # enough that the signals arrive while one is running.
+    my $h = start_geomx( $geomx, $dir, 'hups', <<"TOML" );
+[server]
+threads = 1
+[geo]
+databases = ["/usr/share/tor/geoip", "/usr/share/tor/geoip6"]
+[[listener]]
+name = "mx"
+address = "127.0.0.1:0"
+[[rule]]
+name = "all"
+action = "drop"
+TOML
+    my $offset = -s $h->{log};
+    kill 'HUP', $h->{pid};
+    my ($first) = wait_for( 'a first reload', 30, sub { log_from( $h->{log}, $offset ) =~ /event=reload .*result=success .*took=(\d+)ms/ ? $1 : undef } );
+    $offset = -s $h->{log};
+    my $t0 = time;
+    for ( 1 .. 20 ) { kill 'HUP', $h->{pid}; sleep 0.02 }
+    my $span = time - $t0;
+    # Done when the reloads stop: none new for two reload times.
+    my ( $count, $since, $last ) = ( 0, time, 0 );
+    while ( time - $since < max( 2, 2 * $first / 1000 ) && time - $t0 < 120 ) {
+        $count = () = log_from( $h->{log}, $offset ) =~ /event=reload /g;
+        ( $since, $last ) = ( time, $count ) if $count != $last;
+        sleep 0.05;
+    }
+    my @took = log_from( $h->{log}, $offset ) =~ /event=reload .*took=(\d+)ms/g;
+    my $took = ( sort { $a <=> $b } @took )[ @took / 2 ] // $first;
+    # Each reload covers every SIGHUP before it began: at most one reload
+    # per reload time of signals, plus the one running and the one after.
+    my $most = int( $span * 1000 / max( $took, 1 ) ) + 2;
+    cmp_ok( $count, '<=', $most, sprintf '20 SIGHUPs in %.2fs, reloads of %dms: %d reloads (at most %d)', $span, $took, $count, $most );
+    cmp_ok( $count, '>=', 1, 'and at least one reload after them' );
+    $h->{stop}->();
+};
+
 $g->{stop}->();
 like( slurp( $g->{log} ), qr/event=stopped/, 'geomx stopped cleanly' );
 unlike( slurp( $g->{log} ), qr/ERROR: AddressSanitizer|runtime error:/, 'no sanitizer report' );

@@ -80,6 +80,18 @@ TEST_CASE_FIXTURE(Fixture, "routes: blocks refuse what they cannot mean") {
   CHECK(get("/blocks?cidr=192.0.2.1&for=0s", "POST").status == 400);
   CHECK(get("/blocks?cidr=192.0.2.1&for=soon", "POST").status == 400);
   CHECK(get("/blocks?cidr=%zz", "POST").status == 400);
+  // A comment is one line of text: a newline would forge a line of `block list`.
+  const auto forged = get("/blocks?cidr=192.0.2.9&comment=x%0a198.51.100.0/24%20fake", "POST");
+  CHECK(forged.status == 400);
+  CHECK(has(forged.body, "comment: at most 1024 bytes of UTF-8 text on one line"));
+  CHECK(get("/blocks?cidr=192.0.2.9&comment=%ff", "POST").status == 400);
+  CHECK(get("/blocks?cidr=192.0.2.9&comment=%c2%85", "POST").status == 400);
+  CHECK(get("/blocks?cidr=192.0.2.9&comment=" + std::string(1025, 'x'), "POST").status == 400);
+  CHECK_FALSE(has(get("/blocks").body, "192.0.2.9"));  // none of them added
+  const auto utf8 = get("/blocks?cidr=192.0.2.9&comment=caf%c3%a9", "POST");
+  CHECK(utf8.status == 200);
+  CHECK(has(utf8.body, "\"comment\":\"caf\xc3\xa9\""));  // JSON keeps UTF-8 as UTF-8
+  CHECK(get("/blocks?cidr=192.0.2.9", "DELETE").status == 200);
 }
 
 TEST_CASE_FIXTURE(Fixture, "routes: top talkers over the window, with their blocks") {

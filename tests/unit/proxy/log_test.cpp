@@ -26,10 +26,24 @@ SessionRecord hostile() {
   return r;
 }
 
-TEST_CASE("append_quoted: quotes, backslashes, control bytes and non-ASCII escaped") {
-  std::string out;
-  append_quoted(out, std::string("a\"b\\c\nd\x01\x7f\xff", 10));
-  CHECK(out == "\"a\\\"b\\\\c\\u000ad\\u0001\\u007f\\u00ff\"");
+TEST_CASE("append_quoted: quotes, backslashes and control characters escaped, UTF-8 kept") {
+  const auto quoted = [](std::string_view v) {
+    std::string out;
+    append_quoted(out, v);
+    return out;
+  };
+  CHECK(quoted(std::string("a\"b\\c\nd\x01\x7f", 9)) == "\"a\\\"b\\\\c\\u000ad\\u0001\\u007f\"");
+  CHECK(quoted("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x93\xa7") ==
+        "\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x93\xa7\"");
+  // Not UTF-8: each such byte on its own (a stray continuation, a lead
+  // without its tail, an overlong '/', a surrogate, beyond U+10FFFF).
+  CHECK(quoted("\xff\x80") == "\"\\u00ff\\u0080\"");
+  CHECK(quoted("\xc3") == "\"\\u00c3\"");
+  CHECK(quoted("\xc0\xaf") == "\"\\u00c0\\u00af\"");
+  CHECK(quoted("\xed\xa0\x80") == "\"\\u00ed\\u00a0\\u0080\"");
+  CHECK(quoted("\xf4\x90\x80\x80") == "\"\\u00f4\\u0090\\u0080\\u0080\"");
+  // C1 controls and the JavaScript line separators, though valid UTF-8.
+  CHECK(quoted("\xc2\x85\xe2\x80\xa8") == "\"\\u0085\\u2028\"");
 }
 
 TEST_CASE("session line, logfmt: one line, the peer's bytes quoted and escaped") {
@@ -44,8 +58,9 @@ TEST_CASE("session line, logfmt: one line, the peer's bytes quoted and escaped")
                        "ms=0 end=proxy_header_error error=\""));
   CHECK(
       line.ends_with("error=\"bad \\\"PROXY\\\" \\\\ line\\u000d\\u000aevent=forged "
-                     "\\u0001\\u007f\\u00c3\\u00a9\""));
+                     "\\u0001\\u007f\xc3\xa9\""));
   for (const char c : line) CHECK((static_cast<unsigned char>(c) >= 0x20 && c != 0x7f));
+  CHECK(line.find("\xc3\xa9") != std::string::npos);  // é, as it came
 }
 
 TEST_CASE("session line, JSON: every value quoted, the line an object") {
@@ -55,7 +70,7 @@ TEST_CASE("session line, JSON: every value quoted, the line an object") {
   const auto line = log.session_line(r, "T");
   CHECK(line.starts_with("{\"ts\":\"T\",\"event\":\"session\",\"conn\":\"7\","));
   CHECK(line.find("\"peer\"") == std::string::npos);
-  CHECK(line.ends_with("\\u00c3\\u00a9\"}"));
+  CHECK(line.ends_with("\\u007f\xc3\xa9\"}"));
   CHECK(line.find('\n') == std::string::npos);
 }
 

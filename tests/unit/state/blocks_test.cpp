@@ -134,5 +134,64 @@ TEST_CASE("a store that cannot keep a block changes nothing") {
   CHECK(blocks.current()->list(now).empty());
 }
 
+// Each field's type is checked: a string where a time should be would make a
+// dated block permanent.
+TEST_CASE("blocks.toml: every field type-checked, unknown keys refused") {
+  test::TempDir dir;
+  const auto problem = [&](const std::string& text) -> std::string {
+    const auto path = dir.write("blocks.toml", text);
+    try {
+      parse_blocks_file(path);
+    } catch (const std::exception& e) {
+      return e.what();
+    }
+    return "";
+  };
+  const std::string head = "[[block]]\ncidr = \"192.0.2.0/24\"\n";
+  CHECK(problem(head + "created = 1\nexpires = \"2020-01-01\"\n") ==
+        "block[0].expires: must be an integer (unix time)");
+  CHECK(problem(head + "created = \"1\"\n") == "block[0].created: must be an integer (unix time)");
+  CHECK(problem(head + "created = 1\ncomment = 7\n") == "block[0].comment: must be a string");
+  CHECK(problem(head + "created = 1\norigin = true\n") == "block[0].origin: must be a string");
+  CHECK(problem(head + "created = 1\nexpire = 5\n") == "block[0].expire: unknown key");
+  CHECK(problem("[[block]]\ncidr = 1\ncreated = 1\n").find("block[0].cidr: must be a string") == 0);
+  CHECK(problem("block = 5\n") == "block: must be an array of tables ([[block]])");
+  CHECK(problem("block = [5]\n") == "block[0]: must be a table");
+  CHECK(problem("blocks = []\n") == "blocks: unknown key");
+  CHECK(problem(head + "created = 1\nexpires = 2\ncomment = \"caf\u00e9\"\n").empty());
+}
+
+// Not readable is not corrupt: the file stays as it is, and no write
+// replaces it (its blocks would be lost) until a load reads it.
+TEST_CASE("a blocks.toml that cannot be read is never overwritten") {
+  test::TempDir dir;
+  const std::int64_t now = 1'800'000'000;
+  std::filesystem::create_directory(dir.root() / "blocks.toml");
+  BlockList blocks(std::make_unique<LocalBlockStore>(dir.root().string()));
+  const auto problems = blocks.load(now);
+  REQUIRE(problems.size() == 1);
+  CHECK(problems[0].find("blocks.toml is not a regular file; serving without its blocks, and "
+                         "refusing to write it") != std::string::npos);
+  CHECK_FALSE(blocks.load_if_refused(now)->empty());  // still a directory
+  try {
+    blocks.add({cidr("192.0.2.1/32"), "", now, std::nullopt, "operator"}, now);
+    FAIL("add wrote over a file it could not read");
+  } catch (const std::runtime_error& e) {
+    CHECK(std::string(e.what()).find("is not a regular file; it is not overwritten") !=
+          std::string::npos);
+  }
+  CHECK(std::filesystem::is_directory(dir.root() / "blocks.toml"));
+  // The operator puts the file back; a reload reads it, and writes resume.
+  std::filesystem::remove(dir.root() / "blocks.toml");
+  dir.write("blocks.toml", "[[block]]\ncidr = \"198.51.100.0/24\"\ncreated = 1\n");
+  const auto again = blocks.load_if_refused(now);
+  REQUIRE(again);
+  CHECK(again->empty());
+  CHECK(blocks.current()->list(now).size() == 1);
+  blocks.add({cidr("192.0.2.1/32"), "", now, std::nullopt, "operator"}, now);
+  CHECK(parse_blocks_file(blocks.file()).size() == 2);
+  CHECK_FALSE(blocks.load_if_refused(now));  // it writes: nothing to read again
+}
+
 }  // namespace
 }  // namespace geomx::state
