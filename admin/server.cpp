@@ -17,6 +17,18 @@ namespace ssl = asio::ssl;
 
 }  // namespace
 
+std::unique_ptr<ssl::context> tls_context(const std::string& cert, const std::string& key) {
+  auto tls = std::make_unique<ssl::context>(ssl::context::tls_server);
+  tls->set_options(ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
+  try {
+    tls->use_certificate_chain_file(cert);
+    tls->use_private_key_file(key, ssl::context::pem);
+  } catch (const boost::system::system_error& e) {
+    throw std::system_error(e.code(), "admin endpoint TLS certificate " + cert + " / key " + key);
+  }
+  return tls;
+}
+
 AdminServer::AdminServer(asio::io_context& io, proxy::ServerState& state)
     : io_(io), state_(state), acceptor_(io) {}
 
@@ -24,16 +36,7 @@ AdminServer::~AdminServer() = default;
 
 void AdminServer::bind(const conf::Endpoint& listen, const std::string& cert,
                        const std::string& key) {
-  if (!cert.empty()) {
-    tls_ = std::make_unique<ssl::context>(ssl::context::tls_server);
-    tls_->set_options(ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
-    try {
-      tls_->use_certificate_chain_file(cert);
-      tls_->use_private_key_file(key, ssl::context::pem);
-    } catch (const boost::system::system_error& e) {
-      throw std::system_error(e.code(), "admin endpoint TLS certificate " + cert + " / key " + key);
-    }
-  }
+  if (!cert.empty()) tls_ = tls_context(cert, key);
   try {
     proxy::open_acceptor(acceptor_, proxy::to_asio(listen), {});
   } catch (const boost::system::system_error& e) {

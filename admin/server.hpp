@@ -13,6 +13,7 @@
 #include <boost/beast/http/string_body.hpp>
 
 #include "admin/routes.hpp"
+#include "admin/tls.hpp"
 #include "proxy/io.hpp"
 
 namespace geomx::admin {

@@ -126,6 +126,9 @@ int run_check(const std::string& path) {
   const auto s = load_snapshot(path);
   if (!s) return 1;
   const conf::Config& c = s->config;
+  const auto problems = daemon::preflight(c);  // what `run` would refuse at start
+  for (const auto& p : problems) fmt::print(stderr, "geomx: {}: {}\n", path, p);
+  if (!problems.empty()) return 1;
   fmt::print("{}: OK\n", path);
   print_server(*s);
   print_pools(c);

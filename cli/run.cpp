@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "cli/config_tools.hpp"
+#include "daemon/load.hpp"
 #include "daemon/privileges.hpp"
 #include "daemon/server.hpp"
 #include "proxy/endpoint.hpp"
@@ -32,6 +33,10 @@ int run_proxy(const std::string& path) {
   malloc_trim(0);  // building the table took about twice its size in scratch memory
   const auto max_files = raise_file_limit();
   proxy::Log log(snapshot->config.server.process.log_format);
+  if (const auto problems = daemon::preflight(snapshot->config); !problems.empty()) {
+    for (const auto& p : problems) log.event("error", {{"problem", p}});
+    return 1;
+  }
   daemon::Server server(snapshot, log);
   server.bind();
   const auto drop = daemon::drop_privileges(snapshot->config.server.process);

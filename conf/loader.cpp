@@ -392,16 +392,67 @@ void parse_admin(TableReader& t, Admin& admin, const std::string& base_dir) {
             "tls_cert and tls_key go together (HTTPS needs both)");
 }
 
-// Two listeners on one address (port 0, for tests, is a new port each).
-void check_listener_addresses(Reader& r, const toml::table& root,
-                              const std::vector<Listener>& listeners) {
-  for (std::size_t i = 0; i < listeners.size(); ++i)
-    for (std::size_t j = 0; j < i; ++j)
-      if (listeners[i].address == listeners[j].address && listeners[i].address.port != 0)
-        r.error(root["listener"][i]["address"].node()->source(),
-                fmt::format("listener[{}].address", i),
-                fmt::format("{} is already the address of listener \"{}\"",
-                            listeners[i].address.to_string(), listeners[j].name));
+// Two sockets one bind refuses: the same port (0, for tests, is a new port
+// each), the same address or a wildcard of its family (IPv6 sockets are
+// v6-only, so [::] and 0.0.0.0 are apart).
+bool same_socket(const Endpoint& a, const Endpoint& b) {
+  if (a.port == 0 || a.port != b.port || a.address.family() != b.address.family()) return false;
+  return a.address == b.address || a.address.is_unspecified() || b.address.is_unspecified();
+}
+
+// A member that is geomx's own listener: each session would dial itself.
+// A wildcard listener is reached on loopback; another address on it may be
+// another host, which only the running system can tell.
+bool dials_itself(const Endpoint& member, const Endpoint& listener) {
+  if (listener.port == 0 || member.port != listener.port ||
+      member.address.family() != listener.address.family())
+    return false;
+  return member.address == listener.address ||
+         (listener.address.is_unspecified() &&
+          (member.address.is_loopback() || member.address.is_unspecified()));
+}
+
+// What `run` would refuse or loop on, found here so that `check` finds it
+// too: listeners (and the admin endpoint) that one bind refuses, and pool
+// members that are a listener of this geomx.
+void check_addresses(Reader& r, const toml::table& root, const Config& c) {
+  const auto& listeners = c.listeners;
+  for (std::size_t i = 0; i < listeners.size(); ++i) {
+    const auto* at = root["listener"][i]["address"].node();
+    for (std::size_t j = 0; j < i && at; ++j)
+      if (same_socket(listeners[i].address, listeners[j].address))
+        r.error(at->source(), fmt::format("listener[{}].address", i),
+                listeners[i].address == listeners[j].address
+                    ? fmt::format("{} is already the address of listener \"{}\"",
+                                  listeners[i].address.to_string(), listeners[j].name)
+                    : fmt::format("{} and listener \"{}\" ({}) cannot both be bound",
+                                  listeners[i].address.to_string(), listeners[j].name,
+                                  listeners[j].address.to_string()));
+  }
+  const auto* admin = root["admin"]["listen"].node();
+  for (std::size_t i = 0; i < listeners.size(); ++i) {
+    if (!same_socket(c.admin.listen, listeners[i].address)) continue;
+    if (admin)
+      r.error(admin->source(), "admin.listen",
+              fmt::format("{} is (or overlaps) the address of listener \"{}\" ({})",
+                          c.admin.listen.to_string(), listeners[i].name,
+                          listeners[i].address.to_string()));
+    else if (const auto* at = root["listener"][i]["address"].node())
+      r.error(at->source(), fmt::format("listener[{}].address", i),
+              fmt::format("{} overlaps the admin endpoint's default address {} (set "
+                          "admin.listen)",
+                          listeners[i].address.to_string(), c.admin.listen.to_string()));
+  }
+  for (const auto& pool : c.pools) {
+    const auto* members = root["pool"][pool.name]["members"].as_array();
+    for (std::size_t i = 0; members && i < pool.members.size() && i < members->size(); ++i)
+      for (const auto& l : listeners)
+        if (dials_itself(pool.members[i].address, l.address))
+          r.error((*members)[i].source(), fmt::format("pool.{}.members[{}]", pool.name, i),
+                  fmt::format("{} is geomx's own listener \"{}\": each session would dial "
+                              "geomx again",
+                              pool.members[i].address.to_string(), l.name));
+  }
 }
 
 Config parse_table(const toml::table& root, const std::string& path, const Defaults& defaults,
@@ -423,7 +474,6 @@ Config parse_table(const toml::table& root, const std::string& path, const Defau
   });
   if (!top.node("listener"))
     r.error(root.source(), "listener", "at least one [[listener]] is required");
-  check_listener_addresses(r, root, c.listeners);
   if (auto* g = top.typed<toml::table>("geo", "a table")) {
     TableReader t(r, *g, "geo");
     parse_geo(t, c.geo, base_dir);
@@ -444,6 +494,7 @@ Config parse_table(const toml::table& root, const std::string& path, const Defau
     TableReader t(r, *a, "admin");
     parse_admin(t, c.admin, base_dir);
   }
+  check_addresses(r, root, c);
   std::set<std::string> limit_names;
   top.each_array_table("limit", [&](std::size_t, TableReader& t) {
     parse_limit(t, c.limits.emplace_back(), limit_names, names);

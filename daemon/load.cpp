@@ -8,7 +8,9 @@
 
 #include <fmt/format.h>
 
+#include "admin/tls.hpp"
 #include "conf/data.hpp"
+#include "daemon/privileges.hpp"
 
 namespace geomx::daemon {
 namespace {
@@ -87,6 +89,19 @@ Loaded build_next(const std::string& path, const std::optional<conf::Config>& ru
     }
     std::this_thread::sleep_for(settle);
   }
+}
+
+std::vector<std::string> preflight(const conf::Config& config) {
+  std::vector<std::string> problems;
+  if (auto p = identity_problem(config.server.process); !p.empty()) problems.push_back(p);
+  if (!config.admin.tls_cert.empty()) {
+    try {
+      admin::tls_context(config.admin.tls_cert, config.admin.tls_key);
+    } catch (const std::exception& e) {
+      problems.push_back(e.what());
+    }
+  }
+  return problems;
 }
 
 }  // namespace geomx::daemon

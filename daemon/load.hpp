@@ -22,6 +22,11 @@ struct Loaded {
 // defaults to the machine's name).
 Loaded load_snapshot(const std::string& path);
 
+// What `run` would refuse at start that the config alone does not show:
+// server.user or server.group unknown to this system, the admin endpoint's
+// certificate or key missing or unreadable. `check` reports the same.
+std::vector<std::string> preflight(const conf::Config& config);
+
 // The snapshot a reload would swap in: from the config file again, or from
 // the running config (geo.watch: only the data changed). A data file
 // written to while it was read is read again, a little later, up to a few

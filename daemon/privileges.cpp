@@ -30,6 +30,14 @@ std::string failure(std::string_view what) {
 
 }  // namespace
 
+std::string identity_problem(const conf::Process& s) {
+  if (!s.user.empty() && !getpwnam(s.user.c_str()))
+    return fmt::format("server.user \"{}\": no such user", s.user);
+  if (!s.group.empty() && !getgrnam(s.group.c_str()))
+    return fmt::format("server.group \"{}\": no such group", s.group);
+  return {};
+}
+
 PrivilegeDrop drop_privileges(const conf::Process& s) {
   const bool root = geteuid() == 0;
   if (s.user.empty()) {
@@ -42,16 +50,11 @@ PrivilegeDrop drop_privileges(const conf::Process& s) {
     prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
     return {true, false, fmt::format("serving as uid {}", getuid())};
   }
-  errno = 0;
+  if (auto problem = identity_problem(s); !problem.empty()) return {false, false, problem};
   const passwd* pw = getpwnam(s.user.c_str());
-  if (!pw) return {false, false, fmt::format("server.user \"{}\": no such user", s.user)};
   const uid_t uid = pw->pw_uid;
   gid_t gid = pw->pw_gid;
-  if (!s.group.empty()) {
-    const group* gr = getgrnam(s.group.c_str());
-    if (!gr) return {false, false, fmt::format("server.group \"{}\": no such group", s.group)};
-    gid = gr->gr_gid;
-  }
+  if (!s.group.empty()) gid = getgrnam(s.group.c_str())->gr_gid;
   if (!root) {  // started as some user already (systemd User=, or by hand)
     clear_capabilities();
     prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);

@@ -17,4 +17,9 @@ struct PrivilegeDrop {
 
 PrivilegeDrop drop_privileges(const conf::Process& process);
 
+// server.user and server.group name a user and a group of this system
+// (empty when they do: drop_privileges would find them); what is wrong
+// otherwise, in drop_privileges' words.
+std::string identity_problem(const conf::Process& process);
+
 }  // namespace geomx::daemon

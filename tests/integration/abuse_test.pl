@@ -361,6 +361,37 @@ subtest '9. tarpitted clients hold tarpit_max slots, not max_connections' => sub
         'the refusal says why' );
 };
 
+subtest '10. block list: 60,000 blocks listed whole; the CLI says what failed' => sub {
+    $g->{stop}->();
+    my $many = "$state/many";
+    mkdir $many;
+    chmod 0777, $many;
+    open my $fh, '>', "$many/blocks.toml" or die;
+    for my $i ( 0 .. 59_999 ) {
+        printf $fh qq([[block]]\ncidr = "10.%d.%d.0/24"\ncomment = "bulk %d %s"\ncreated = 1800000000\norigin = "operator"\n), $i >> 8, $i & 255, $i, 'x' x 100;
+    }
+    close $fh;
+    chmod 0666, "$many/blocks.toml";
+    ( my $cfg = $config ) =~ s/^state_dir = .*$/state_dir = "$many"/m;
+    $g = start_geomx( $geomx, $dir, 'many', $cfg );
+    like( slurp( $g->{log} ), qr/event=blocks in_force=60000 /, '60,000 blocks in force' );
+    my ( $rc, $out ) = cli( 'block', 'list', '-c', $g->{conf} );
+    is( $rc, 0, 'geomx block list: exit 0' );
+    my $lines = () = $out =~ /^10\.\d+\.\d+\.0\/24 /mg;
+    is( $lines, 60_000, 'every block listed' );
+    like( $out, qr/^10\.234\.95\.0\/24 .* bulk 59999 x{100}$/m, 'the last one too' );
+    cmp_ok( length $out, '>', 8 << 20, sprintf 'a listing of %.1f MB (over the 8 MB a response was held to)', length($out) / 1e6 );
+    # Nothing listening: the error says so, and names the address.
+    ( $cfg = $g->{conf} ) =~ s/\.toml$/-down.toml/;
+    ( my $down = slurp( $g->{conf} ) ) =~ s/^listen = .*$/listen = "127.0.0.1:1"/m;
+    open $fh, '>', $cfg or die;
+    print $fh $down;
+    close $fh;
+    ( $rc, $out ) = cli( 'block', 'list', '-c', $cfg );
+    is( $rc, 2, 'no admin endpoint: exit 2' );
+    like( $out, qr/^geomx: the admin endpoint at 127\.0\.0\.1:1: cannot connect: Connection refused \(is geomx running\?\)$/m, '... and it says why' );
+};
+
 $g->{stop}->();
 unlike( slurp( $g->{log} ), qr/ERROR: AddressSanitizer|runtime error:/, 'no sanitizer report' );
 done_testing();

@@ -6,8 +6,15 @@ geomx=$1
 src=$2
 source "$(dirname "$0")/lib.sh"
 
+# The example names the packaged user geomx; where the package is not
+# installed, `check` says what `run` would refuse, and a copy that names
+# nobody passes.
+if ! getent passwd geomx >/dev/null; then
+  expect check-example-user 1 '' 'server.user "geomx": no such user$' -- "$geomx" check -c "$src/conf/geomx.toml"
+fi
+sed -e 's/^user = "geomx"/user = "nobody"/' -e 's/^group = "geomx"/group = "nogroup"/' "$src/conf/geomx.toml" >"$tmp/example.toml"
 expect check-example 0 '^rule 3 +quarantine: catch-all -> route to pool quarantine$' '' -- \
-  "$geomx" check -c "$src/conf/geomx.toml"
+  "$geomx" check -c "$tmp/example.toml"
 grep -Eq '^list +english: 6 countries, 2 cidrs, 0 files -> [0-9]{5,} IPv4 prefixes' "$tmp/out" && ok || fail "check: english list size"
 expect check-bad 1 '' '^geomx: .*/bad\.toml: 19 errors$' -- "$geomx" check -c "$src/tests/data/bad.toml"
 if [[ $(grep -c "^$src/tests/data/bad.toml:[0-9]*:[0-9]*: " "$tmp/err") == 19 && ! -s $tmp/out ]]; then ok; else fail "check-bad: $(cat "$tmp/err")"; fi
@@ -66,6 +73,21 @@ for rate in ' 5/min' '+5/min' '5 /min' '5/ min' '-5/min' '0x5/min'; do
   expect "check-rate '$rate'" 1 '' '' -- "$geomx" check -c "$tmp/rate.toml"
   grep -qF -- "limit[0].rate: \"$rate\": " "$tmp/err" && ok || fail "check-rate '$rate': $(cat "$tmp/err")"
 done
+# `check` refuses what `run` would refuse or loop on.
+base='[[rule]]\nname = "all"\npool = "p"\n'
+printf '[[listener]]\nname = "mx"\naddress = "127.0.0.1:2600"\n[pool.p]\nmembers = ["127.0.0.9:25"]\n'"$base"'[admin]\nlisten = "127.0.0.1:2600"\n' >"$tmp/pre.toml"
+expect check-admin-is-listener 1 '' ':[0-9]+:10: admin.listen: 127.0.0.1:2600 is \(or overlaps\) the address of listener "mx" \(127.0.0.1:2600\)$' -- "$geomx" check -c "$tmp/pre.toml"
+printf '[[listener]]\nname = "any"\naddress = "0.0.0.0:2600"\n[[listener]]\nname = "lo"\naddress = "127.0.0.1:2600"\n[pool.p]\nmembers = ["127.0.0.9:25"]\n'"$base" >"$tmp/pre.toml"
+expect check-wildcard-overlap 1 '' 'listener\[1\].address: 127.0.0.1:2600 and listener "any" \(0.0.0.0:2600\) cannot both be bound$' -- "$geomx" check -c "$tmp/pre.toml"
+printf '[[listener]]\nname = "any"\naddress = "0.0.0.0:2600"\n[pool.p]\nmembers = ["127.0.0.1:2600"]\n'"$base" >"$tmp/pre.toml"
+expect check-self-loop 1 '' 'pool.p.members\[0\]: 127.0.0.1:2600 is geomx.s own listener "any": each session would dial geomx again$' -- "$geomx" check -c "$tmp/pre.toml"
+printf '[server]\nuser = "no-such-user-geomx"\n[[listener]]\nname = "mx"\naddress = "127.0.0.1:0"\n[pool.p]\nmembers = ["127.0.0.9:25"]\n'"$base" >"$tmp/pre.toml"
+expect check-user 1 '' 'server.user "no-such-user-geomx": no such user$' -- "$geomx" check -c "$tmp/pre.toml"
+printf '[[listener]]\nname = "mx"\naddress = "127.0.0.1:0"\n[pool.p]\nmembers = ["127.0.0.9:25"]\n'"$base"'[admin]\ntls_cert = "missing.pem"\ntls_key = "missing.key"\n' >"$tmp/pre.toml"
+expect check-tls 1 '' "admin endpoint TLS certificate $tmp/missing.pem / key $tmp/missing.key" -- "$geomx" check -c "$tmp/pre.toml"
+# and `run` refuses it the same way, before it binds
+expect run-tls 1 '' "event=error problem=\"admin endpoint TLS certificate $tmp/missing.pem" -- "$geomx" run -c "$tmp/pre.toml"
+
 # The admin endpoint on a public address without TLS: valid, with a warning.
 printf '[[listener]]\nname = "mx"\naddress = "127.0.0.1:0"\n[[rule]]\nname = "all"\naction = "drop"\n[admin]\nlisten = "0.0.0.0:9025"\n' >"$tmp/admin.toml"
 "$geomx" check -c "$tmp/admin.toml" >"$tmp/out" 2>"$tmp/err"
