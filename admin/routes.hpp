@@ -34,6 +34,7 @@ struct Reply {
   std::string content_type = "text/plain; charset=utf-8";
   std::string body;
   std::string allow = "GET, HEAD";  // for a 405
+  bool challenge = false;           // a 401: WWW-Authenticate: Bearer
 };
 
 // The time a request is answered at: blocks expire by the wall clock, top

@@ -1,10 +1,13 @@
 #include "admin/server.hpp"
 
+#include <algorithm>
+
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include "admin/access.hpp"
 #include "admin/exchange.hpp"
 #include "proxy/endpoint.hpp"
 #include "proxy/listener.hpp"
@@ -47,28 +50,48 @@ void AdminServer::bind(const conf::Endpoint& listen, const std::string& cert,
 void AdminServer::start() {
   asio::co_spawn(io_,
                  proxy::accept_loop(acceptor_, nullptr,
-                                    [this](tcp::socket socket, const tcp::endpoint&) {
-                                      if (open_.size() >= max_connections)
-                                        return;  // a flood: closed at once
-                                      asio::co_spawn(io_, serve(std::move(socket)), asio::detached);
+                                    [this](tcp::socket socket, const tcp::endpoint& from) {
+                                      const auto peer = proxy::from_asio(from).address;
+                                      if (!admit(peer)) return;  // closed at once
+                                      asio::co_spawn(io_, serve(std::move(socket), peer),
+                                                     asio::detached);
                                     }),
                  asio::detached);
+}
+
+bool AdminServer::admit(const geo::Address& peer) {
+  // Full (from this address, or in all): the oldest connection that has
+  // not sent its request yet makes room; one being answered keeps its slot.
+  const auto make_room = [&](auto among) {
+    const auto idle = std::find_if(open_.begin(), open_.end(),
+                                   [&](const Connection& c) { return c.reading && among(c); });
+    if (idle == open_.end()) return false;  // all are being answered: come back later
+    boost::system::error_code ignored;
+    idle->socket->close(ignored);
+    idle->reading = false;  // closed: not displaced twice
+    return true;
+  };
+  const auto from_peer = [&](const Connection& c) { return c.peer == peer; };
+  if (static_cast<std::size_t>(std::count_if(open_.begin(), open_.end(), from_peer)) >= per_client)
+    return make_room(from_peer);
+  if (open_.size() >= max_connections) return make_room([](const Connection&) { return true; });
+  return true;
 }
 
 void AdminServer::stop() {
   boost::system::error_code ignored;
   acceptor_.close(ignored);
-  for (auto* s : open_) s->close(ignored);
+  for (auto& c : open_) c.socket->close(ignored);
 }
 
-asio::awaitable<void> AdminServer::serve(tcp::socket socket) {
+asio::awaitable<void> AdminServer::serve(tcp::socket socket, geo::Address peer) {
   if (tls_) {
-    co_await serve_tls(std::move(socket));
+    co_await serve_tls(std::move(socket), peer);
     co_return;
   }
   try {
-    Open open(open_, &socket);
-    co_await exchange(socket);
+    Open open(open_, &socket, peer);
+    co_await exchange(socket, *open.it);
   } catch (const std::exception& e) {
     state_.log.event("admin_error", {{"error", e.what()}});
   }
@@ -86,18 +109,26 @@ asio::awaitable<HttpResponse> AdminServer::respond(boost::system::error_code ec,
     co_return res;
   }
   const auto target = req.target().substr(0, req.target().find('?'));
+  const Request request{req.method_string(), req.target()};
+  const Access access{token_, host_names(state_.current()->snapshot->config)};
   Reply answer;
-  if (target == "/reload" && req.method() == http::verb::post && reload_) {
+  if (auto refused = refuse(
+          request,
+          {req[http::field::host], req[http::field::origin], req[http::field::authorization]},
+          access)) {
+    answer = std::move(*refused);
+  } else if (target == "/reload" && req.method() == http::verb::post && reload_) {
     // Not inside an expression: g++ 12 mishandles temporaries around co_await there.
     const ReloadOutcome outcome = co_await reload_();
     auto query = query_of(req.target());
     answer = reload_reply(outcome, query && (*query)["format"] == "text");
   } else {
-    answer = admin::answer({req.method_string(), req.target()}, state_, Now::read());
+    answer = admin::answer(request, state_, Now::read());
   }
   res.result(answer.status);
   res.set(http::field::content_type, answer.content_type);
   if (answer.status == 405) res.set(http::field::allow, answer.allow);
+  if (answer.challenge) res.set(http::field::www_authenticate, "Bearer realm=\"geomx admin\"");
   if (req.method() == http::verb::head)
     res.content_length(answer.body.size());  // the length GET would have
   else

@@ -3,8 +3,8 @@
 // per connection (8 KiB of headers at most, 10 s to send it), routes.hpp
 // answers it; HTTPS when [admin] has tls_cert and tls_key.
 #include <functional>
+#include <list>
 #include <memory>
-#include <set>
 #include <string>
 
 #include <boost/asio/ssl/context.hpp>
@@ -37,29 +37,48 @@ class AdminServer {
   // What POST /reload runs (on the control thread).
   using Reloader = std::function<asio::awaitable<ReloadOutcome>()>;
   void set_reloader(Reloader r) { reload_ = std::move(r); }
+  // The bearer token the protected paths need (admin/access.hpp); empty:
+  // none could be loaded, and they are refused.
+  void set_token(std::string token) { token_ = std::move(token); }
 
  private:
-  asio::awaitable<void> serve(tcp::socket socket);
-  asio::awaitable<void> serve_tls(tcp::socket socket);  // server_tls.cpp
-  // Reads one request and writes its answer, each within 10 s (exchange.hpp:
-  // instantiated once per stream type, in server.cpp and server_tls.cpp).
+  // An open connection, where stop() and a full endpoint find it.
+  struct Connection {
+    tcp::socket* socket;
+    geo::Address peer;
+    bool reading = true;  // still reading its request (the one a newcomer may displace)
+  };
+  using Connections = std::list<Connection>;
+  // Keeps a connection in the list while it is open.
+  struct Open {
+    Open(Connections& list, tcp::socket* s, geo::Address peer)
+        : list(list), it(list.insert(list.end(), Connection{s, peer})) {}
+    ~Open() { list.erase(it); }
+    Connections& list;
+    Connections::iterator it;
+  };
+  // A slot for a connection from `peer`, or false (closed at once): at most
+  // per_client from one address and max_connections in all; when they are
+  // taken, the connection that has waited longest for its request is
+  // closed for it, so idle connections cannot lock the operator out.
+  bool admit(const geo::Address& peer);
+  asio::awaitable<void> serve(tcp::socket socket, geo::Address peer);
+  asio::awaitable<void> serve_tls(tcp::socket socket, geo::Address peer);  // server_tls.cpp
+  // Reads one request (within 5 s) and writes its answer (within 10 s)
+  // (exchange.hpp: instantiated once per stream type, in server.cpp and
+  // server_tls.cpp).
   template <class Stream>
-  asio::awaitable<void> exchange(Stream& stream);
+  asio::awaitable<void> exchange(Stream& stream, Connection& connection);
   // The answer to a request that was read (`ec`: or why it could not be).
   asio::awaitable<HttpResponse> respond(boost::system::error_code ec, const HttpRequest& req);
-  // Keeps a connection's socket where stop() finds it, while it is open.
-  struct Open {
-    Open(std::set<tcp::socket*>& o, tcp::socket* s) : open(o), socket(s) { open.insert(s); }
-    ~Open() { open.erase(socket); }
-    std::set<tcp::socket*>& open;
-    tcp::socket* socket;
-  };
   asio::io_context& io_;
   proxy::ServerState& state_;
   tcp::acceptor acceptor_;
   std::unique_ptr<asio::ssl::context> tls_;
-  static constexpr std::size_t max_connections = 32;  // at once; more are closed
-  std::set<tcp::socket*> open_;                       // closed by stop()
+  std::string token_;
+  static constexpr std::size_t max_connections = 32;  // at once
+  static constexpr std::size_t per_client = 8;        // from one address at once
+  Connections open_;                                  // closed by stop()
   Reloader reload_;
 };
 

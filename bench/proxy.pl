@@ -136,6 +136,7 @@ name = "all"
 pool = "mx"
 [admin]
 listen = "127.0.0.1:0"
+token_file = "$dir/admin.token"
 TOML
     my ( $pid, $stop ) = spawn( $log, $geomx, 'run', '-c', "$dir/geomx.toml" );
     my $port = wait_for( 'geomx', 30, sub {

@@ -12,6 +12,8 @@
 
 #include "cli/admin_exchange.hpp"
 #include "cli/config_tools.hpp"
+#include "daemon/token.hpp"
+#include "geo/sources.hpp"
 #include "proxy/endpoint.hpp"
 
 namespace geomx::cli {
@@ -23,11 +25,12 @@ namespace beast = boost::beast;
 // One request to the admin endpoint, all of it within `limit`; HTTPS when
 // `ca_file` (the endpoint's own certificate) is given.
 asio::awaitable<AdminResponse> admin_call(asio::io_context& io, conf::Endpoint admin,
-                                          std::string ca_file, http::verb verb, std::string target,
-                                          std::chrono::seconds limit) {
+                                          std::string ca_file, std::string token, http::verb verb,
+                                          std::string target, std::chrono::seconds limit) {
   AdminRequest req{verb, target, 11};
   req.set(http::field::host, admin.to_string());
   req.set(http::field::user_agent, "geomx");
+  if (!token.empty()) req.set(http::field::authorization, "Bearer " + token);
   beast::tcp_stream tcp(io);
   tcp.expires_after(limit);
   auto [connected] =
@@ -69,16 +72,38 @@ std::optional<http::response<http::string_body>> AdminClient::call(
     fmt::print(stderr, "geomx: --admin {}: {}\n", admin_override, e.what());
     return std::nullopt;
   }
-  asio::io_context io;
-  auto answer = asio::co_spawn(
-      io, admin_call(io, admin, config.admin.tls_cert, verb, target, limit), asio::use_future);
-  io.run();
+  // The token the daemon made at start (admin.token_file): readable by root
+  // and the group it was given to.
+  std::string token, token_problem;
   try {
-    return answer.get();
+    token = daemon::token_of(geo::read_input_file(config.admin.token_file, 4096));
+    if (token.empty()) token_problem = config.admin.token_file + ": not a token";
+  } catch (const geo::LoadError& e) {
+    token_problem = e.what();
+  }
+  asio::io_context io;
+  auto answer =
+      asio::co_spawn(io, admin_call(io, admin, config.admin.tls_cert, token, verb, target, limit),
+                     asio::use_future);
+  io.run();
+  std::optional<AdminResponse> res;
+  try {
+    res = answer.get();
   } catch (const std::exception& e) {
     fmt::print(stderr, "geomx: the admin endpoint at {}: {}\n", admin.to_string(), e.what());
     return std::nullopt;
   }
+  if (res->result_int() == 401 || res->result_int() == 503 || res->result_int() == 403) {
+    fmt::print(stderr, "geomx: the admin endpoint at {} refused the request ({}): {}",
+               admin.to_string(), res->result_int(), res->body());
+    if (!token_problem.empty())
+      fmt::print(stderr,
+                 "geomx: the admin token: {} (geomx creates it when it starts; run this as root "
+                 "or as a member of the group it belongs to)\n",
+                 token_problem);
+    return std::nullopt;
+  }
+  return res;
 }
 
 }  // namespace geomx::cli

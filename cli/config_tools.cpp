@@ -135,12 +135,12 @@ int run_check(const std::string& path) {
   print_rules(c);
   print_limits(c);
   fmt::print("state     {}/blocks.toml\n", c.server.process.state_dir);
-  fmt::print("admin     {}{}\n", c.admin.listen.to_string(),
-             c.admin.tls_cert.empty() ? "" : " (HTTPS)");
+  fmt::print("admin     {}{}, token {}\n", c.admin.listen.to_string(),
+             c.admin.tls_cert.empty() ? "" : " (HTTPS)", c.admin.token_file);
   if (c.admin.exposed())
     fmt::print(stderr,
                "geomx: {}: warning: admin.listen {} is not a loopback address and has no TLS "
-               "(tls_cert, tls_key); it has no authentication either\n",
+               "(tls_cert, tls_key): its token would cross the network in the clear\n",
                path, c.admin.listen.to_string());
   return 0;
 }

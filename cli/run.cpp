@@ -9,6 +9,7 @@
 #include "daemon/load.hpp"
 #include "daemon/privileges.hpp"
 #include "daemon/server.hpp"
+#include "daemon/token.hpp"
 #include "proxy/endpoint.hpp"
 
 namespace geomx::cli {
@@ -39,6 +40,13 @@ int run_proxy(const std::string& path) {
   }
   daemon::Server server(snapshot, log);
   server.bind();
+  // Before the drop: a root-owned token file is read, a new one given to the group.
+  const auto token =
+      daemon::admin_token(snapshot->config.admin.token_file, snapshot->config.server.process);
+  if (!token.problem.empty()) log.event("warning", {{"problem", token.problem}});
+  if (token.created)
+    log.event("admin_token", {{"action", "created"}, {"file", snapshot->config.admin.token_file}});
+  server.set_admin_token(token.token);
   const auto drop = daemon::drop_privileges(snapshot->config.server.process);
   log.event(drop.ok && !drop.warning ? "privileges"
             : drop.ok                ? "warning"
@@ -51,10 +59,12 @@ int run_proxy(const std::string& path) {
   for (std::size_t i = 0; i < server.endpoints().size(); ++i)
     log.listening(snapshot->config.listeners[i], proxy::from_asio(server.endpoints()[i]));
   const auto admin = server.admin_endpoint();
-  log.event("admin_listening",
-            {{"address", proxy::from_asio(admin).to_string()},
-             {"tls", snapshot->config.admin.tls_cert.empty() ? "no" : "yes"},
-             {"paths", "/healthz /readyz /metrics /status /blocks /top, POST /reload"}});
+  log.event(
+      "admin_listening",
+      {{"address", proxy::from_asio(admin).to_string()},
+       {"tls", snapshot->config.admin.tls_cert.empty() ? "no" : "yes"},
+       {"paths", "/healthz /readyz /metrics; with the token: /status /blocks /top, POST /reload"},
+       {"token_file", snapshot->config.admin.token_file}});
   if (snapshot->config.admin.exposed())
     log.event("warning", {{"problem", "admin endpoint on a non-loopback address without TLS"},
                           {"address", snapshot->config.admin.listen.to_string()}});

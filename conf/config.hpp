@@ -180,7 +180,15 @@ struct Limit {
 struct Admin {
   Endpoint listen{geo::Address::v4(0x7f000001), 9025};
   std::string tls_cert, tls_key;  // both or neither: HTTPS (PEM files)
-  // Reachable beyond this host without TLS (and it has no authentication).
+  // The bearer token that /blocks, /reload, /status and /top need; geomx
+  // creates it (random, mode 0640) when it is missing. Default:
+  // STATE_DIR/admin.token. The CLI reads it from here.
+  std::string token_file;
+  // Names a request's Host header may give besides an IP address,
+  // localhost and server.hostname (a DNS-rebinding page gives its own).
+  std::vector<std::string> hosts;
+  // Reachable beyond this host without TLS (the token would cross the
+  // network in the clear).
   bool exposed() const { return !listen.address.is_loopback() && tls_cert.empty(); }
   friend bool operator==(const Admin&, const Admin&) = default;
 };

@@ -384,9 +384,18 @@ void check_list_count(Reader& r, const toml::table& root, const Config& c) {
 
 void parse_admin(TableReader& t, Admin& admin, const std::string& base_dir) {
   parse_endpoint_key(t, "listen", admin.listen, true);
-  for (auto [key, out] : {std::pair{"tls_cert", &admin.tls_cert}, {"tls_key", &admin.tls_key}})
+  for (auto [key, out] : {std::pair{"tls_cert", &admin.tls_cert},
+                          {"tls_key", &admin.tls_key},
+                          {"token_file", &admin.token_file}})
     if (t.string(key, *out) && !out->empty() && out->front() != '/' && !base_dir.empty())
       *out = base_dir + "/" + *out;
+  if (t.node("token_file") && admin.token_file.empty())
+    t.error("token_file", "must name a file (leave it out for STATE_DIR/admin.token)");
+  t.each_string("hosts",
+                [&](const std::string& name, const toml::node& n, const std::string& path) {
+                  if (!valid_host_name(name)) return t.error_at(n, path, "must be a host name");
+                  admin.hosts.push_back(name);
+                });
   if (admin.tls_cert.empty() != admin.tls_key.empty())
     t.error(admin.tls_cert.empty() ? "tls_key" : "tls_cert",
             "tls_cert and tls_key go together (HTTPS needs both)");
@@ -494,6 +503,7 @@ Config parse_table(const toml::table& root, const std::string& path, const Defau
     TableReader t(r, *a, "admin");
     parse_admin(t, c.admin, base_dir);
   }
+  if (c.admin.token_file.empty()) c.admin.token_file = c.server.process.state_dir + "/admin.token";
   check_addresses(r, root, c);
   std::set<std::string> limit_names;
   top.each_array_table("limit", [&](std::size_t, TableReader& t) {

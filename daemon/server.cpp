@@ -87,6 +87,10 @@ std::vector<std::string> Server::load_blocks() {
   return state_.blocks.load(proxy::unix_now());
 }
 
+void Server::set_admin_token(std::string token) {
+  admin_->set_token(std::move(token));
+}
+
 std::size_t Server::blocks_in_force() const {
   return state_.blocks.current()->count("", proxy::unix_now());
 }

@@ -64,6 +64,8 @@ class Server {
   std::vector<std::string> load_blocks();
   std::size_t blocks_in_force() const;
   const std::string& blocks_file() const { return state_.blocks.file(); }
+  // After bind(): the token the admin endpoint's protected paths need.
+  void set_admin_token(std::string token);
 
  private:
   struct Worker;

@@ -12,7 +12,7 @@ use POSIX qw(:sys_wait_h);
 use Time::HiRes qw(time sleep);
 
 our @EXPORT_OK =
-    qw(free_port wait_for slurp log_like wait_idle can_connect spawn start_postfix start_geomx start_sink read_line first_line);
+    qw(free_port wait_for slurp log_like wait_idle can_connect spawn start_postfix start_geomx start_sink read_line first_line admin_token auth);
 our @cleanup;
 
 sub free_port {
@@ -82,6 +82,17 @@ sub read_line {
 
 # Connects to PORT as CLIENT (a PROXY v1 header: the port is trusted; none
 # without CLIENT) and returns the first line geomx or the backend answers.
+# The bearer token in FILE (as geomx made it), for requests made by hand.
+sub admin_token {
+    my ($file) = @_;
+    return '' unless $file && -e $file;
+    my ($token) = slurp($file) =~ /^(\S+)/;
+    return $token // '';
+}
+
+# Headers that authorize a request to the admin endpoint of G (start_geomx's).
+sub auth { my ($g) = @_; return { headers => { Authorization => "Bearer $g->{token}" } } }
+
 sub first_line {
     my ( $port, $client ) = @_;
     my $s = IO::Socket::IP->new( PeerHost => '127.0.0.1', PeerPort => $port, Timeout => 5 ) or return "connect: $!";
@@ -197,6 +208,8 @@ sub start_geomx {
     my ( $geomx, $dir, $name, $config ) = @_;
     my $conf = "$dir/$name.toml";
     $config .= qq([admin]\nlisten = "127.0.0.1:0"\n) unless $config =~ /^\[admin\]/m;
+    # The admin token in the test's directory, not in the default state_dir.
+    $config =~ s/^\[admin\]\n/[admin]\ntoken_file = "$dir\/$name.token"\n/m unless $config =~ /^token_file *=/m;
     $config =~ s/^\[server\]\n/[server]\nuser = "nobody"\n/m if $> == 0 && $config !~ /^(user|allow_root) *=/m;
     open my $fh, '>', $conf or die "$conf: $!";
     print $fh $config;
@@ -209,7 +222,8 @@ sub start_geomx {
     my %ports = slurp($log) =~ /event=listening listener=(\S+) address=(?:127\.0\.0\.1|\[::1\]):(\d+)/g;
     die "geomx $name did not start: " . slurp($log) if $exited || !%ports;
     my ($admin) = slurp($log) =~ /event=admin_listening address=127\.0\.0\.1:(\d+)/;
-    return { pid => $pid, stop => $stop, log => $log, conf => $conf, ports => \%ports, admin => $admin };
+    my ($token_file) = slurp($conf) =~ /^token_file = "([^"]+)"/m;
+    return { pid => $pid, stop => $stop, log => $log, conf => $conf, ports => \%ports, admin => $admin, token => admin_token($token_file) };
 }
 
 1;

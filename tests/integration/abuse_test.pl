@@ -117,6 +117,7 @@ subtest '2. blocks survive SIGHUP, and kill -9 right after an add' => sub {
     waitpid $g->{pid}, 0;
     $g = start_geomx( $geomx, $dir, 'abuse2', $config );
     $port = $g->{ports}{edge};
+    $conf = $g->{conf};    # its own admin token
     like( slurp( $g->{log} ), qr/event=blocks in_force=2 /, 'restarted with both blocks' );
     like( first_line( $port, '127.99.3.3' ), qr/^554/, 'the first still in force' );
     like( first_line( $port, '127.95.0.9' ), qr/^554/, 'the one added just before kill -9 too' );
@@ -390,6 +391,58 @@ subtest '10. block list: 60,000 blocks listed whole; the CLI says what failed' =
     ( $rc, $out ) = cli( 'block', 'list', '-c', $cfg );
     is( $rc, 2, 'no admin endpoint: exit 2' );
     like( $out, qr/^geomx: the admin endpoint at 127\.0\.0\.1:1: cannot connect: Connection refused \(is geomx running\?\)$/m, '... and it says why' );
+};
+
+subtest '11. the admin endpoint: a token for what changes or reveals state; Host, Origin; idle connections cannot lock it' => sub {
+    $g->{stop}->();
+    $g = start_geomx( $geomx, $dir, 'admin', $config );
+    my $url = "http://127.0.0.1:$g->{admin}";
+    my $http = HTTP::Tiny->new( timeout => 5 );
+    my ($token_file) = slurp( $g->{conf} ) =~ /^token_file = "([^"]+)"/m;
+    is( ( stat $token_file )[2] & 07777, 0640, 'geomx made the token file, mode 0640' );
+    like( slurp( $g->{log} ), qr/event=admin_token action=created file=\Q$token_file\E/, '... and said so' );
+    # Without the token (anyone on the host): the world blocked, as before the fix.
+    my $r = $http->post("$url/blocks?cidr=0.0.0.0/0&force=yes");
+    is( $r->{status}, 401, 'POST /blocks without the token: 401' );
+    like( $r->{headers}{'www-authenticate'} // '', qr/^Bearer /, '... with a Bearer challenge' );
+    like( first_line( $g->{ports}{edge}, '127.99.7.7' ), qr/^220 sink/, 'and the next client is served' );
+    is( $http->get("$url/$_")->{status}, 401, "GET /$_ without the token: 401" ) for qw(blocks status top);
+    is( $http->get("$url/$_")->{status}, 200, "GET /$_: open (200)" ) for qw(healthz readyz metrics);
+    # A DNS-rebinding page and a cross-site form, even with the token.
+    my %auth = ( Authorization => "Bearer $g->{token}" );
+    # (HTTP::Tiny sets Host itself: this request is written by hand.)
+    my $raw = IO::Socket::IP->new( PeerHost => '127.0.0.1', PeerPort => $g->{admin}, Timeout => 5 ) or die "connect: $!";
+    print $raw "POST /blocks?cidr=192.0.2.0/24 HTTP/1.1\r\nHost: evil.example\r\nAuthorization: Bearer $g->{token}\r\nContent-Length: 0\r\n\r\n";
+    like( read_line( $raw, 5 ), qr{^HTTP/1\.1 403 }, 'Host: evil.example: 403' );
+    close $raw;
+    is( $http->post( "$url/blocks?cidr=192.0.2.0/24", { headers => { %auth, Origin => 'http://evil.example' } } )->{status}, 403, 'Origin: http://evil.example: 403' );
+    is( $http->post( "$url/blocks?cidr=192.0.2.0/24&comment=ok", { headers => \%auth } )->{status}, 200, 'with the token: 200' );
+    is( ( cli( 'block', 'del', '192.0.2.0/24', '-c', $g->{conf} ) )[0], 0, 'geomx block del: the CLI finds the token from the config' );
+    # Unauthenticated reloads cost nothing.
+    my $cpu = sub { my @f = split ' ', slurp("/proc/$g->{pid}/stat"); return ( $f[13] + $f[14] ) / POSIX::sysconf(POSIX::_SC_CLK_TCK) };
+    my $before = $cpu->();
+    my $refused = grep { $http->post("$url/reload")->{status} == 401 } 1 .. 101;
+    my $spent = $cpu->() - $before;
+    is( $refused, 101, '101 POST /reload without the token: 401 each' );
+    unlike( slurp( $g->{log} ), qr/event=reload trigger=admin/, '... and no reload ran' );
+    cmp_ok( $spent, '<', 5, sprintf '... for %.2f CPU s in geomx (ASan build)', $spent );
+    # 40 idle connections (the cap is 32): the operator still gets in.
+    my @idle = grep {defined} map { IO::Socket::IP->new( PeerHost => '127.0.0.1', PeerPort => $g->{admin}, Timeout => 5 ) } 1 .. 40;
+    is( scalar @idle, 40, '40 idle connections opened' );
+    my $healthy = grep { $http->get("$url/healthz")->{status} == 200 } 1 .. 20;
+    is( $healthy, 20, '/healthz 20 of 20 meanwhile' );
+    my ( $rc, $out ) = cli( 'block', 'add', '192.0.2.0/24', '-c', $g->{conf} );
+    is( $rc, 0, 'geomx block add meanwhile: exit 0' ) or diag $out;
+    is( ( cli( 'block', 'del', '192.0.2.0/24', '-c', $g->{conf} ) )[0], 0, 'and del' );
+    close $_ for @idle;
+    # A token file the CLI cannot read: it says so (not "is geomx running?").
+    ( my $bad = slurp( $g->{conf} ) ) =~ s/^token_file = .*$/token_file = "$dir\/missing.token"/m;
+    open my $fh, '>', "$dir/badtoken.toml" or die;
+    print $fh $bad;
+    close $fh;
+    ( $rc, $out ) = cli( 'block', 'list', '-c', "$dir/badtoken.toml" );
+    is( $rc, 2, 'a missing token file: exit 2' );
+    like( $out, qr/refused the request \(401\).*\n.*the admin token: \Q$dir\E\/missing\.token: No such file or directory/, '... and it says why' );
 };
 
 $g->{stop}->();

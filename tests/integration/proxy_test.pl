@@ -79,7 +79,7 @@ sub log_lines { my ( $file, $re ) = @_; return scalar grep { /$re/ } split /\n/,
 # GET from a geomx admin endpoint: (status, body).
 sub admin_get {
     my ( $g, $path ) = @_;
-    my $r = HTTP::Tiny->new( timeout => 5 )->get("http://127.0.0.1:$g->{admin}$path");
+    my $r = HTTP::Tiny->new( timeout => 5 )->get( "http://127.0.0.1:$g->{admin}$path", GeomxTest::auth($g) );
     return ( $r->{status}, $r->{content} );
 }
 
@@ -402,13 +402,14 @@ name = "all"
 pool = "t"
 [admin]
 listen = "127.0.0.1:0"
+hosts = ["tls.test"]
 tls_cert = "$t/cert.pem"
 tls_key = "$t/key.pem"
 TOML
     # The admin endpoint speaks HTTPS with this config (the same certificate).
     my $https = sub {
         my ($path) = @_;
-        return scalar `curl -s --max-time 5 --cacert $t/cert.pem --resolve tls.test:$g->{admin}:127.0.0.1 https://tls.test:$g->{admin}$path`;
+        return scalar `curl -s --max-time 5 -H 'Authorization: Bearer $g->{token}' --cacert $t/cert.pem --resolve tls.test:$g->{admin}:127.0.0.1 https://tls.test:$g->{admin}$path`;
     };
     is( $https->('/healthz'), "ok\n", 'admin over HTTPS: /healthz' );
     isnt( ( admin_get( $g, '/healthz' ) )[0], 200, '... and not over plain HTTP' );
@@ -639,7 +640,7 @@ subtest '10. privileges: root drops to server.user with no capabilities; root wi
     chmod 0755, $copy;
     my $cfg = "$dir/ambient.toml";
     open my $afh, '>', $cfg or die;
-    print $afh qq([server]\nthreads = 2\n[geo]\ndatabases = ["$testdata/edge6.mmdb"]\n[[listener]]\nname = "mx"\naddress = "127.0.0.1:0"\n[[rule]]\nname = "all"\naction = "drop"\n[admin]\nlisten = "127.0.0.1:0"\n);
+    print $afh qq([server]\nthreads = 2\n[geo]\ndatabases = ["$testdata/edge6.mmdb"]\n[[listener]]\nname = "mx"\naddress = "127.0.0.1:0"\n[[rule]]\nname = "all"\naction = "drop"\n[admin]\nlisten = "127.0.0.1:0"\ntoken_file = "$dir/ambient.token"\n);
     close $afh;
     my $alog = "$dir/ambient.log";
     my ( $apid, $astop ) = spawn( $alog, 'setpriv', '--reuid=nobody', '--regid=nogroup', '--clear-groups',

@@ -119,6 +119,7 @@ trusted_proxies = ["127.0.0.1/32"]
 $extra
 [admin]
 listen = "127.0.0.1:$admin_port"
+token_file = "$dir/reload.token"
 [lists.blocked]
 files = ["$dir/blocked.txt"]
 [pool.uk]
@@ -178,7 +179,7 @@ subtest '1. SIGHUP changes pools and lists; a session open across it finishes on
     like( first_line( $port{edge}, '127.77.1.1' ), qr/^554 5\.7\.1 blocked/, 'list file grew: the client is rejected' );
     like( first_line( $port{edge}, '127.77.2.1' ), qr/^220 sinkb/, 'its neighbour is not' );
 
-    my $r = HTTP::Tiny->new( timeout => 30 )->post("http://127.0.0.1:$g->{admin}/reload");
+    my $r = HTTP::Tiny->new( timeout => 30 )->post( "http://127.0.0.1:$g->{admin}/reload", GeomxTest::auth($g) );
     is( $r->{status}, 200, 'POST /reload: 200' );
     like( $r->{content}, qr/"result":"success","generation":4/, 'POST /reload: JSON with generation 4' );
     my $out = `$geomx reload -c $g->{conf} 2>&1`;
@@ -230,7 +231,7 @@ TOML
     for my $name (qw(second third)) {
         my $config = $one->($name);
         $config =~ s/^\[server\]\n/[server]\nuser = "nobody"\n/m if $> == 0;
-        spit( $solo->{conf}, $config . qq([admin]\nlisten = "127.0.0.1:$solo->{admin}"\n) );
+        spit( $solo->{conf}, $config . qq([admin]\nlisten = "127.0.0.1:$solo->{admin}"\ntoken_file = "$dir/solo.token"\n) );
         hup_and_wait( $solo, 'success' );
         my ($p) = slurp( $solo->{log} ) =~ /event=listening listener=$name address=127\.0\.0\.1:(\d+)/;
         ok( $p, "listener $name opened" );
@@ -255,7 +256,7 @@ subtest '3. a broken config and a corrupt database change nothing' => sub {
     is( $? >> 8, 1, 'geomx reload: exit 1' );
     like( $out, qr/:\d+:\d+: server\.threads: .*\n.*:\d+:\d+: rule\[\d\]\.pool: .*\n.*: 2 errors\ngeomx: not reloaded, the running config stays/,
         'geomx reload checks the file first and says why' );
-    my $r = HTTP::Tiny->new( timeout => 30 )->post("http://127.0.0.1:$g->{admin}/reload?format=text");
+    my $r = HTTP::Tiny->new( timeout => 30 )->post( "http://127.0.0.1:$g->{admin}/reload?format=text", GeomxTest::auth($g) );
     is( $r->{status}, 422, 'POST /reload: 422' );
     like( $r->{content}, qr/^reload: failed, the running config stays \(generation $gen\)\nerror: .*:\d+:\d+: /,
         'and the errors, one a line' );
