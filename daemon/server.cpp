@@ -24,9 +24,7 @@ Server::Server(std::shared_ptr<const policy::Snapshot> snapshot, proxy::Log& log
       configured != 0 ? configured : std::max(1u, std::thread::hardware_concurrency());
   for (unsigned i = 0; i < threads; ++i) workers_.push_back(std::make_unique<Worker>());
   state_.metrics.config_loaded(1);
-  state_.ban = [this](policy::Block b) {
-    asio::post(control_io_, [this, b = std::move(b)]() mutable { add_ban(std::move(b)); });
-  };
+  state_.ban = [this](policy::Block b) { add_ban(std::move(b)); };
   // The last session of a drain wakes it (from whichever thread ended it).
   state_.sessions.on_idle = [this] {
     if (draining_.load()) asio::post(control_io_, [this] { drained_.cancel(); });
@@ -44,6 +42,7 @@ Server::~Server() {
   // destroyed: that must not wake a drain on a control_io_ that is gone.
   state_.sessions.on_idle = nullptr;
   workers_.clear();
+  state_.blocks.stop();  // the bans queued are kept; their log lines need this object
   if (loader_) loader_->join();
 }
 
@@ -51,36 +50,45 @@ tcp::endpoint Server::admin_endpoint() const {
   return admin_->endpoint();
 }
 
-// Bans are judged and written here, on the control thread, where they are
-// added one at a time: an fsync must not stall an I/O thread, and sessions
-// over the limit at once all post the same ban.
+// Bans are queued from the session's thread and judged and kept by the
+// block list's writer (state/blocks.hpp), with whatever else came while
+// it wrote: neither an I/O thread nor the control thread waits for a write.
 void Server::add_ban(policy::Block b) {
-  const auto now = proxy::unix_now();
   const auto max_bans = state_.current()->snapshot->config.server.max_bans;
-  switch (policy::judge_ban(*state_.blocks.current(), b, max_bans, now)) {
+  state_.blocks.ban(
+      std::move(b), max_bans,
+      [this, max_bans](const policy::Block& ban, const state::BlockList::BanOutcome& outcome) {
+        ban_done(ban, outcome, max_bans);
+      });
+}
+
+// On the writer thread: the log says what became of a ban.
+void Server::ban_done(const policy::Block& b, const state::BlockList::BanOutcome& outcome,
+                      std::size_t max_bans) {
+  switch (outcome.verdict) {
     case policy::BanVerdict::covered:
       return;
-    case policy::BanVerdict::over_max_bans:
-      if (now >= ban_warned_ + 60) {
-        ban_warned_ = now;
+    case policy::BanVerdict::over_max_bans: {
+      const auto now = proxy::unix_now();
+      auto last = ban_warned_.load();
+      if (now >= last + 60 && ban_warned_.compare_exchange_strong(last, now))
         state_.log.event("warning", {{"problem", "ban not added: server.max_bans in force"},
                                      {"max_bans", std::to_string(max_bans)},
                                      {"cidr", b.cidr.to_string()}});
-      }
       return;
+    }
     case policy::BanVerdict::add:
       break;
   }
-  try {
-    state_.blocks.add(b, now);
-    state_.log.event("block", {{"action", "added"},
-                               {"cidr", b.cidr.to_string()},
-                               {"comment", b.comment},
-                               {"for", fmt::format("{}s", b.expires.value_or(0) - b.created)},
-                               {"origin", b.origin}});
-  } catch (const std::exception& e) {
-    state_.log.event("warning", {{"problem", "ban not kept"}, {"error", e.what()}});
+  if (!outcome.error.empty()) {
+    state_.log.event("warning", {{"problem", "ban not kept"}, {"error", outcome.error}});
+    return;
   }
+  state_.log.event("block", {{"action", "added"},
+                             {"cidr", b.cidr.to_string()},
+                             {"comment", b.comment},
+                             {"for", fmt::format("{}s", b.expires.value_or(0) - b.created)},
+                             {"origin", b.origin}});
 }
 
 std::vector<std::string> Server::load_blocks() {

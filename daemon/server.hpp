@@ -87,7 +87,9 @@ class Server {
   // ever; a second signal ends it at once). `fn` may run after that, on a
   // late thread: it captures by value what it needs.
   asio::awaitable<void> on_every_worker(std::function<void(Worker&)> fn, asio::steady_timer& done);
-  void add_ban(policy::Block b);  // on the control thread
+  void add_ban(policy::Block b);  // from any thread: queued
+  void ban_done(const policy::Block& b, const state::BlockList::BanOutcome& outcome,
+                std::size_t max_bans);
   // drain.cpp
   asio::awaitable<void> control();
   asio::awaitable<void> drain(std::chrono::steady_clock::time_point deadline);
@@ -143,7 +145,7 @@ class Server {
   bool reloading_ = false;                            // a reload() is under way
   std::uint64_t reread_asked_ = 0, reread_done_ = 0;  // config re-reads asked for, and covered
   ReloadOutcome last_reread_;                         // the outcome of the last one
-  std::int64_t ban_warned_ = 0;                       // unix seconds: the last max_bans warning
+  std::atomic<std::int64_t> ban_warned_{0};           // unix seconds: the last max_bans warning
   bool probing_ = true;                               // until the drain begins
   bool stopping_ = false;                             // the drain has begun (control thread)
 };

@@ -11,8 +11,6 @@
 namespace geomx::geo {
 namespace {
 
-constexpr u128 mapped_prefix = u128{0xffff} << 32;
-
 bool is_mapped(u128 bits) {
   return (bits >> 32) == 0xffff;
 }

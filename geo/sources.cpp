@@ -176,7 +176,10 @@ std::string read_input_file(const std::string& path, std::uint64_t max_bytes) {
 }
 
 GeoData load_range_file(const std::string& path) {
-  const std::string data = read_file(path);
+  return parse_range_file(read_file(path), path);
+}
+
+GeoData parse_range_file(const std::string& data, const std::string& path) {
   Parsed<std::uint32_t> v4;
   Parsed<u128> v6;
   for_each_line(data, [&](std::size_t line_no, std::string_view line) {

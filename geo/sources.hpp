@@ -29,6 +29,8 @@ std::string read_input_file(const std::string& path, std::uint64_t max_bytes);
 // (IPv6 text), and DB-IP / IP2Location lite style CSV (quoted fields, text or
 // decimal addresses, extra columns ignored). `??`, `-` or empty = unknown.
 GeoData load_range_file(const std::string& path);
+// The same for text already read; `name` is used in error messages.
+GeoData parse_range_file(const std::string& text, const std::string& name);
 
 // A MaxMind DB: the whole search tree is walked once and flattened. Country
 // is country.iso_code, else registered_country.iso_code.

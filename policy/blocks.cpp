@@ -57,14 +57,75 @@ std::optional<std::vector<Block>> BlockSet::without(const geo::Prefix& cidr,
   return next;
 }
 
-BanVerdict judge_ban(const BlockSet& blocks, const Block& ban, std::size_t max_bans,
-                     std::int64_t now) {
-  if (const auto in_force = blocks.covering(ban.cidr, now);
-      in_force && (in_force->origin == ban.origin || !in_force->expires ||
+namespace {
+
+BanVerdict judge(const std::optional<Block>& in_force, std::size_t bans, const Block& ban,
+                 std::size_t max_bans) {
+  if (in_force && (in_force->origin == ban.origin || !in_force->expires ||
                    (ban.expires && *in_force->expires >= *ban.expires)))
     return BanVerdict::covered;
-  if (blocks.count("limit:", now) >= max_bans) return BanVerdict::over_max_bans;
+  if (bans >= max_bans) return BanVerdict::over_max_bans;
   return BanVerdict::add;
+}
+
+bool is_ban(const Block& b) {
+  return b.origin.starts_with("limit:");
+}
+
+}  // namespace
+
+BanVerdict judge_ban(const BlockSet& blocks, const Block& ban, std::size_t max_bans,
+                     std::int64_t now) {
+  return judge(blocks.covering(ban.cidr, now), blocks.count("limit:", now), ban, max_bans);
+}
+
+BanVerdict judge_ban(const BlockDraft& draft, const Block& ban, std::size_t max_bans) {
+  return judge(draft.covering(ban.cidr), draft.bans(), ban, max_bans);
+}
+
+BlockDraft::BlockDraft(const BlockSet& from, std::int64_t now) : now_(now) {
+  for (const auto& b : from.all())
+    if (b.active(now)) add(b);
+}
+
+void BlockDraft::add(Block b) {
+  remove(b.cidr);
+  auto& lengths = b.cidr.family() == geo::Family::v4 ? v4_lengths_ : v6_lengths_;
+  ++lengths[b.cidr.length()];
+  bans_ += is_ban(b);
+  by_cidr_[b.cidr] = slots_.size();
+  slots_.push_back(std::move(b));
+}
+
+bool BlockDraft::remove(const geo::Prefix& cidr) {
+  const auto it = by_cidr_.find(cidr);
+  if (it == by_cidr_.end()) return false;
+  auto& slot = slots_[it->second];
+  auto& lengths = cidr.family() == geo::Family::v4 ? v4_lengths_ : v6_lengths_;
+  if (--lengths[cidr.length()] == 0) lengths.erase(cidr.length());
+  bans_ -= is_ban(*slot);
+  slot.reset();
+  by_cidr_.erase(it);
+  return true;
+}
+
+std::optional<Block> BlockDraft::covering(const geo::Prefix& p) const {
+  // The most specific first: the longest length in use that is not longer than p.
+  std::optional<Block> best;
+  for (const auto& [length, n] : p.family() == geo::Family::v4 ? v4_lengths_ : v6_lengths_) {
+    if (length > p.length() || (best && best->cidr.length() >= length)) continue;
+    const auto it = by_cidr_.find(geo::Prefix::containing(p.network(), length));
+    if (it != by_cidr_.end()) best = slots_[it->second];
+  }
+  return best;
+}
+
+std::vector<Block> BlockDraft::blocks() const {
+  std::vector<Block> out;
+  out.reserve(by_cidr_.size());
+  for (const auto& s : slots_)
+    if (s) out.push_back(*s);
+  return out;
 }
 
 }  // namespace geomx::policy

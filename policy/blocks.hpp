@@ -53,6 +53,27 @@ class BlockSet {
   std::unordered_map<geo::Prefix, std::size_t, geo::AddressHash> by_cidr_;
 };
 
+// A BlockSet being changed by many adds, deletes and bans, each seen by the
+// ones after it (a ban is judged against the set with every change before
+// it), then made one BlockSet: a batch costs one pass, not one per change.
+class BlockDraft {
+ public:
+  BlockDraft(const BlockSet& from, std::int64_t now);  // the blocks in force at `now`
+  void add(Block b);                                   // replaces the block of its CIDR
+  bool remove(const geo::Prefix& cidr);                // false: no block of exactly it
+  std::optional<Block> covering(const geo::Prefix& p) const;
+  std::size_t bans() const { return bans_; }  // blocks whose origin is "limit:..."
+  std::vector<Block> blocks() const;          // those left, oldest first
+  std::int64_t now() const { return now_; }
+
+ private:
+  std::int64_t now_;
+  std::vector<std::optional<Block>> slots_;  // removed ones are empty
+  std::unordered_map<geo::Prefix, std::size_t, geo::AddressHash> by_cidr_;
+  std::unordered_map<unsigned, std::size_t> v4_lengths_, v6_lengths_;  // length -> blocks
+  std::size_t bans_ = 0;
+};
+
 // Whether a [[limit]] ban is added. Sessions over the limit at once all ask
 // for it (each passed the block check before the first one landed): a
 // block in force around all of its CIDR that is this limit's, never
@@ -62,5 +83,6 @@ class BlockSet {
 enum class BanVerdict { add, covered, over_max_bans };
 BanVerdict judge_ban(const BlockSet& blocks, const Block& ban, std::size_t max_bans,
                      std::int64_t now);
+BanVerdict judge_ban(const BlockDraft& draft, const Block& ban, std::size_t max_bans);
 
 }  // namespace geomx::policy

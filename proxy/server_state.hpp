@@ -65,7 +65,7 @@ struct ServerState {
   policy::HealthBoard health;
   state::BlockList blocks;                 // kept across reloads
   policy::TopTalkers top;                  // and the refusal log's sampling
-  std::function<void(policy::Block)> ban;  // adds a [[limit]] ban, later, on the control thread
+  std::function<void(policy::Block)> ban;  // queues a [[limit]] ban (kept later, by the writer)
   policy::LimitTables limit_tables;        // likewise, per [[limit]] name
   std::atomic<std::shared_ptr<const Runtime>> runtime;
   std::shared_ptr<const Runtime> current() const { return runtime.load(); }

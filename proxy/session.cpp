@@ -76,7 +76,7 @@ asio::awaitable<bool> Session::within_limits(const std::vector<std::size_t>& lim
           rec_.error, unix,
           unix + std::chrono::duration_cast<std::chrono::seconds>(limit.ban_for).count(),
           "limit:" + limit.name};
-      // Written to disk on the control thread: an fsync must not stall this one.
+      // Queued: the block list's writer keeps it (an fsync must not stall this thread).
       if (state_.ban) state_.ban(std::move(b));
     }
     co_await reply_and_close(reply, EndReason::limited);

@@ -13,6 +13,7 @@
 #include <toml++/toml.h>
 
 #include "conf/text.hpp"
+#include "geo/sources.hpp"
 #include "state/durable.hpp"
 
 namespace geomx::state {
@@ -52,7 +53,11 @@ std::optional<T> field(const toml::table& t, std::size_t i, const char* key, con
 }  // namespace
 
 std::vector<Block> parse_blocks_file(const std::string& path) {
-  const toml::table doc = toml::parse_file(path);  // throws toml::parse_error
+  return parse_blocks(geo::read_input_file(path, geo::max_text_file), path);
+}
+
+std::vector<Block> parse_blocks(std::string_view text, const std::string& name) {
+  const toml::table doc = toml::parse(text, name);  // throws toml::parse_error
   std::vector<Block> out;
   for (const auto& [key, value] : doc)
     if (key != "block") throw std::runtime_error(fmt::format("{}: unknown key", key.str()));

@@ -7,6 +7,7 @@
 // that cannot be read (permissions, a directory, an I/O error) is left as it
 // is, and no write replaces it until a load reads it.
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "state/store.hpp"
@@ -17,6 +18,7 @@ namespace geomx::state {
 // std::runtime_error (or toml::parse_error) naming what is wrong.
 std::string render_blocks(const std::vector<policy::Block>& blocks);
 std::vector<policy::Block> parse_blocks_file(const std::string& path);
+std::vector<policy::Block> parse_blocks(std::string_view text, const std::string& name);
 
 class LocalBlockStore final : public BlockStore {
  public:

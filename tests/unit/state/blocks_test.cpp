@@ -2,7 +2,13 @@
 // does not hide a wider one, and the index keeps up with adds and deletes.
 #include <doctest/doctest.h>
 
+#include <chrono>
 #include <fstream>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include <fmt/format.h>
 
 #include "state/blocks.hpp"
 #include "state/local_store.hpp"
@@ -191,6 +197,79 @@ TEST_CASE("a blocks.toml that cannot be read is never overwritten") {
   blocks.add({cidr("192.0.2.1/32"), "", now, std::nullopt, "operator"}, now);
   CHECK(parse_blocks_file(blocks.file()).size() == 2);
   CHECK_FALSE(blocks.load_if_refused(now));  // it writes: nothing to read again
+}
+
+// A store that takes its time, so that changes queue behind a write.
+class SlowStore final : public BlockStore {
+ public:
+  Loaded load(std::int64_t) override { return {}; }
+  void save(const std::vector<Block>& blocks) override {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    saved.push_back(blocks.size());
+  }
+  const std::string& where() const override { return name; }
+  std::vector<std::size_t> saved;  // the size of each write, in order
+  std::string name = "slow";
+};
+
+TEST_CASE("bans queued while a write runs are judged in order and kept by one more write") {
+  const std::int64_t now = 1'800'000'000;
+  auto owned = std::make_unique<SlowStore>();
+  auto* store = owned.get();
+  BlockList blocks(std::move(owned));
+  std::mutex m;
+  std::map<std::string, int> verdicts;
+  const auto done = [&](const Block&, const BlockList::BanOutcome& o) {
+    std::lock_guard lock(m);
+    verdicts[o.verdict == policy::BanVerdict::add       ? "add"
+             : o.verdict == policy::BanVerdict::covered ? "covered"
+                                                        : "over"]++;
+  };
+  blocks.add({cidr("192.0.2.0/24"), "", now, std::nullopt, "operator"}, now);  // one write
+  // 300 sessions over a limit ask for 100 bans, three times each, and 50
+  // more offenders come past max_bans = 100.
+  for (int round = 0; round < 3; ++round)
+    for (int i = 0; i < 100; ++i)
+      blocks.ban({cidr(fmt::format("10.{}.0.0/16", i).c_str()), "limit l: over", now, now + 3600,
+                  "limit:l"},
+                 100, done);
+  for (int i = 0; i < 50; ++i)
+    blocks.ban({cidr(fmt::format("10.200.{}.0/24", i).c_str()), "", now, now + 3600, "limit:l"},
+               100, done);
+  // An operator's delete waits for its write: everything queued before it
+  // has been judged and kept by then.
+  CHECK(blocks.remove(cidr("192.0.2.0/24"), now));
+  CHECK(verdicts["add"] == 100);
+  CHECK(verdicts["covered"] == 200);
+  CHECK(verdicts["over"] == 50);
+  CHECK(blocks.current()->count("limit:", now) == 100);
+  CHECK_FALSE(blocks.find(geo::parse_address("192.0.2.1"), now));
+  CHECK(blocks.writes() == store->saved.size());
+  CHECK(store->saved.size() <= 4);  // the add, the queued bans (a batch or two), the delete
+  CHECK(store->saved.back() == 100);
+}
+
+TEST_CASE("BlockDraft: covering and counting as the set it becomes would") {
+  const std::int64_t now = 1'800'000'000;
+  policy::BlockSet set({{cidr("10.0.0.0/8"), "", now - 10, now - 1, "operator"},  // expired
+                        {cidr("192.0.2.0/24"), "", now, std::nullopt, "limit:a"}});
+  policy::BlockDraft d(set, now);
+  CHECK(d.bans() == 1);
+  CHECK_FALSE(d.covering(cidr("10.1.0.0/16")));
+  d.add({cidr("10.0.0.0/8"), "", now, std::nullopt, "operator"});
+  d.add({cidr("10.1.0.0/16"), "", now, now + 5, "limit:b"});
+  CHECK(d.covering(cidr("10.1.2.0/24"))->cidr == cidr("10.1.0.0/16"));  // the most specific
+  CHECK(d.covering(cidr("10.2.0.0/16"))->cidr == cidr("10.0.0.0/8"));
+  CHECK(d.bans() == 2);
+  CHECK(d.remove(cidr("10.1.0.0/16")));
+  CHECK_FALSE(d.remove(cidr("10.1.0.0/16")));
+  CHECK(d.covering(cidr("10.1.2.0/24"))->cidr == cidr("10.0.0.0/8"));
+  CHECK(d.bans() == 1);
+  const auto out = d.blocks();
+  REQUIRE(out.size() == 2);
+  CHECK(out[0].cidr == cidr("192.0.2.0/24"));
+  CHECK(out[1].cidr == cidr("10.0.0.0/8"));
+  CHECK(policy::BlockSet(out).count("limit:", now) == 1);
 }
 
 }  // namespace
