@@ -135,6 +135,9 @@ struct Member {
   Endpoint address;
   std::uint32_t weight = 1;
   bool backup = false;
+  // Sessions at the member at once (dialling or relayed), like haproxy's
+  // maxconn; more wait in the pool's queue. 0: no limit.
+  std::uint32_t max_connections = 0;
 };
 
 struct Health {
@@ -159,6 +162,12 @@ struct Pool {
   std::string greet_banner;                           // "220-..." teaser, optional
   Pregreet pregreet = Pregreet::drop;
   Health health;
+  // Members' max_connections unless a member sets its own (0: no limit).
+  std::uint32_t member_max_connections = 0;
+  // When every member is at its max_connections: how long a session waits
+  // for a slot, and how many wait at a member at once; then 421 4.3.2.
+  Duration queue_timeout = std::chrono::seconds(30);
+  std::uint32_t max_queue = 1000;
 };
 
 // A per-client limit: connection rate (token bucket) and/or concurrent

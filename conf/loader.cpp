@@ -173,6 +173,7 @@ void parse_member(TableReader& pool, const toml::node& n, const std::string& pat
   if (t.required("address")) parse_endpoint_key(t, "address", m.address, false);
   t.integer("weight", m.weight, 1, 1000);
   t.boolean("backup", m.backup);
+  t.integer("max_connections", m.max_connections, 1, 1'000'000);
 }
 
 void parse_pool(TableReader& t, Pool& p, const Server& server) {
@@ -215,6 +216,11 @@ void parse_pool(TableReader& t, Pool& p, const Server& server) {
       t.error("greet_banner", "a teaser banner needs greet_delay");
   }
   t.choice("pregreet", p.pregreet, {Pregreet::drop, Pregreet::reject, Pregreet::log});
+  t.integer("member_max_connections", p.member_max_connections, 1, 1'000'000);
+  for (auto& m : p.members)
+    if (m.max_connections == 0) m.max_connections = p.member_max_connections;
+  t.duration("queue_timeout", p.queue_timeout, Duration(0), std::chrono::minutes(5));
+  t.integer("max_queue", p.max_queue, 0, 1'000'000);
   p.health.ehlo = server.hostname;
   if (auto* h = t.typed<toml::table>("health", "a table")) {
     TableReader ht(t.reader(), *h, t.sub("health"));

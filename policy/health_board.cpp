@@ -91,4 +91,20 @@ HealthView::HealthView(HealthBoard& board, const Snapshot& snapshot,
   }
 }
 
+std::optional<MemberSlot> MemberSlot::take(std::shared_ptr<MemberHealth> member,
+                                           std::uint32_t max) {
+  auto& active = member->active;
+  if (max == 0) {
+    active.fetch_add(1, std::memory_order_relaxed);
+  } else {
+    auto n = active.load(std::memory_order_relaxed);
+    do {
+      if (n >= max) return std::nullopt;
+    } while (!active.compare_exchange_weak(n, n + 1, std::memory_order_relaxed));
+  }
+  MemberSlot slot;
+  slot.member_ = std::move(member);
+  return slot;
+}
+
 }  // namespace geomx::policy

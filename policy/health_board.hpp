@@ -53,7 +53,8 @@ struct MemberHealth {
   const std::string pool;
   const conf::Endpoint address;
   std::atomic<bool> up{true};
-  std::atomic<std::uint32_t> active{0};  // relayed sessions now (least-conn)
+  std::atomic<std::uint32_t> active{0};  // sessions at it now: dialling or relayed (MemberSlot)
+  std::atomic<std::uint32_t> queued{0};  // sessions waiting for a slot at it (max_connections)
   std::atomic<std::uint64_t> checks{0}, check_failures{0}, connect_failures{0};
   std::atomic<std::uint64_t> local_errors{0};  // probes this host could not make
 
@@ -82,6 +83,34 @@ struct HealthChange {
   std::uint32_t after = 0;  // rise successes or fall failures in a row
   std::string_view source;  // "probe" or "session"
   std::string error;        // DOWN: the last failure
+};
+
+// A session's place at a member, from its dial until its relay ends:
+// counted in `active` (least-conn, the metric, max_connections).
+class MemberSlot {
+ public:
+  MemberSlot() = default;
+  // A place among `max` (0: no limit), or nullopt when all are taken.
+  static std::optional<MemberSlot> take(std::shared_ptr<MemberHealth> member, std::uint32_t max);
+  MemberSlot(MemberSlot&& o) noexcept : member_(std::move(o.member_)) {}
+  MemberSlot& operator=(MemberSlot&& o) noexcept {
+    if (this != &o) {
+      release();
+      member_ = std::move(o.member_);
+    }
+    return *this;
+  }
+  ~MemberSlot() { release(); }
+  MemberHealth* get() const { return member_.get(); }
+  MemberHealth* operator->() const { return member_.get(); }
+  explicit operator bool() const { return member_ != nullptr; }
+
+ private:
+  void release() {
+    if (member_) member_->active.fetch_sub(1, std::memory_order_relaxed);
+    member_.reset();
+  }
+  std::shared_ptr<MemberHealth> member_;
 };
 
 class HealthBoard {

@@ -54,7 +54,6 @@ class Relay final : public SessionRegistry::Live, public std::enable_shared_from
         handle_(registry.add(*this, s_.client.get_executor())),
         last_activity_(Clock::now()) {
     state_.sessions.add();
-    if (s_.member) s_.member->active.fetch_add(1, std::memory_order_relaxed);
   }
   ~Relay();
   Relay(const Relay&) = delete;
@@ -199,7 +198,7 @@ Relay::~Relay() {
     state_.session_ended(r);
   } catch (...) {  // a log line is not worth a crash
   }
-  if (s_.member) s_.member->active.fetch_sub(1, std::memory_order_relaxed);
+  s_.member = {};  // its place at the member
   state_.sessions.remove();
 }
 

@@ -24,10 +24,10 @@ struct RelayStart {
   const conf::Pool& pool;                            // idle_timeout, fin_timeout
   std::chrono::steady_clock::time_point start;
   std::optional<policy::ConnectionSlots::Slot> slot,
-      ip_slot;                                   // max_connections, max_connections_per_ip
-  std::shared_ptr<policy::MemberHealth> member;  // its `active` counts this session
-  std::vector<policy::LimitTable::Hold> holds;   // [[limit]] concurrent counts
-  std::unique_ptr<OwnConnections::Entry> own;    // action "pass": its local end
+      ip_slot;                                  // max_connections, max_connections_per_ip
+  policy::MemberSlot member;                    // its place at the member (`active`)
+  std::vector<policy::LimitTable::Hold> holds;  // [[limit]] concurrent counts
+  std::unique_ptr<OwnConnections::Entry> own;   // action "pass": its local end
 };
 
 // Relays until both sides have closed, an error, idle_timeout without a

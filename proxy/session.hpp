@@ -83,7 +83,7 @@ class Session final : public SessionRegistry::Live {
   SessionRegistry& registry_;
   std::optional<policy::ConnectionSlots::Slot> slot_, ip_slot_;  // held until the relay ends
   std::shared_ptr<const policy::HealthView> view_;               // the members' health
-  std::shared_ptr<policy::MemberHealth> member_;                 // the one connected to
+  policy::MemberSlot member_;                                    // the one connected to
   std::vector<policy::LimitTable::Hold> holds_;                  // [[limit]] concurrent counts
   std::unique_ptr<OwnConnections::Entry> own_;  // action "pass": our end, while it lasts
 };

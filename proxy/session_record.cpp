@@ -26,6 +26,8 @@ std::string_view to_string(EndReason r) {
       return "connect_failed";
     case EndReason::no_member:
       return "no_member";
+    case EndReason::member_full:
+      return "member_full";
     case EndReason::too_busy:
       return "too_busy";
     case EndReason::too_many_from_ip:

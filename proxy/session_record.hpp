@@ -25,6 +25,7 @@ enum class EndReason {
   untrusted_proxy,
   connect_failed,
   no_member,
+  member_full,  // every member at max_connections for the pool's queue_timeout (or queue full)
   too_busy,
   too_many_from_ip,
   blocked,

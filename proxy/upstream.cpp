@@ -72,26 +72,79 @@ asio::awaitable<DialResult> Session::dial(const conf::Endpoint& endpoint, conf::
                        "connect: " + ec.message()};
 }
 
+// The members in fallback order, each UP one dialled once. A member at its
+// max_connections is skipped; when every one left is, the session waits
+// (polling, as slots free on any thread) in the first one's queue, up to
+// pool.queue_timeout and pool.max_queue, then tries them again. Health
+// probes take no slot: they never wait behind clients.
 asio::awaitable<bool> Session::connect(std::vector<std::size_t> order, std::size_t pool_index,
                                        const conf::Pool& pool) {
   std::string failures;
-  for (auto m : order) {
-    if (!view_->up(pool_index, m)) continue;  // DOWN now (maybe since the decision)
-    const auto& endpoint = pool.members[m].address;
-    const DialResult dialled = co_await dial(endpoint, pool.connect_timeout);
-    if (shutdown_) break;
-    if (dialled.ok()) {
-      rec_.member = endpoint.to_string();
-      member_ = view_->at(pool_index, m);
-      co_return true;
+  std::vector<bool> dialled_once(pool.members.size(), false);
+  const auto queue_until = Clock::now() + pool.queue_timeout;
+  struct Queued {  // a place in a member's queue, while it waits
+    policy::MemberHealth* at = nullptr;
+    ~Queued() {
+      if (at) at->queued.fetch_sub(1, std::memory_order_relaxed);
     }
-    failures +=
-        fmt::format("{}{} {}", failures.empty() ? "" : ", ", endpoint.to_string(), dialled.detail);
-    if (!dialled.peer_fault()) continue;
-    auto& record = *view_->at(pool_index, m);
-    if (const auto change = state_.health.connect_failed(record, pool.health, dialled.detail,
-                                                         policy::HealthBoard::Clock::now()))
-      state_.log.health(record, *change);
+  } queued;
+  asio::steady_timer wait(client_.get_executor());
+  for (;;) {
+    bool full = false;
+    for (auto m : order) {
+      if (dialled_once[m] || !view_->up(pool_index, m))
+        continue;  // DOWN now (maybe since the decision)
+      auto slot =
+          policy::MemberSlot::take(view_->at(pool_index, m), pool.members[m].max_connections);
+      if (!slot) {
+        full = true;
+        continue;
+      }
+      dialled_once[m] = true;
+      const auto& endpoint = pool.members[m].address;
+      const DialResult dialled = co_await dial(endpoint, pool.connect_timeout);
+      if (shutdown_) break;
+      if (dialled.ok()) {
+        rec_.member = endpoint.to_string();
+        member_ = std::move(*slot);
+        co_return true;
+      }
+      failures += fmt::format("{}{} {}", failures.empty() ? "" : ", ", endpoint.to_string(),
+                              dialled.detail);
+      if (!dialled.peer_fault()) continue;
+      auto& record = *view_->at(pool_index, m);
+      if (const auto change = state_.health.connect_failed(record, pool.health, dialled.detail,
+                                                           policy::HealthBoard::Clock::now()))
+        state_.log.health(record, *change);
+    }
+    if (!full || shutdown_) break;
+    if (!queued.at) {
+      auto& first = *view_->at(pool_index, order.front());
+      if (first.queued.fetch_add(1, std::memory_order_relaxed) >= pool.max_queue) {
+        first.queued.fetch_sub(1, std::memory_order_relaxed);
+        rec_.error = fmt::format(
+            "{}every member left at max_connections, and the queue full "
+            "(max_queue {})",
+            failures.empty() ? "" : failures + "; ", pool.max_queue);
+        co_await reply_and_close(
+            fmt::format("421 4.3.2 {} service temporarily unavailable", hostname()),
+            EndReason::member_full);
+        co_return false;
+      }
+      queued.at = &first;
+    }
+    if (Clock::now() >= queue_until) {
+      rec_.error = fmt::format("{}every member left at max_connections for queue_timeout {}",
+                               failures.empty() ? "" : failures + "; ",
+                               conf::format_duration(pool.queue_timeout));
+      co_await reply_and_close(
+          fmt::format("421 4.3.2 {} service temporarily unavailable", hostname()),
+          EndReason::member_full);
+      co_return false;
+    }
+    wait.expires_after(std::chrono::milliseconds(20));
+    co_await wait.async_wait(nothrow);
+    if (shutdown_) break;
   }
   rec_.error = failures.empty() ? "no member up" : failures;
   co_await reply_and_close(fmt::format("421 4.3.2 {} service temporarily unavailable", hostname()),

@@ -17,6 +17,7 @@ use FindBin;
 use lib $FindBin::Bin;
 use GeomxTest qw(free_port wait_for slurp log_like wait_idle start_geomx start_sink read_line first_line);
 use HTTP::Tiny;
+use JSON::PP qw(decode_json);
 
 my ( $geomx, $testdata ) = @ARGV;
 die "usage: $0 GEOMX TESTDATA\n" unless $testdata;
@@ -346,10 +347,15 @@ subtest '9. tarpitted clients hold tarpit_max slots, not max_connections' => sub
         or die 'no rule "all"';
     $g = start_geomx( $geomx, $dir, 'pit', $pit );
     my $port = $g->{ports}{edge};
-    my @pit = map { IO::Socket::IP->new( PeerHost => '127.0.0.1', PeerPort => $port, Timeout => 5 ) or die "connect: $!" } 1 .. 6;
-    print { $pit[ $_ - 1 ] } "PROXY TCP4 127.88.0.$_ 127.0.0.1 40000 25\r\n" for 1 .. 6;
     my $gauge = sub { ( HTTP::Tiny->new( timeout => 5 )->get("http://127.0.0.1:$g->{admin}/metrics")->{content} // '' ) =~ /^geomx_tarpitted_connections (\d+)$/m ? $1 : -1 };
-    wait_for( 'six clients in the tarpit', 10, sub { $gauge->() == 6 } );
+    # One at a time: until it reaches the tarpit, a client holds one of max_connections.
+    my @pit;
+    for my $i ( 1 .. 6 ) {
+        my $s = IO::Socket::IP->new( PeerHost => '127.0.0.1', PeerPort => $port, Timeout => 5 ) or die "connect: $!";
+        print $s "PROXY TCP4 127.88.0.$i 127.0.0.1 40000 25\r\n";
+        push @pit, $s;
+        wait_for( "$i clients in the tarpit", 10, sub { $gauge->() == $i } );
+    }
     pass('six tarpitted (more than max_connections = 4)');
     like( first_line( $port, '127.99.1.1' ), qr/^220 sink/, "client $_ beside them: served" ) for 1 .. 3;
     my $t0 = time;
@@ -443,6 +449,52 @@ subtest '11. the admin endpoint: a token for what changes or reveals state; Host
     ( $rc, $out ) = cli( 'block', 'list', '-c', "$dir/badtoken.toml" );
     is( $rc, 2, 'a missing token file: exit 2' );
     like( $out, qr/refused the request \(401\).*\n.*the admin token: \Q$dir\E\/missing\.token: No such file or directory/, '... and it says why' );
+};
+
+subtest '12. a member holds max_connections sessions; more wait in its queue, then 421; probes never wait' => sub {
+    $g->{stop}->();
+    ( my $capped = $config ) =~ s/^(members = \["127\.0\.0\.1:\d+"\])$/$1\nmember_max_connections = 3\nqueue_timeout = "2s"\nmax_queue = 2\n[pool.sink.health]\ninterval = "200ms"/m
+        or die 'no members line';
+    $g = start_geomx( $geomx, $dir, 'capped', $capped );
+    my $port = $g->{ports}{edge};
+    my $status = sub { decode_json( HTTP::Tiny->new( timeout => 5 )->get( "http://127.0.0.1:$g->{admin}/status", GeomxTest::auth($g) )->{content} )->{pools}[0]{members}[0] };
+    # Three slow senders hold the member's three slots.
+    my @held = map {
+        my $s = IO::Socket::IP->new( PeerHost => '127.0.0.1', PeerPort => $port, Timeout => 5 ) or die "connect: $!";
+        print $s "PROXY TCP4 127.86.0.$_ 127.0.0.1 40000 25\r\n";
+        like( read_line( $s, 5 ), qr/^220 sink/, "slow sender $_: served" );
+        $s;
+    } 1 .. 3;
+    is( $status->()->{active}, 3, 'the member has 3 sessions (its max_connections)' );
+    # A fourth waits in the queue and is served when a slot frees.
+    my $fourth = IO::Socket::IP->new( PeerHost => '127.0.0.1', PeerPort => $port, Timeout => 5 ) or die;
+    print $fourth "PROXY TCP4 127.86.1.1 127.0.0.1 40000 25\r\n";
+    is( read_line( $fourth, 0.5 ), '', 'a fourth waits (no banner yet)' );
+    close $held[0];
+    like( read_line( $fourth, 3 ), qr/^220 sink/, '... and is served when one of the three closes' );
+    # All three held again: with the queue full (max_queue 2), the third waiter gets 421 at once;
+    # the others get 421 after queue_timeout.
+    my @wait = map {
+        my $s = IO::Socket::IP->new( PeerHost => '127.0.0.1', PeerPort => $port, Timeout => 5 ) or die;
+        print $s "PROXY TCP4 127.86.2.$_ 127.0.0.1 40000 25\r\n";
+        sleep 0.1;
+        $s;
+    } 1 .. 3;
+    my $t0 = time;
+    like( read_line( $wait[2], 2 ), qr/^421 4\.3\.2 /, 'a third waiter with the queue full: 421 at once' );
+    like( read_line( $wait[0], 5 ), qr/^421 4\.3\.2 geomx\.test service temporarily unavailable/, 'a waiter: 421 after queue_timeout' );
+    my $waited = time - $t0;
+    cmp_ok( $waited, '>', 1.2, sprintf 'after about queue_timeout (2s): %.2fs', $waited );
+    like( read_line( $wait[1], 5 ), qr/^421 4\.3\.2 /, 'the other waiter too' );
+    log_like( $g->{log}, qr/event=session .*client=127\.86\.2\.1:\d+ .*end=member_full error="every member left at max_connections for queue_timeout 2s"/, 'logged: end=member_full, and why' );
+    # The probes run beside the held sessions: the member stays UP.
+    my $checks = $status->()->{checks};
+    wait_for( 'more probes', 5, sub { $status->()->{checks} > $checks + 2 } );
+    is( $status->()->{state}, 'up', 'probes went on: the member is UP' );
+    unlike( slurp( $g->{log} ), qr/event=health .*state=down/, 'never DOWN' );
+    close $_ for @held[ 1, 2 ], $fourth, @wait;
+    wait_for( 'the member idle', 10, sub { $status->()->{active} == 0 } );
+    pass('every slot released');
 };
 
 $g->{stop}->();

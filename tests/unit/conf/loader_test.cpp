@@ -246,6 +246,43 @@ TEST_CASE("the example config conf/geomx.toml loads as documented") {
   CHECK(c.rules[1].match.lists == std::vector<std::string>{"english"});
   CHECK(c.rules[2].match.empty());
   CHECK(c.find_list("english")->countries.size() == 6);
+  CHECK(c.pools[0].members[0].max_connections == 90);
+  CHECK(c.pools[0].queue_timeout == 30s);
+  CHECK(c.pools[1].members[0].max_connections == 0);
+  CHECK(c.server.per_ip_prefix_v6 == 64);
+  CHECK(c.admin.token_file == "/var/lib/geomx/admin.token");
+}
+
+TEST_CASE("issue 15's settings: defaults, values and their errors") {
+  const Config d = parse_config(minimal, "/etc/geomx/t.toml", defaults);
+  CHECK(d.server.per_ip_prefix_v4 == 32);
+  CHECK(d.server.per_ip_prefix_v6 == 64);
+  CHECK(d.server.tarpit_max == 1000);
+  CHECK(d.pools[0].members[0].max_connections == 0);
+  CHECK(d.pools[0].max_queue == 1000);
+  CHECK(d.admin.token_file == "/var/lib/geomx/admin.token");  // STATE_DIR/admin.token
+  const Config c = parse_config(
+      "[server]\nstate_dir = \"/srv/g\"\nper_ip_prefix_v6 = 56\ntarpit_max = 5\n"
+      "[admin]\ntoken_file = \"tok\"\nhosts = [\"mx.example.net\"]\n" +
+          minimal +
+          "[pool.q]\nmembers = [\"127.0.0.1:26\", { address = \"127.0.0.1:27\", max_connections = "
+          "7 "
+          "}]\nmember_max_connections = 3\nqueue_timeout = \"5s\"\nmax_queue = 9\n",
+      "/etc/geomx/t.toml", defaults);
+  CHECK(c.server.per_ip_prefix_v6 == 56);
+  CHECK(c.server.tarpit_max == 5);
+  CHECK(c.admin.token_file == "/etc/geomx/tok");  // from the config's folder
+  CHECK(c.admin.hosts == std::vector<std::string>{"mx.example.net"});
+  const auto& q = *c.find_pool("q");
+  CHECK(q.members[0].max_connections == 3);  // the pool's
+  CHECK(q.members[1].max_connections == 7);  // its own
+  CHECK(q.queue_timeout == 5s);
+  CHECK(q.max_queue == 9);
+  CHECK(errors_of("[server]\nper_ip_prefix_v6 = 8\n" + minimal) ==
+        std::vector<std::string>{
+            "t.toml:2:20: server.per_ip_prefix_v6: 8 is out of range (16 to 128)"});
+  CHECK(errors_of("[admin]\nhosts = [\"a b\"]\n" + minimal).size() == 1);
+  CHECK(errors_of("[admin]\ntoken_file = \"\"\n" + minimal).size() == 1);
 }
 
 TEST_CASE("durations and endpoints") {

@@ -3,6 +3,8 @@
 // reported exactly once, at the time it was given.
 #include <doctest/doctest.h>
 
+#include <vector>
+
 #include "policy/health_board.hpp"
 
 namespace geomx::policy {
@@ -98,6 +100,34 @@ TEST_CASE("probe status words") {
   CHECK(to_string(ProbeStatus::connect_failed) == "connect_failed");
   CHECK(to_string(ProbeStatus::tls_failed) == "tls_failed");
   CHECK(to_string(ProbeStatus::local_error) == "local_error");
+}
+
+TEST_CASE("member slots: at most max_connections at once, each released once") {
+  auto m = std::make_shared<MemberHealth>("p", conf::parse_endpoint("127.0.0.1:25"), Clock::now());
+  std::vector<MemberSlot> held;
+  for (int i = 0; i < 3; ++i) {
+    auto slot = MemberSlot::take(m, 3);
+    REQUIRE(slot);
+    held.push_back(std::move(*slot));
+  }
+  CHECK(m->active == 3);
+  CHECK_FALSE(MemberSlot::take(m, 3));  // full
+  CHECK(m->active == 3);
+  held.erase(held.begin());  // one released
+  CHECK(m->active == 2);
+  auto again = MemberSlot::take(m, 3);
+  REQUIRE(again);
+  MemberSlot moved = std::move(*again);
+  again.reset();  // the moved-from one releases nothing
+  CHECK(m->active == 3);
+  moved = {};
+  CHECK(m->active == 2);
+  auto unlimited = MemberSlot::take(m, 0);  // 0: no limit
+  CHECK(unlimited);
+  CHECK(m->active == 3);
+  held.clear();
+  unlimited.reset();
+  CHECK(m->active == 0);
 }
 
 }  // namespace
