@@ -127,7 +127,8 @@ void render_members(std::string& out, const HealthBoard& health) {
   };
   each("geomx_member_up", "gauge", "1 when the member is UP.",
        [](const MemberHealth& m) { return std::optional<int>(m.up.load() ? 1 : 0); });
-  each("geomx_member_active_connections", "gauge", "Sessions at the member now (dialling or relayed).",
+  each("geomx_member_active_connections", "gauge",
+       "Sessions at the member now (dialling or relayed).",
        [](const MemberHealth& m) { return std::optional<std::uint32_t>(m.active.load()); });
   each("geomx_member_checks_total", "counter", "Health probes run.",
        [](const MemberHealth& m) { return std::optional<std::uint64_t>(m.checks.load()); });
