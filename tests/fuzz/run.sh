@@ -21,6 +21,7 @@ for t in "${targets[@]}"; do cmake --build "$out" --target "${t}_fuzz" >/dev/nul
 # Inputs no larger than the parser would take whole (a PROXY header is at
 # most 536 bytes; databases are seeded with real files).
 declare -A max_len=([proxy_header]=700 [admin]=1024 [config]=8192 [lists]=8192 [blocks]=8192 [mmdb]=16384)
+export LSAN_OPTIONS=suppressions=$PWD/tests/fuzz/lsan.supp  # libmaxminddb's own leak
 for t in "${targets[@]}"; do
   mkdir -p "$out/new/$t"
   echo "== $t: $runs runs"
