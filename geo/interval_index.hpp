@@ -88,8 +88,12 @@ class IntervalIndex {
   };
   static constexpr std::uint32_t offset_mask = (1u << 25) - 1, value_mask = (1u << 30) - 1;
 
-  void fill_node(std::size_t offset, Key lo, unsigned used, unsigned stride);
-  std::uint32_t make_entry(Key lo, Key hi, unsigned used);
+  // The buckets of a node are consecutive, so the slots they hold are found
+  // in one forward sweep (first: the slot holding `lo`), not a search each.
+  void fill_node(std::size_t offset, Key lo, unsigned used, unsigned stride, std::size_t first);
+  // The bucket starting at lo (its first `used` bits fixed) holds slots
+  // first..last.
+  std::uint32_t make_entry(Key lo, unsigned used, std::size_t first, std::size_t last);
   static std::uint32_t checked(std::size_t offset) {
     if (offset > offset_mask) throw std::length_error("geo table too large for its index");
     return static_cast<std::uint32_t>(offset);
@@ -105,28 +109,52 @@ IntervalIndex<Key>::IntervalIndex(std::vector<Slot> slots) : slots_(std::move(sl
   if (slots_.empty() || slots_.front().start != 0)
     throw std::invalid_argument("interval index: slots must start at address 0");
   nodes_.resize(std::size_t{1} << root_bits);
-  fill_node(0, Key(0), 0, root_bits);
+  fill_node(0, Key(0), 0, root_bits, 0);
   nodes_.shrink_to_fit();
   skips_.shrink_to_fit();
   slots_.shrink_to_fit();
 }
 
 template <class Key>
-void IntervalIndex<Key>::fill_node(std::size_t offset, Key lo, unsigned used, unsigned stride) {
+void IntervalIndex<Key>::fill_node(std::size_t offset, Key lo, unsigned used, unsigned stride,
+                                   std::size_t first) {
   used += stride;
   const unsigned host = width - used;
   const Key span = static_cast<Key>(low_mask(host, width));
-  for (std::size_t i = 0; i < (std::size_t{1} << stride); ++i) {
-    const Key b_lo = lo | static_cast<Key>(Key(i) << host);
-    const std::uint32_t entry = make_entry(b_lo, b_lo | span, used);  // may grow nodes_
-    nodes_[offset + i] = entry;
+  const std::size_t buckets = std::size_t{1} << stride;
+  for (std::size_t i = 0; i < buckets; ++i) {
+    const Key b_lo = lo | static_cast<Key>(Key(i) << host), b_hi = b_lo | span;
+    if (first + 1 == slots_.size() || slots_[first + 1].start > b_hi) {
+      // A run of buckets inside slot `first` (up to the bucket where the
+      // next slot starts) answers its value.
+      std::size_t run = buckets - i;
+      if (first + 1 < slots_.size()) {
+        const Key before_next = static_cast<Key>(slots_[first + 1].start - b_lo) >> host;
+        if (before_next < Key(run)) run = static_cast<std::size_t>(before_next);
+      }
+      const std::uint32_t entry = make_entry(b_lo, used, first, first);
+      std::fill_n(nodes_.begin() + static_cast<std::ptrdiff_t>(offset + i), run, entry);
+      i += run - 1;
+      if (first + 1 < slots_.size() && i + 1 < buckets &&
+          slots_[first + 1].start == Key(lo | static_cast<Key>(Key(i + 1) << host)))
+        ++first;
+      continue;
+    }
+    std::size_t last = first;
+    while (last + 1 < slots_.size() && slots_[last + 1].start <= b_hi) ++last;
+    nodes_[offset + i] = make_entry(b_lo, used, first, last);  // may grow nodes_
+    // The next bucket starts at b_hi + 1: in slot `last`, or in the next one
+    // if that starts exactly there.
+    first = last + 1 < slots_.size() && i + 1 < buckets && slots_[last + 1].start == Key(b_hi + 1)
+                ? last + 1
+                : last;
   }
 }
 
 template <class Key>
-std::uint32_t IntervalIndex<Key>::make_entry(Key lo, Key hi, unsigned used) {
-  const std::size_t i0 = interval_of(lo);
-  const std::size_t count = interval_of(hi) - i0 + 1;
+std::uint32_t IntervalIndex<Key>::make_entry(Key lo, unsigned used, std::size_t first,
+                                             std::size_t last) {
+  const std::size_t i0 = first, count = last - first + 1;
   if (count == 1) {
     if (slots_[i0].value > value_mask) throw std::length_error("geo table: too many values");
     return (value_tag << 30) | slots_[i0].value;
@@ -138,20 +166,22 @@ std::uint32_t IntervalIndex<Key>::make_entry(Key lo, Key hi, unsigned used) {
       std::clamp<unsigned>(std::bit_width(count - 1), 1, std::min<unsigned>(16, width - used));
   // If a child table would put every boundary in one bucket, skip to the
   // prefix they share instead.
-  const Key first = slots_[i0 + 1].start, last = slots_[i0 + count - 1].start;
-  const unsigned common = width - bit_width_of(Key(first ^ last));
+  const Key first_start = slots_[i0 + 1].start, last_start = slots_[last].start;
+  const unsigned common = width - bit_width_of(Key(first_start ^ last_start));
   if (common >= used + stride) {
-    const Key prefix = first & static_cast<Key>(~low_mask(width - common, width));
-    const std::uint32_t inner =
-        make_entry(prefix, prefix | static_cast<Key>(low_mask(width - common, width)), common);
-    skips_.push_back({prefix, slots_[i0].value, slots_[i0 + count - 1].value, inner, common});
+    const Key prefix = first_start & static_cast<Key>(~low_mask(width - common, width));
+    // Every boundary lies in the prefix: it starts in slot i0, or in i0 + 1
+    // when that begins exactly at the prefix, and ends in `last`.
+    const std::size_t inner_first = first_start == prefix ? i0 + 1 : i0;
+    const std::uint32_t inner = make_entry(prefix, common, inner_first, last);
+    skips_.push_back({prefix, slots_[i0].value, slots_[last].value, inner, common});
     if (skips_.size() - 1 > value_mask)
       throw std::length_error("geo table too large for its index");
     return (skip_tag << 30) | static_cast<std::uint32_t>(skips_.size() - 1);
   }
   const std::size_t child = nodes_.size();
   nodes_.resize(child + (std::size_t{1} << stride));
-  fill_node(child, lo, used, stride);
+  fill_node(child, lo, used, stride, i0);
   return (child_tag << 30) | (stride << 25) | checked(child);
 }
 

@@ -240,3 +240,41 @@ TEST_CASE("clustered data (IPv6 hosts grouped in /64s) keeps the index small and
     if (!neighbour_listed) REQUIRE(t.lookup(Address::v6_raw(a + 1)).lists == 0);
   }
 }
+
+TEST_CASE("the index equals a binary search where boundaries fall on bucket edges") {
+  // Starts aligned to 2^a (a up to 28 for IPv4, 124 for IPv6) put boundaries
+  // exactly where root and child buckets begin and end, and leave long runs
+  // of buckets inside one interval.
+  std::mt19937_64 rng(11);
+  auto random_key = [&]<class Key>(Key) {
+    if constexpr (sizeof(Key) > 8)
+      return Key((u128(rng()) << 64) | rng());
+    else
+      return static_cast<Key>(rng());
+  };
+  auto check = [&]<class Key>(Key, unsigned max_align, int n) {
+    std::vector<Key> starts{Key(0)};
+    for (int i = 0; i < n; ++i) {
+      const unsigned align = static_cast<unsigned>(rng() % (max_align / 4 + 1)) * 4;
+      const Key k = random_key(Key{});
+      starts.push_back(align == 0 ? k : Key(k & ~Key((Key(1) << align) - 1)));
+    }
+    std::sort(starts.begin(), starts.end());
+    starts.erase(std::unique(starts.begin(), starts.end()), starts.end());
+    std::vector<typename IntervalIndex<Key>::Slot> slots;
+    for (Key s : starts) slots.push_back({s, static_cast<std::uint32_t>(rng() % 7)});
+    const IntervalIndex<Key> index(slots);
+    auto probe = [&](Key k) { REQUIRE(index.value_at(k) == slots[index.interval_of(k)].value); };
+    for (Key s : starts) {
+      probe(s);
+      probe(Key(s - 1));
+      probe(Key(s + 1));
+    }
+    for (int i = 0; i < 20000; ++i) probe(random_key(Key{}));
+  };
+  for (int round = 0; round < 10; ++round) {
+    CAPTURE(round);
+    check(std::uint32_t{}, 28, round % 2 == 0 ? 50 : 5000);
+    check(u128{}, 124, round % 2 == 0 ? 50 : 5000);
+  }
+}
