@@ -125,15 +125,18 @@ std::string iso_time(std::int64_t t) {
 std::string block_json(const Block& b) {
   return fmt::format(
       "{{\"cidr\":{},\"comment\":{},\"created\":{},\"created_at\":\"{}\",\"expires\":{},"
-      "\"expires_at\":{},\"origin\":{}}}",
+      "\"expires_at\":{},\"origin\":{},\"node\":{}}}",
       json_string(b.cidr.to_string()), json_string(b.comment), b.created, iso_time(b.created),
       b.expires ? std::to_string(*b.expires) : "null",
-      b.expires ? json_string(iso_time(*b.expires)) : "null", json_string(b.origin));
+      b.expires ? json_string(iso_time(*b.expires)) : "null", json_string(b.origin),
+      b.node.empty() ? "null" : json_string(b.node));
 }
 
+// A fleet's blocks say which node made each ("by mx1").
 std::string block_line(const Block& b) {
-  return fmt::format("{:<20} {} until {:<20} {:<12} {}\n", b.cidr.to_string(), iso_time(b.created),
-                     b.expires ? iso_time(*b.expires) : "deleted", b.origin, b.comment);
+  return fmt::format("{:<20} {} until {:<20} {:<12} {}{}\n", b.cidr.to_string(),
+                     iso_time(b.created), b.expires ? iso_time(*b.expires) : "deleted", b.origin,
+                     b.node.empty() ? "" : fmt::format("by {} ", b.node), b.comment);
 }
 
 using Query = std::map<std::string, std::string>;
@@ -180,7 +183,8 @@ Reply add_block(const geo::Prefix& cidr, Query& q, ServerState& state, std::int6
     return {400, text_plain,
             "comment: at most 1024 bytes of UTF-8 text on one line, without control "
             "characters\n"};
-  Block b{cidr, q["comment"], now, std::nullopt, "operator"};
+  Block b{cidr,       q["comment"], now, std::nullopt,
+          "operator", {},           0};  // node, version: stamped when kept
   if (!q["for"].empty()) {
     try {
       const auto d =

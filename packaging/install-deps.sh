@@ -9,10 +9,10 @@ packages=(
   build-essential cmake ninja-build pkg-config ccache clang libclang-rt-14-dev clang-format
   # libraries
   libboost1.81-dev libboost-url1.81-dev libmaxminddb-dev libssl-dev libtomlplusplus-dev doctest-dev
-  libcli11-dev libfmt-dev libspdlog-dev libsystemd-dev
+  libcli11-dev libfmt-dev libspdlog-dev libsystemd-dev libhiredis-dev
   # test and benchmark tools
   mmdb-bin libmaxmind-db-writer-perl libnet-works-perl tor-geoipdb postfix swaks haproxy
-  prometheus gnuplot-nox curl openssl heaptrack systemd
+  prometheus gnuplot-nox curl openssl heaptrack systemd redis-server redis-sentinel
   # the transparent test: a network namespace with an nft REDIRECT
   iproute2 nftables
 )
@@ -32,7 +32,7 @@ export DEBIAN_FRONTEND=noninteractive
 echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
 echo "install-deps: installing ${missing[*]}"
 $SUDO apt-get update -qq
-# policy-rc.d keeps the packaged daemons (haproxy, prometheus, postfix) from
+# policy-rc.d keeps the packaged daemons (haproxy, prometheus, postfix, redis) from
 # starting on install: tests start their own instances on loopback.
 if [[ ! -e /usr/sbin/policy-rc.d ]]; then
   printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null

@@ -109,6 +109,11 @@ bool BlockDraft::remove(const geo::Prefix& cidr) {
   return true;
 }
 
+const Block* BlockDraft::find(const geo::Prefix& cidr) const {
+  const auto it = by_cidr_.find(cidr);
+  return it == by_cidr_.end() ? nullptr : &*slots_[it->second];
+}
+
 std::optional<Block> BlockDraft::covering(const geo::Prefix& p) const {
   // The most specific first: the longest length in use that is not longer than p.
   std::optional<Block> best;

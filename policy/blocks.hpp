@@ -23,7 +23,34 @@ struct Block {
   std::int64_t created = 0;             // unix seconds
   std::optional<std::int64_t> expires;  // unix seconds; none: until deleted
   std::string origin = "operator";      // or "limit:NAME"
+  // A fleet ([store]): the node that made it, and when (unix ms): of two
+  // versions of a CIDR's block, or of a block and its deletion, the later
+  // wins on every node. 0: created * 1000.
+  std::string node = {};
+  std::int64_t version = 0;
   bool active(std::int64_t now) const { return !expires || *expires > now; }
+  std::int64_t version_ms() const { return version ? version : created * 1000; }
+};
+
+// A block deleted, remembered by a fleet so that a node that missed the
+// deletion (or a store that lost it) cannot bring the block back.
+struct Deletion {
+  geo::Prefix cidr;
+  std::int64_t version = 0;  // unix ms
+  std::string node = {};
+};
+
+// One CIDR's latest state, as nodes exchange it: its block, or its deletion.
+struct BlockChange {
+  geo::Prefix cidr;
+  std::optional<Block> block;  // none: deleted
+  std::int64_t version = 0;    // unix ms
+  std::string node = {};
+  // Whether this replaces what is known at `known` (0: nothing known): the
+  // later version, ties broken by the node's name so every node agrees.
+  bool newer_than(std::int64_t known, std::string_view known_node) const {
+    return version > known || (version == known && node > known_node);
+  }
 };
 
 // An immutable set of blocks with its index: the prefix lengths in use per
@@ -62,8 +89,9 @@ class BlockDraft {
   void add(Block b);                                   // replaces the block of its CIDR
   bool remove(const geo::Prefix& cidr);                // false: no block of exactly it
   std::optional<Block> covering(const geo::Prefix& p) const;
-  std::size_t bans() const { return bans_; }  // blocks whose origin is "limit:..."
-  std::vector<Block> blocks() const;          // those left, oldest first
+  const Block* find(const geo::Prefix& cidr) const;  // the block of exactly this CIDR
+  std::size_t bans() const { return bans_; }         // blocks whose origin is "limit:..."
+  std::vector<Block> blocks() const;                 // those left, oldest first
   std::int64_t now() const { return now_; }
 
  private:

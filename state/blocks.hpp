@@ -27,7 +27,9 @@ namespace geomx::state {
 
 class BlockList {
  public:
-  explicit BlockList(std::unique_ptr<BlockStore> store);
+  using Clock = std::function<std::int64_t()>;  // unix ms: versions a change
+  static std::int64_t system_ms();
+  explicit BlockList(std::unique_ptr<BlockStore> store, Clock clock = system_ms);
   ~BlockList() { stop(); }
   // Keeps what is queued, then stops the writer; later changes are refused
   // (add and remove throw, a ban is dropped).
@@ -57,6 +59,23 @@ class BlockList {
   using BanDone = std::function<void(const policy::Block&, const BanOutcome&)>;
   void ban(policy::Block b, std::size_t max_bans, BanDone done);
 
+  // A fleet ([store]): changes made here carry this node's name and a
+  // version, deletions are remembered (for deletion_ttl_ms), and `on_change`
+  // hears each change made here once it is kept (on the writer thread), to
+  // send it to the others. Before the first change.
+  using ChangesMade = std::function<void(std::vector<policy::BlockChange>)>;
+  void join_fleet(std::string node, ChangesMade on_change);
+  static constexpr std::int64_t deletion_ttl_ms = 7LL * 24 * 3600 * 1000;
+  // Changes from the fleet, queued: each applied where it is newer than what
+  // is known here (policy::BlockChange::newer_than), the batch kept in one
+  // write. `done` (on the writer thread) is told how many were applied, or
+  // why they could not be kept. Not passed to on_change.
+  using Merged = std::function<void(std::size_t applied, const std::string& error)>;
+  void merge(std::vector<policy::BlockChange> changes, Merged done = {});
+  // Everything known here as changes (blocks in force and remembered
+  // deletions): what a node gives a store that lost them (any thread).
+  std::vector<policy::BlockChange> changes(std::int64_t now) const;
+
   // The set in force now (any thread): find, covering, count, list.
   std::shared_ptr<const policy::BlockSet> current() const { return blocks_.load(); }
   std::optional<policy::Block> find(const geo::Address& a, std::int64_t now) const {
@@ -68,13 +87,16 @@ class BlockList {
 
  private:
   struct Change {
-    enum class Kind { add, remove, ban } kind;
+    enum class Kind { add, remove, ban, merge } kind;
     policy::Block block;  // remove: its cidr
     std::int64_t now = 0;
     std::size_t max_bans = 0;
     std::shared_ptr<std::promise<bool>> answer;  // add, remove: kept (remove: found)
     BanDone done;                                // ban
+    std::vector<policy::BlockChange> merged;     // merge
+    Merged merge_done;
   };
+  struct Batch;  // blocks.cpp: one batch's draft, deletions and outcomes
   // Queues `c`, starting the writer the first time (after the privileges
   // are dropped: every change comes from a running daemon); false once
   // stopped.
@@ -82,6 +104,7 @@ class BlockList {
   bool wait(Change c);  // submit, then the answer (rethrows the store's error)
   void write_loop();
   void apply(std::vector<Change>& batch);
+  void answer(std::vector<Change>& batch, const Batch& b, const std::string& error);
 
   std::unique_ptr<BlockStore> store_;
   std::atomic<std::shared_ptr<const policy::BlockSet>> blocks_;
@@ -92,6 +115,12 @@ class BlockList {
   std::thread writer_;
   std::mutex store_mutex_;  // load and the writer's batch: one at a time
   std::atomic<std::uint64_t> writes_{0};
+  Clock clock_;
+  std::string node_;  // a fleet's: this node
+  ChangesMade on_change_;
+  // A fleet's remembered deletions, by CIDR; changed on the writer thread.
+  using Deletions = std::vector<policy::Deletion>;
+  std::atomic<std::shared_ptr<const Deletions>> deletions_;
 };
 
 }  // namespace geomx::state

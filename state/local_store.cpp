@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <optional>
@@ -20,7 +21,8 @@ namespace geomx::state {
 
 using policy::Block;
 
-std::string render_blocks(const std::vector<Block>& blocks) {
+std::string render_blocks(const std::vector<Block>& blocks,
+                          const std::vector<policy::Deletion>& deletions) {
   toml::array array;
   for (const auto& b : blocks) {
     toml::table t{{"cidr", b.cidr.to_string()},
@@ -28,12 +30,22 @@ std::string render_blocks(const std::vector<Block>& blocks) {
                   {"created", b.created},
                   {"origin", b.origin}};
     if (b.expires) t.insert("expires", *b.expires);
+    if (!b.node.empty()) t.insert("node", b.node);
+    if (b.version) t.insert("version", b.version);
     array.push_back(std::move(t));
   }
+  toml::table doc{{"block", std::move(array)}};
+  if (!deletions.empty()) {
+    toml::array deleted;
+    for (const auto& d : deletions)
+      deleted.push_back(
+          toml::table{{"cidr", d.cidr.to_string()}, {"version", d.version}, {"node", d.node}});
+    doc.insert("deleted", std::move(deleted));
+  }
   std::ostringstream out;
-  out << "# geomx's dated blocks (unix times). Written by geomx; change them with\n"
-         "# `geomx block add|del`, which also tells the running daemon.\n\n"
-      << toml::table{{"block", std::move(array)}} << "\n";
+  out << "# geomx's dated blocks (unix times; versions in unix ms). Written by geomx;\n"
+         "# change them with `geomx block add|del`, which also tells the running daemon.\n\n"
+      << doc << "\n";
   return out.str();
 }
 
@@ -52,44 +64,84 @@ std::optional<T> field(const toml::table& t, std::size_t i, const char* key, con
 
 }  // namespace
 
-std::vector<Block> parse_blocks_file(const std::string& path) {
+BlocksFile parse_blocks_file(const std::string& path) {
   return parse_blocks(geo::read_input_file(path, geo::max_text_file), path);
 }
 
-std::vector<Block> parse_blocks(std::string_view text, const std::string& name) {
-  const toml::table doc = toml::parse(text, name);  // throws toml::parse_error
-  std::vector<Block> out;
-  for (const auto& [key, value] : doc)
-    if (key != "block") throw std::runtime_error(fmt::format("{}: unknown key", key.str()));
-  const toml::node* node = doc.get("block");
+namespace {
+
+// The tables of array `key` ([[block]], [[deleted]]), each checked for
+// unknown keys; none when absent.
+std::vector<const toml::table*> tables_of(const toml::table& doc, const char* key,
+                                          std::initializer_list<std::string_view> keys) {
+  std::vector<const toml::table*> out;
+  const toml::node* node = doc.get(key);
   if (!node) return out;
   const auto* array = node->as_array();
-  if (!array) throw std::runtime_error("block: must be an array of tables ([[block]])");
+  if (!array)
+    throw std::runtime_error(fmt::format("{0}: must be an array of tables ([[{0}]])", key));
   for (std::size_t i = 0; i < array->size(); ++i) {
     const auto* t = (*array)[i].as_table();
-    if (!t) throw std::runtime_error(fmt::format("block[{}]: must be a table", i));
-    for (const auto& [key, value] : *t)
-      if (key != "cidr" && key != "comment" && key != "created" && key != "origin" &&
-          key != "expires")
-        throw std::runtime_error(fmt::format("block[{}].{}: unknown key", i, key.str()));
-    const auto cidr = field<std::string>(*t, i, "cidr", "a string (\"192.0.2.0/24\")");
-    const auto created = field<std::int64_t>(*t, i, "created", "an integer (unix time)");
-    if (!cidr || !created)
-      throw std::runtime_error(fmt::format("block[{}]: needs cidr and created", i));
+    if (!t) throw std::runtime_error(fmt::format("{}[{}]: must be a table", key, i));
+    for (const auto& [k, value] : *t)
+      if (std::find(keys.begin(), keys.end(), k.str()) == keys.end())
+        throw std::runtime_error(fmt::format("{}[{}].{}: unknown key", key, i, k.str()));
+    out.push_back(t);
+  }
+  return out;
+}
+
+geo::Prefix cidr_of(const toml::table& t, const char* key, std::size_t i) {
+  const auto cidr = field<std::string>(t, i, "cidr", "a string (\"192.0.2.0/24\")");
+  if (!cidr) throw std::runtime_error(fmt::format("{}[{}]: needs cidr", key, i));
+  try {
+    return geo::parse_prefix(*cidr);
+  } catch (const geo::ParseError& e) {
+    throw std::runtime_error(fmt::format("{}[{}].cidr: {}", key, i, e.what()));
+  }
+}
+
+}  // namespace
+
+BlocksFile parse_blocks(std::string_view text, const std::string& name) {
+  const toml::table doc = toml::parse(text, name);  // throws toml::parse_error
+  BlocksFile out;
+  for (const auto& [key, value] : doc)
+    if (key != "block" && key != "deleted")
+      throw std::runtime_error(fmt::format("{}: unknown key", key.str()));
+  const auto blocks = tables_of(
+      doc, "block", {"cidr", "comment", "created", "origin", "expires", "node", "version"});
+  for (std::size_t i = 0; i < blocks.size(); ++i) {
+    const toml::table& t = *blocks[i];
     Block b;
-    try {
-      b.cidr = geo::parse_prefix(*cidr);
-    } catch (const geo::ParseError& e) {
-      throw std::runtime_error(fmt::format("block[{}].cidr: {}", i, e.what()));
-    }
+    b.cidr = cidr_of(t, "block", i);
+    const auto created = field<std::int64_t>(t, i, "created", "an integer (unix time)");
+    if (!created) throw std::runtime_error(fmt::format("block[{}]: needs cidr and created", i));
     b.created = *created;
-    b.comment = field<std::string>(*t, i, "comment", "a string").value_or("");
-    b.origin = field<std::string>(*t, i, "origin", "a string").value_or("operator");
-    if (!conf::printable_line(b.comment) || !conf::printable_line(b.origin))
+    b.comment = field<std::string>(t, i, "comment", "a string").value_or("");
+    b.origin = field<std::string>(t, i, "origin", "a string").value_or("operator");
+    b.node = field<std::string>(t, i, "node", "a string").value_or("");
+    if (!conf::printable_line(b.comment) || !conf::printable_line(b.origin) ||
+        !conf::printable_line(b.node))
+      throw std::runtime_error(fmt::format(
+          "block[{}]: comment, origin and node are one line, without control characters", i));
+    b.expires = field<std::int64_t>(t, i, "expires", "an integer (unix time)");
+    b.version = field<std::int64_t>(t, i, "version", "an integer (unix ms)").value_or(0);
+    out.blocks.push_back(std::move(b));
+  }
+  const auto deleted = tables_of(doc, "deleted", {"cidr", "version", "node"});
+  for (std::size_t i = 0; i < deleted.size(); ++i) {
+    const toml::table& t = *deleted[i];
+    policy::Deletion d;
+    d.cidr = cidr_of(t, "deleted", i);
+    const auto version = field<std::int64_t>(t, i, "version", "an integer (unix ms)");
+    if (!version) throw std::runtime_error(fmt::format("deleted[{}]: needs cidr and version", i));
+    d.version = *version;
+    d.node = field<std::string>(t, i, "node", "a string").value_or("");
+    if (!conf::printable_line(d.node))
       throw std::runtime_error(
-          fmt::format("block[{}]: comment and origin are one line, without control characters", i));
-    b.expires = field<std::int64_t>(*t, i, "expires", "an integer (unix time)");
-    out.push_back(std::move(b));
+          fmt::format("deleted[{}].node: one line, without control characters", i));
+    out.deletions.push_back(std::move(d));
   }
   return out;
 }
@@ -108,6 +160,7 @@ BlockStore::Loaded LocalBlockStore::load(std::int64_t now) {
         "reload)",
         file_, why);
     return {{},
+            {},
             {fmt::format("{} {}; serving without its blocks, and refusing to write it until it "
                          "can be read (fix it, then reload)",
                          file_, why)}};
@@ -117,6 +170,7 @@ BlockStore::Loaded LocalBlockStore::load(std::int64_t now) {
     if (errno != ENOENT) return refuse(fmt::format("cannot be read: {}", std::strerror(errno)));
     if (::stat(dir_.c_str(), &st) != 0)
       return {{},
+              {},
               {fmt::format("state_dir {}: {}; blocks will not survive a restart", dir_,
                            std::strerror(errno))}};
     return {};  // no blocks yet
@@ -125,22 +179,25 @@ BlockStore::Loaded LocalBlockStore::load(std::int64_t now) {
   if (::access(file_.c_str(), R_OK) != 0)
     return refuse(fmt::format("cannot be read: {}", std::strerror(errno)));
   try {
-    return {parse_blocks_file(file_), {}};
+    auto file = parse_blocks_file(file_);
+    return {std::move(file.blocks), std::move(file.deletions), {}};
   } catch (const std::exception& e) {
     const auto aside = fmt::format("{}.corrupt-{}", file_, now);
     if (::rename(file_.c_str(), aside.c_str()) != 0)
       return refuse(fmt::format("does not parse ({}) and could not be moved aside: {}", e.what(),
                                 std::strerror(errno)));
     return {{},
+            {},
             {fmt::format("{} does not parse ({}); kept as {}; starting with no blocks", file_,
                          e.what(), aside)}};
   }
 }
 
-void LocalBlockStore::save(const std::vector<Block>& blocks) {
+void LocalBlockStore::save(const std::vector<Block>& blocks,
+                           const std::vector<policy::Deletion>& deletions) {
   if (file_.empty()) return;
   if (!refused_.empty()) throw std::runtime_error(refused_);
-  write_durably(dir_, file_, render_blocks(blocks));
+  write_durably(dir_, file_, render_blocks(blocks, deletions));
 }
 
 }  // namespace geomx::state

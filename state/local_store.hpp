@@ -14,18 +14,24 @@
 
 namespace geomx::state {
 
-// The blocks as blocks.toml holds them, and back; parse throws
-// std::runtime_error (or toml::parse_error) naming what is wrong.
-std::string render_blocks(const std::vector<policy::Block>& blocks);
-std::vector<policy::Block> parse_blocks_file(const std::string& path);
-std::vector<policy::Block> parse_blocks(std::string_view text, const std::string& name);
+// The blocks (and a fleet's deletions) as blocks.toml holds them, and back;
+// parse throws std::runtime_error (or toml::parse_error) naming what is wrong.
+struct BlocksFile {
+  std::vector<policy::Block> blocks;
+  std::vector<policy::Deletion> deletions;
+};
+std::string render_blocks(const std::vector<policy::Block>& blocks,
+                          const std::vector<policy::Deletion>& deletions = {});
+BlocksFile parse_blocks_file(const std::string& path);
+BlocksFile parse_blocks(std::string_view text, const std::string& name);
 
 class LocalBlockStore final : public BlockStore {
  public:
   // `state_dir` empty: kept in memory only.
   explicit LocalBlockStore(std::string state_dir);
   Loaded load(std::int64_t now) override;
-  void save(const std::vector<policy::Block>& blocks) override;
+  void save(const std::vector<policy::Block>& blocks,
+            const std::vector<policy::Deletion>& deletions) override;
   std::string refusal() const override { return refused_; }
   const std::string& where() const override { return file_; }
 

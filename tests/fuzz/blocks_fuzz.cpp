@@ -11,18 +11,26 @@
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   using namespace geomx;
   const std::string_view text(reinterpret_cast<const char*>(data), size);
-  std::vector<policy::Block> blocks;
+  state::BlocksFile file;
   try {
-    blocks = state::parse_blocks(text, "blocks.toml");
+    file = state::parse_blocks(text, "blocks.toml");
   } catch (const std::exception&) {
     return 0;
   }
-  const auto again = state::parse_blocks(state::render_blocks(blocks), "rendered");
-  if (again.size() != blocks.size()) std::abort();
-  for (std::size_t i = 0; i < blocks.size(); ++i)
-    if (!(again[i].cidr == blocks[i].cidr) || again[i].comment != blocks[i].comment ||
-        again[i].created != blocks[i].created || again[i].expires != blocks[i].expires ||
-        again[i].origin != blocks[i].origin)
+  // What is written reads back the same.
+  const auto again =
+      state::parse_blocks(state::render_blocks(file.blocks, file.deletions), "rendered");
+  const auto& a = again.blocks;
+  const auto& b = file.blocks;
+  if (a.size() != b.size() || again.deletions.size() != file.deletions.size()) std::abort();
+  for (std::size_t i = 0; i < b.size(); ++i)
+    if (!(a[i].cidr == b[i].cidr) || a[i].comment != b[i].comment || a[i].created != b[i].created ||
+        a[i].expires != b[i].expires || a[i].origin != b[i].origin || a[i].node != b[i].node ||
+        a[i].version != b[i].version)
       std::abort();
+  for (std::size_t i = 0; i < file.deletions.size(); ++i) {
+    const auto &x = again.deletions[i], &y = file.deletions[i];
+    if (!(x.cidr == y.cidr) || x.version != y.version || x.node != y.node) std::abort();
+  }
   return 0;
 }

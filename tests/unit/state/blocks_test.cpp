@@ -4,9 +4,11 @@
 
 #include <chrono>
 #include <fstream>
+#include <future>
 #include <map>
 #include <mutex>
 #include <thread>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -195,7 +197,7 @@ TEST_CASE("a blocks.toml that cannot be read is never overwritten") {
   CHECK(again->empty());
   CHECK(blocks.current()->list(now).size() == 1);
   blocks.add({cidr("192.0.2.1/32"), "", now, std::nullopt, "operator"}, now);
-  CHECK(parse_blocks_file(blocks.file()).size() == 2);
+  CHECK(parse_blocks_file(blocks.file()).blocks.size() == 2);
   CHECK_FALSE(blocks.load_if_refused(now));  // it writes: nothing to read again
 }
 
@@ -203,7 +205,7 @@ TEST_CASE("a blocks.toml that cannot be read is never overwritten") {
 class SlowStore final : public BlockStore {
  public:
   Loaded load(std::int64_t) override { return {}; }
-  void save(const std::vector<Block>& blocks) override {
+  void save(const std::vector<Block>& blocks, const std::vector<policy::Deletion>&) override {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
     saved.push_back(blocks.size());
   }
@@ -272,5 +274,107 @@ TEST_CASE("BlockDraft: covering and counting as the set it becomes would") {
   CHECK(policy::BlockSet(out).count("limit:", now) == 1);
 }
 
+// Two nodes of a fleet, each with its block list, exchanging what on_change
+// hears as the store would; the clock is each node's, moved by hand.
+struct FleetNode {
+  explicit FleetNode(std::string name, std::string dir = "")
+      : blocks(std::make_unique<LocalBlockStore>(std::move(dir)), [this] { return ms; }) {
+    blocks.join_fleet(std::move(name), [this](std::vector<policy::BlockChange> c) {
+      std::lock_guard lock(mutex);
+      for (auto& x : c) sent.push_back(std::move(x));
+    });
+  }
+  std::vector<policy::BlockChange> take() {
+    std::lock_guard lock(mutex);
+    return std::exchange(sent, {});
+  }
+  std::size_t merge(std::vector<policy::BlockChange> changes) {
+    std::promise<std::size_t> applied;
+    blocks.merge(std::move(changes),
+                 [&](std::size_t n, const std::string&) { applied.set_value(n); });
+    return applied.get_future().get();
+  }
+  std::int64_t ms = 1'700'000'000'000;
+  std::mutex mutex;
+  std::vector<policy::BlockChange> sent;
+  BlockList blocks;
+};
+
+TEST_CASE("a fleet: changes carry node and version, the later one wins, deletions are remembered") {
+  const std::int64_t now = 1'700'000'000;
+  FleetNode a("mx1"), b("mx2");
+  a.blocks.add({cidr("192.0.2.0/24"), "spam", now, std::nullopt, "operator"}, now);
+  auto added = a.take();
+  REQUIRE(added.size() == 1);
+  CHECK(added[0].node == "mx1");
+  CHECK(added[0].version == a.ms);
+  REQUIRE(added[0].block);
+  CHECK(added[0].block->node == "mx1");
+  CHECK(b.merge(added) == 1);
+  REQUIRE(b.blocks.find(geo::parse_address("192.0.2.9"), now));
+  CHECK(b.blocks.find(geo::parse_address("192.0.2.9"), now)->node == "mx1");
+  CHECK(b.take().empty());     // a merge is not sent on
+  CHECK(b.merge(added) == 0);  // the same change again: nothing
+
+  // mx2 deletes it later; mx1 hears it and frees the address.
+  b.ms += 10;
+  CHECK(b.blocks.remove(cidr("192.0.2.0/24"), now));
+  auto deleted = b.take();
+  REQUIRE(deleted.size() == 1);
+  CHECK_FALSE(deleted[0].block);
+  CHECK(deleted[0].version == a.ms + 10);
+  CHECK(a.merge(deleted) == 1);
+  CHECK_FALSE(a.blocks.find(geo::parse_address("192.0.2.9"), now));
+  // The old add, heard again (a store that kept it, a node that missed the
+  // deletion), does not bring it back: the deletion is newer.
+  CHECK(a.merge(added) == 0);
+  CHECK_FALSE(a.blocks.find(geo::parse_address("192.0.2.9"), now));
+  const auto known = a.blocks.changes(now);
+  REQUIRE(known.size() == 1);
+  CHECK_FALSE(known[0].block);
+  CHECK(known[0].node == "mx2");
+
+  // A change made on a node whose clock is behind still wins over what it
+  // knows: its version is later than the one it replaces.
+  a.ms -= 5000;
+  a.blocks.add({cidr("192.0.2.0/24"), "again", now, std::nullopt, "operator"}, now);
+  const auto again = a.take();
+  REQUIRE(again.size() == 1);
+  CHECK(again[0].version == deleted[0].version + 1);
+  CHECK(b.merge(again) == 1);
+  CHECK(b.blocks.find(geo::parse_address("192.0.2.9"), now)->comment == "again");
+  // Equal versions: the node name decides, the same way on every node.
+  policy::BlockChange tie{cidr("198.51.100.0/24"), std::nullopt, 5, "mx1"};
+  policy::BlockChange tie2 = tie;
+  tie2.node = "mx2";
+  CHECK(tie2.newer_than(tie.version, tie.node));
+  CHECK_FALSE(tie.newer_than(tie2.version, tie2.node));
+  CHECK_FALSE(tie.newer_than(tie.version, tie.node));
+}
+
+TEST_CASE("a fleet's deletions and versions survive a restart (blocks.toml)") {
+  test::TempDir dir;
+  const std::int64_t now = 1'700'000'000;
+  {
+    FleetNode a("mx1", dir.root().string());
+    a.blocks.add({cidr("192.0.2.0/24"), "x", now, std::nullopt, "operator"}, now);
+    a.blocks.add({cidr("198.51.100.0/24"), "y", now, now + 3600, "operator"}, now);
+    a.ms += 1;
+    CHECK(a.blocks.remove(cidr("192.0.2.0/24"), now));
+  }
+  FleetNode again("mx1", dir.root().string());
+  CHECK(again.blocks.load(now).empty());
+  const auto known = again.blocks.changes(now);
+  REQUIRE(known.size() == 2);
+  CHECK(known[0].block);
+  CHECK(known[0].version == again.ms);
+  CHECK(known[0].node == "mx1");
+  CHECK_FALSE(known[1].block);
+  CHECK(known[1].version == again.ms + 1);
+  // A deletion is forgotten after deletion_ttl_ms.
+  again.ms += BlockList::deletion_ttl_ms + 2;
+  again.blocks.add({cidr("203.0.113.0/24"), "z", now, std::nullopt, "operator"}, now);
+  CHECK(again.blocks.changes(now).size() == 2);  // 198.51.100.0/24 and 203.0.113.0/24
+}
 }  // namespace
 }  // namespace geomx::state
