@@ -78,7 +78,18 @@ std::string status_json(const proxy::Runtime& rt, ServerState& state) {
     }
     out += "]}";
   }
-  return out + "]}\n";
+  out += "],\"store\":";
+  if (!state.fleet) return out + "null}\n";
+  const auto& f = *state.fleet;
+  const auto& c = f.blocks().counts();
+  // Never the password: only where, who, and how it goes.
+  return out + fmt::format(
+                   "{{\"redis\":{},\"node\":{},\"key_prefix\":{},\"up\":{},\"since\":{},"
+                   "\"last_error\":{},\"blocks\":{{\"written\":{},\"heard\":{},\"merged\":{},"
+                   "\"refilled\":{}}}}}}}\n",
+                   json_string(f.options().redis.address()), json_string(f.options().node),
+                   json_string(f.options().key_prefix), f.up(), f.since(), json_string(f.why()),
+                   c.written, c.heard, c.merged, c.refills);
 }
 
 std::string reload_json(const ReloadOutcome& r) {
@@ -307,7 +318,8 @@ Reply answer(const Request& request, ServerState& state, const Now& now) {
   if (path == "/metrics")
     return {200, "text/plain; version=0.0.4; charset=utf-8",
             state.metrics.render(*snap, state.health,
-                                 {state.sessions.load(), state.slots.tarpitted()})};
+                                 {state.sessions.load(), state.slots.tarpitted(),
+                                  state.fleet ? int(state.fleet->up()) : -1})};
   return {200, "application/json", status_json(*rt, state)};
 }
 

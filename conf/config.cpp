@@ -102,7 +102,7 @@ namespace geomx::conf {
 std::vector<std::string> restart_changes(const Config& was, const Config& now) {
   std::vector<std::string> out;
   const Process &a = was.server.process, &b = now.server.process;
-  if (a == b && was.admin == now.admin) return out;
+  if (a == b && was.admin == now.admin && was.store == now.store) return out;
   auto say = [&](bool same, std::string_view what) {
     if (!same) out.push_back(fmt::format("{} changed: takes effect at the next restart", what));
   };
@@ -116,6 +116,7 @@ std::vector<std::string> restart_changes(const Config& was, const Config& now) {
   if (a != b && out.empty())  // a setting added to Process without a name above
     say(false, "a restart-only [server] setting");
   say(was.admin == now.admin, "admin");
+  say(was.store == now.store, "store");
   return out;
 }
 

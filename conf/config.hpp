@@ -202,6 +202,26 @@ struct Admin {
   friend bool operator==(const Admin&, const Admin&) = default;
 };
 
+// [store]: the state a fleet of nodes shares through Redis (blocks and
+// bans today). Absent: everything stays on this node. Kept until a restart.
+struct Store {
+  bool enabled = false;
+  Endpoint redis{geo::Address::v4(0x7f000001), 6379};
+  std::string redis_unix;     // "unix:/path" given: this instead of `redis`
+  std::string password_file;  // AUTH: "password" or "user:password", one line
+  int db = 0;
+  std::string key_prefix = "geomx:";
+  std::string node;  // default: server.hostname
+  Duration timeout = std::chrono::milliseconds(25);
+  // Reachable beyond this host: hiredis 0.14 has no TLS, so the password
+  // and the state cross the network in the clear.
+  bool exposed() const { return redis_unix.empty() && !redis.address.is_loopback(); }
+  std::string where() const {
+    return redis_unix.empty() ? redis.to_string() : "unix:" + redis_unix;
+  }
+  friend bool operator==(const Store&, const Store&) = default;
+};
+
 struct Config {
   std::string path;
   Server server;
@@ -212,6 +232,7 @@ struct Config {
   std::vector<Pool> pools;
   std::vector<Limit> limits;
   Admin admin;
+  Store store;
 
   const Pool* find_pool(std::string_view name) const;
   const List* find_list(std::string_view name) const;

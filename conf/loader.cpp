@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 #include <toml++/toml.h>
 
+#include "conf/text.hpp"
 #include "conf/toml_reader.hpp"
 
 namespace geomx::conf {
@@ -407,6 +408,39 @@ void parse_admin(TableReader& t, Admin& admin, const std::string& base_dir) {
             "tls_cert and tls_key go together (HTTPS needs both)");
 }
 
+void parse_store(TableReader& t, Store& store, const Server& server, const std::string& base_dir) {
+  store.enabled = true;
+  store.node = server.hostname;
+  if (const auto* n = t.node("redis")) {
+    std::string text;
+    if (t.string("redis", text) && text.starts_with("unix:")) {
+      store.redis_unix = text.substr(5);
+      if (store.redis_unix.empty() || store.redis_unix.front() != '/')
+        t.error("redis", "unix: takes an absolute path (\"unix:/run/redis/redis.sock\")");
+    } else if (n->is_string()) {
+      parse_endpoint_key(t, "redis", store.redis, false);
+    }
+  }
+  if (t.node("sentinels") || t.node("master"))
+    t.error(t.node("sentinels") ? "sentinels" : "master",
+            "Redis Sentinel is not supported yet: give `redis` (the master's address)");
+  if (t.string("password_file", store.password_file)) {
+    if (store.password_file.empty())
+      t.error("password_file", "must name a file");
+    else if (store.password_file.front() != '/' && !base_dir.empty())
+      store.password_file = base_dir + "/" + store.password_file;
+  }
+  t.integer("db", store.db, 0, 1000000);
+  if (t.string("key_prefix", store.key_prefix) &&
+      (store.key_prefix.size() > 64 || !conf::printable_line(store.key_prefix) ||
+       store.key_prefix.find_first_of(" \t") != std::string::npos))
+    t.error("key_prefix", "at most 64 printable characters without spaces");
+  if (t.string("node", store.node) &&
+      (store.node.empty() || store.node.size() > 64 || !valid_host_name(store.node)))
+    t.error("node", "a name of at most 64 printable characters without spaces");
+  t.duration("timeout", store.timeout, std::chrono::milliseconds(1), std::chrono::seconds(10));
+}
+
 // Two sockets one bind refuses: the same port (0, for tests, is a new port
 // each), the same address or a wildcard of its family (IPv6 sockets are
 // v6-only, so [::] and 0.0.0.0 are apart).
@@ -510,6 +544,10 @@ Config parse_table(const toml::table& root, const std::string& path, const Defau
     parse_admin(t, c.admin, base_dir);
   }
   if (c.admin.token_file.empty()) c.admin.token_file = c.server.process.state_dir + "/admin.token";
+  if (auto* st = top.typed<toml::table>("store", "a table")) {
+    TableReader t(r, *st, "store");
+    parse_store(t, c.store, c.server, base_dir);
+  }
   check_addresses(r, root, c);
   std::set<std::string> limit_names;
   top.each_array_table("limit", [&](std::size_t, TableReader& t) {

@@ -118,8 +118,9 @@ asio::awaitable<void> Server::control() {
   if (left > 0)
     for (auto& w : workers_) asio::post(w->io, [&w] { w->sessions.close_all(); });
   state_.log.event("stopped", {{"closed_at_deadline", std::to_string(left)}});
-  admin_->stop();     // answers through the drain, then goes
-  signals_.cancel();  // ends the second-signal wait, so control_io_ runs out of work
+  admin_->stop();              // answers through the drain, then goes
+  if (fleet_) fleet_->stop();  // likewise: bans made in the drain reach the fleet
+  signals_.cancel();           // ends the second-signal wait, so control_io_ runs out of work
   // Each worker's io_context runs out of work once its sessions are gone.
 }
 

@@ -33,6 +33,8 @@ Server::Server(std::shared_ptr<const policy::Snapshot> snapshot, proxy::Log& log
 
 Server::~Server() {
   admin_.reset();
+  state_.fleet = nullptr;
+  fleet_.reset();
   watch_.reset();
   for (auto& w : workers_) {
     w->io.stop();
@@ -170,6 +172,7 @@ void Server::run() {
   update_watch(*runtime->snapshot);
   admin_->set_reloader([this] { return reload("admin", true); });
   admin_->start();
+  if (fleet_) fleet_->start();
   asio::co_spawn(control_io_, hangups(), asio::detached);
   asio::co_spawn(control_io_, suppressed_lines(), asio::detached);
   // systemd: Type=notify and WatchdogSec= (nothing happens without systemd).

@@ -5,8 +5,8 @@
 // SIGINT stops accepting and drains the sessions within
 // server.drain_timeout, then closes what is left. The parts are in
 // server.cpp (workers, bind, run, bans), drain.cpp (signals, drain,
-// watchdog), reload.cpp (reload and the listener swap), probers.cpp and
-// data_watch.cpp.
+// watchdog), reload.cpp (reload and the listener swap), probers.cpp,
+// data_watch.cpp and fleet.cpp ([store]).
 #include <atomic>
 #include <chrono>
 #include <functional>
@@ -66,6 +66,10 @@ class Server {
   const std::string& blocks_file() const { return state_.blocks.file(); }
   // After bind(): the token the admin endpoint's protected paths need.
   void set_admin_token(std::string token);
+  // [store]: after load_blocks() (and the privilege drop: the password file
+  // is read as the user that serves), makes this node part of the fleet;
+  // it connects when run() starts. What to warn about (empty: all well).
+  std::vector<std::string> join_fleet();
 
  private:
   struct Worker;
@@ -138,6 +142,7 @@ class Server {
   std::map<MemberKey, std::shared_ptr<Prober>> probers_;
   std::unique_ptr<admin::AdminServer> admin_;  // on control_io_
   std::unique_ptr<FileWatch> watch_;           // geo.watch, on control_io_
+  std::unique_ptr<state::Fleet> fleet_;        // [store], on control_io_
   std::set<std::string> changed_files_;        // seen by the watch, not yet reloaded
   std::chrono::steady_clock::time_point settle_until_;
   asio::steady_timer settle_{control_io_};

@@ -166,6 +166,12 @@ std::string Metrics::render(const policy::Snapshot& snapshot, const HealthBoard&
   header(out, "geomx_tarpitted_connections", "gauge",
          "Connections in a tarpit now (server.tarpit_max; not counted in max_connections).");
   out += fmt::format("geomx_tarpitted_connections {}\n", gauges.tarpitted_connections);
+  if (gauges.store_up >= 0) {
+    header(
+        out, "geomx_store_up", "gauge",
+        "1 while the fleet's store ([store], Redis) answers; 0: serving from this node's state.");
+    out += fmt::format("geomx_store_up {}\n", gauges.store_up);
+  }
   header(out, "geomx_geo_intervals", "gauge", "Intervals in the compiled geo table.");
   out += fmt::format("geomx_geo_intervals{{family=\"ipv4\"}} {}\n",
                      snapshot.table.interval_count(geo::Family::v4));

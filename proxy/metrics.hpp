@@ -29,6 +29,7 @@ class Metrics {
   struct Gauges {
     std::uint32_t active_connections = 0;
     std::uint32_t tarpitted_connections = 0;
+    int store_up = -1;  // [store]: 1 or 0; -1: a node alone (not shown)
   };
   // The whole exposition.
   std::string render(const policy::Snapshot& snapshot, const policy::HealthBoard& health,

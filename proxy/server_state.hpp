@@ -21,6 +21,7 @@
 #include "proxy/metrics.hpp"
 #include "proxy/original_dst.hpp"
 #include "state/blocks.hpp"
+#include "state/fleet.hpp"
 
 namespace geomx::proxy {
 
@@ -66,7 +67,10 @@ struct ServerState {
   state::BlockList blocks;                 // kept across reloads
   policy::TopTalkers top;                  // and the refusal log's sampling
   std::function<void(policy::Block)> ban;  // queues a [[limit]] ban (kept later, by the writer)
-  policy::LimitTables limit_tables;        // likewise, per [[limit]] name
+  // [store]: this node of the fleet (owned by the daemon; its details are
+  // read on the control thread, up() anywhere). nullptr: a node alone.
+  const state::Fleet* fleet = nullptr;
+  policy::LimitTables limit_tables;  // likewise, per [[limit]] name
   std::atomic<std::shared_ptr<const Runtime>> runtime;
   std::shared_ptr<const Runtime> current() const { return runtime.load(); }
   Metrics metrics;

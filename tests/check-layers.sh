@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fails when an include points up the layers, or Asio reaches the pure
-# folders: cli -> daemon -> admin -> proxy -> state -> policy -> conf -> geo.
+# folders (geo, conf, policy): cli -> daemon -> admin -> proxy -> state -> policy -> conf -> geo.
 set -euo pipefail
 cd "$1"
 layers=(geo conf policy state proxy admin daemon cli)
@@ -16,8 +16,14 @@ for i in "${!layers[@]}"; do
     bad=1
   fi
 done
-if hits=$(grep -rnE '#include <boost/(asio|beast)' geo conf policy state --include='*.cpp' --include='*.hpp'); then
-  echo "Asio or Beast below proxy/:"
+if hits=$(grep -rnE '#include <boost/(asio|beast)' geo conf policy --include='*.cpp' --include='*.hpp'); then
+  echo "Asio or Beast in the pure folders:"
+  echo "$hits"
+  bad=1
+fi
+# state/ drives Redis on Asio (DESIGN.md), but serves no HTTP.
+if hits=$(grep -rnE '#include <boost/beast' state --include='*.cpp' --include='*.hpp'); then
+  echo "Beast in state/:"
   echo "$hits"
   bad=1
 fi

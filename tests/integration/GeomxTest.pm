@@ -12,7 +12,7 @@ use POSIX qw(:sys_wait_h);
 use Time::HiRes qw(time sleep);
 
 our @EXPORT_OK =
-    qw(free_port wait_for slurp log_like wait_idle can_connect spawn start_postfix start_geomx start_sink read_line first_line admin_token auth);
+    qw(free_port wait_for slurp log_like wait_idle can_connect spawn start_postfix start_geomx start_redis start_sink read_line first_line admin_token auth);
 our @cleanup;
 
 sub free_port {
@@ -198,6 +198,18 @@ sub spawn {
     };
     push @cleanup, $stop;
     return ( $pid, $stop );
+}
+
+# redis-server on 127.0.0.1:PORT (default: a free one), without persistence
+# (a restart comes back empty), its log in DIR/NAME.log, EXTRA options;
+# returns (port, pid, stop). Up (PING answered) before it returns.
+sub start_redis {
+    my ( $dir, $name, $port, @extra ) = @_;
+    $port ||= free_port();
+    my ( $pid, $stop ) = spawn( "$dir/$name.log", 'redis-server', '--port', $port, '--bind', '127.0.0.1',
+        '--save', '', '--appendonly', 'no', '--loglevel', 'verbose', '--dir', $dir, @extra );
+    wait_for( "redis $name on $port", 10, sub { can_connect($port) } );
+    return ( $port, $pid, $stop );
 }
 
 # `geomx run` on CONFIG (written to DIR/NAME.toml) until it logs ready; its

@@ -1,0 +1,25 @@
+#pragma once
+// [store] for the process: the Redis credentials from store.password_file,
+// and what `check` and `run` warn about.
+#include <string>
+#include <vector>
+
+#include "conf/config.hpp"
+#include "state/redis.hpp"
+
+namespace geomx::daemon {
+
+struct StoreCredentials {
+  std::string user, password;
+  std::string problem;  // why none were read (empty: read, or none asked for)
+};
+// Reads store.password_file: its first line, "password" or "user:password"
+// (a password with a colon needs the user: "default:pa:ss").
+StoreCredentials store_credentials(const conf::Store& store);
+// How to reach Redis, with those credentials.
+state::RedisOptions redis_options(const conf::Store& store, const StoreCredentials& credentials);
+// What an operator should hear of [store] (never the password): Redis off
+// this host without TLS, a password file others can read or that cannot be read.
+std::vector<std::string> store_warnings(const conf::Store& store);
+
+}  // namespace geomx::daemon

@@ -1,0 +1,64 @@
+#include "state/fleet.hpp"
+
+#include <boost/asio/post.hpp>
+
+namespace geomx::state {
+
+Fleet::Fleet(asio::io_context& io, FleetOptions options, BlockList& blocks,
+             std::function<std::int64_t()> now)
+    : io_(io),
+      options_(std::move(options)),
+      now_(std::move(now)),
+      commands_(io, options_.redis),
+      events_(io, options_.redis),
+      blocks_(commands_, blocks, options_.key_prefix, [this](std::string m) {
+        if (on_warning) on_warning(std::move(m));
+      }) {
+  auto state = [this](bool& told) {
+    return [this, &told](bool up, const std::string& why) {
+      told = true;
+      if (!up && !why.empty()) why_ = why;
+      changed();
+    };
+  };
+  commands_.on_state = state(commands_told_);
+  events_.on_state = state(events_told_);
+  events_.subscribe({blocks_.key()},
+                    [this](const std::string&, std::string payload) { blocks_.message(payload); });
+  // Changes made here come from the block list's writer thread.
+  blocks.join_fleet(options_.node, [this](std::vector<policy::BlockChange> changes) {
+    asio::post(
+        io_, [this, changes = std::move(changes)]() mutable { blocks_.made(std::move(changes)); });
+  });
+}
+
+Fleet::~Fleet() {
+  stop();
+}
+
+void Fleet::start() {
+  commands_.start();
+  events_.start();
+}
+
+void Fleet::stop() {
+  events_.stop();
+  commands_.stop();
+}
+
+void Fleet::changed() {
+  // The first word waits until both connections have told theirs: a start
+  // says "up" or "down" once, not "down" then "up".
+  if (!commands_told_ || !events_told_) return;
+  const bool up = commands_.up() && events_.up();
+  if (told_ && up == up_.load()) return;
+  up_ = up;
+  told_ = true;
+  since_ = now_();
+  if (up) why_.clear();
+  if (on_state) on_state(up, up ? "" : why_);
+  // Subscribed before the merge: nothing announced in between is missed.
+  if (up) blocks_.connected(now_());
+}
+
+}  // namespace geomx::state

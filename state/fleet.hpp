@@ -1,0 +1,59 @@
+#pragma once
+// A node of a fleet ([store]): its two connections to Redis (one for
+// commands, one subscribed to the fleet's announcements) and what is shared
+// through them. The store is up when both are; each change of that is told
+// once (on_state), and the node serves from its own state meanwhile.
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "state/blocks.hpp"
+#include "state/fleet_blocks.hpp"
+#include "state/redis.hpp"
+
+namespace geomx::state {
+
+struct FleetOptions {
+  RedisOptions redis;
+  std::string key_prefix = "geomx:";
+  std::string node;
+};
+
+class Fleet {
+ public:
+  // `now` gives unix seconds (the clock, injected).
+  Fleet(asio::io_context& io, FleetOptions options, BlockList& blocks,
+        std::function<std::int64_t()> now);
+  ~Fleet();
+  // Up or down, and why: once per change (the first call says which).
+  std::function<void(bool up, const std::string& why)> on_state;
+  std::function<void(std::string message)> on_warning;
+
+  void start();
+  void stop();
+  bool up() const { return up_.load(); }  // any thread
+  // Why it is down ("" when up), and since when (unix seconds); on the
+  // io_context's thread.
+  const std::string& why() const { return why_; }
+  std::int64_t since() const { return since_; }
+  const FleetOptions& options() const { return options_; }
+  const FleetBlocks& blocks() const { return blocks_; }
+  std::uint64_t commands_sent() const { return commands_.sent() + events_.sent(); }
+
+ private:
+  void changed();
+
+  asio::io_context& io_;
+  FleetOptions options_;
+  std::function<std::int64_t()> now_;
+  RedisConnection commands_, events_;
+  FleetBlocks blocks_;
+  std::atomic<bool> up_{false};
+  bool told_ = false, commands_told_ = false, events_told_ = false;
+  std::string why_;
+  std::int64_t since_ = 0;
+};
+
+}  // namespace geomx::state

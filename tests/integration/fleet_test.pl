@@ -1,0 +1,220 @@
+#!/usr/bin/perl
+# A fleet: two geomx nodes sharing their dated blocks through a real
+# redis-server on loopback (no persistence: a restart comes back empty).
+# A block added on one node refuses the address on the other; a deletion
+# frees it; Redis killed under load costs no session, blocks made during
+# the outage reach the other node when it is back, and the store is refilled;
+# a wrong password or no Redis at start: served from local state, said once.
+# Clients are PROXY v1 headers from a trusted local sender. Every wait has a
+# deadline. Usage: fleet_test.pl GEOMX TESTDATA_DIR
+use strict;
+use warnings;
+use Test::More;
+use IO::Socket::IP;
+use Cwd ();
+use File::Temp qw(tempdir);
+use POSIX ();
+use Time::HiRes qw(time sleep);
+use FindBin;
+use lib $FindBin::Bin;
+use GeomxTest qw(free_port wait_for slurp start_geomx start_sink start_redis read_line first_line auth);
+use HTTP::Tiny;
+use JSON::PP qw(decode_json);
+
+my ( $geomx, $testdata ) = @ARGV;
+die "usage: $0 GEOMX TESTDATA\n" unless $testdata;
+$testdata = Cwd::abs_path($testdata);
+my $dir = tempdir( 'geomx-fleet-XXXXXX', TMPDIR => 1, CLEANUP => !$ENV{GEOMX_TEST_KEEP} );
+chmod 0755, $dir;
+END { my $status = $?; $_->() for reverse @GeomxTest::cleanup; $? = $status; }
+$SIG{PIPE} = 'IGNORE';
+
+my ( $redis_port, $redis_pid, $redis_stop ) = start_redis( $dir, 'redis' );
+my ($sink) = start_sink( $dir, 'sink' ) =~ /:(\d+)$/;
+
+# A node's config: its own state_dir, the same Redis and key prefix.
+sub node_config {
+    my ( $name, %o ) = @_;
+    my $state = "$dir/state-$name";
+    mkdir $state;
+    chmod 0777, $state;    # geomx writes it after dropping to nobody
+    my $store = $o{store} // qq(redis = "127.0.0.1:$redis_port"\nnode = "$name"\ntimeout = "25ms"\n);
+    return <<"TOML";
+[server]
+hostname = "$name.test"
+threads = 2
+state_dir = "$state"
+[geo]
+databases = ["$testdata/edge6.mmdb"]
+[[listener]]
+name = "edge"
+address = "127.0.0.1:0"
+proxy_protocol = "v1"
+trusted_proxies = ["127.0.0.1/32"]
+[pool.sink]
+members = ["127.0.0.1:$sink"]
+[[rule]]
+name = "all"
+pool = "sink"
+[store]
+$store
+TOML
+}
+
+# The first line a node answers CLIENT with (PROXY v1 from our trusted sender).
+sub banner_for {
+    my ( $g, $client ) = @_;
+    return first_line( $g->{ports}{edge}, $client );
+}
+sub refused { return banner_for(@_) =~ /^554 / }
+
+sub http { HTTP::Tiny->new( timeout => 5 ) }
+sub metrics { http()->get("http://127.0.0.1:$_[0]{admin}/metrics")->{content} // '' }
+sub status  { decode_json( http()->get( "http://127.0.0.1:$_[0]{admin}/status", auth( $_[0] ) )->{content} ) }
+sub block_add {
+    my ( $g, $cidr, $comment ) = @_;
+    return http()->post( "http://127.0.0.1:$g->{admin}/blocks?cidr=$cidr&comment=" . ( $comment // 'fleet' ), auth($g) );
+}
+sub block_del {
+    my ( $g, $cidr ) = @_;
+    return http()->delete( "http://127.0.0.1:$g->{admin}/blocks?cidr=$cidr", auth($g) );
+}
+sub redis_cli { my $out = `redis-cli -p $redis_port @_ 2>&1`; chomp $out; return $out }
+sub percentile {
+    my ( $p, @v ) = @_;
+    @v = sort { $a <=> $b } @v;
+    return $v[ int( $p * $#v + 0.5 ) ];
+}
+
+my $a = start_geomx( $geomx, $dir, 'mx1', node_config('mx1') );
+my $b = start_geomx( $geomx, $dir, 'mx2', node_config('mx2') );
+
+subtest '1. both nodes report the store up, once' => sub {
+    for my $g ( $a, $b ) {
+        wait_for( "store up on $g->{log}", 10, sub { metrics($g) =~ /^geomx_store_up 1$/m } );
+        my @up = slurp( $g->{log} ) =~ /event=store state=up/g;
+        is( scalar @up, 1, 'one line for the change' );
+        my $s = status($g)->{store};
+        ok( $s->{up}, '/status: up' );
+        is( $s->{redis}, "127.0.0.1:$redis_port", '/status: where' );
+    }
+};
+
+subtest '2. a block added on one node refuses on the other within 1 s; a deletion frees it' => sub {
+    my @delays;
+    for my $i ( 1 .. 100 ) {
+        my $cidr = "127.50.$i.0/24";
+        my $r    = block_add( $a, $cidr, "fleet-$i" );
+        my $t0   = time;
+        is( $r->{status}, 200, "add $cidr on mx1" ) or diag $r->{content};
+        my $seen;
+        wait_for( "$cidr refused on mx2", 5, sub { $seen = refused( $b, "127.50.$i.7" ) } );
+        push @delays, time - $t0;
+    }
+    my ( $p50, $p99 ) = ( percentile( 0.5, @delays ), percentile( 0.99, @delays ) );
+    diag sprintf( 'add on mx1 -> refused on mx2, 100 adds: p50 %.1f ms, p99 %.1f ms, max %.1f ms',
+        1000 * $p50, 1000 * $p99, 1000 * percentile( 1, @delays ) );
+    cmp_ok( $p99, '<=', 1.0, 'p99 <= 1 s' );
+    like( slurp("$dir/state-mx2/blocks.toml"), qr/cidr = ['"]127\.50\.1\.0\/24['"].*?node = ['"]mx1['"]/s,
+        "mx2 keeps mx1's block in its own blocks.toml, with the node that made it" );
+    my ($listed) = grep { $_->{cidr} eq '127.50.7.0/24' }
+        @{ decode_json( http()->get( "http://127.0.0.1:$b->{admin}/blocks", auth($b) )->{content} )->{blocks} };
+    is( $listed->{node}, 'mx1', "mx2's block list names mx1" );
+
+    my @freed;
+    for my $i ( 1 .. 20 ) {
+        my $r = block_del( $b, "127.50.$i.0/24" );
+        my $t0 = time;
+        is( $r->{status}, 200, "delete 127.50.$i.0/24 on mx2" ) or diag $r->{content};
+        wait_for( "127.50.$i.0/24 freed on mx1", 5, sub { banner_for( $a, "127.50.$i.7" ) =~ /^220 / } );
+        push @freed, time - $t0;
+    }
+    diag sprintf( 'delete on mx2 -> served on mx1, 20 deletes: p50 %.1f ms, p99 %.1f ms',
+        1000 * percentile( 0.5, @freed ), 1000 * percentile( 0.99, @freed ) );
+    is( redis_cli( 'HLEN', 'geomx:blocks' ), 100, 'Redis holds 80 blocks and 20 deletions' );
+};
+
+subtest '3. Redis killed under load: no failed session; changes made meanwhile reach the other node; refilled' => sub {
+    # Clients through both nodes while Redis dies and comes back empty.
+    my ( $ok, $failed ) = ( 0, 0 );
+    my $load = sub {
+        my ($n) = @_;
+        for ( 1 .. $n ) {
+            for my $g ( $a, $b ) {
+                my $line = banner_for( $g, '127.60.0.9' );
+                $line =~ /^220 / ? $ok++ : $failed++;
+            }
+        }
+    };
+    $load->(20);
+    kill 'KILL', $redis_pid;
+    waitpid $redis_pid, 0;
+    wait_for( 'store down on mx1', 10, sub { metrics($a) =~ /^geomx_store_up 0$/m } );
+    $load->(20);
+    is( http()->get("http://127.0.0.1:$a->{admin}/readyz")->{status}, 200, '/readyz stays 200 with the store down' );
+    like( slurp( $a->{log} ), qr/event=store state=down .*serving=/, 'mx1 says the store is down' );
+    # Changes during the outage: kept locally, in force locally.
+    is( block_add( $a, '127.61.0.0/24', 'outage' )->{status}, 200, 'add on mx1 while Redis is down' );
+    is( block_del( $a, '127.50.30.0/24' )->{status}, 200, 'delete on mx1 while Redis is down' );
+    ok( refused( $a, '127.61.0.1' ), 'in force on mx1 at once' );
+    ok( !refused( $b, '127.61.0.1' ), 'not yet on mx2' );
+    $load->(20);
+    # Redis comes back empty on the same port.
+    ( undef, $redis_pid, $redis_stop ) = start_redis( $dir, 'redis-again', $redis_port );
+    my $t0 = time;
+    wait_for( 'outage block on mx2', 10, sub { refused( $b, '127.61.0.1' ) } );
+    diag sprintf( 'Redis back: the outage block refused on mx2 after %.2f s', time - $t0 );
+    wait_for( 'the outage deletion on mx2', 10, sub { banner_for( $b, '127.50.30.7' ) =~ /^220 / } );
+    wait_for( 'Redis refilled', 5, sub { redis_cli( 'HLEN', 'geomx:blocks' ) == 101 } );
+    diag sprintf( 'Redis refilled (101 entries) %.2f s after it came back', time - $t0 );
+    is( redis_cli( 'HLEN', 'geomx:blocks' ), 101, 'every block and deletion is back in Redis' );
+    like( redis_cli( 'HGET', 'geomx:blocks', '127.50.30.0/24' ), qr/^\d+\tmx1\tdeleted$/, 'the deletion kept as one' );
+    $load->(20);
+    is( $failed, 0, "no failed session ($ok served through both nodes)" );
+    my @down = slurp( $a->{log} ) =~ /event=store state=down/g;
+    is( scalar @down, 1, 'one log line for the outage, not one per retry or connection' );
+};
+
+subtest '4. a wrong password, or no Redis at start: serves, and says why once' => sub {
+    # A Redis that wants a password.
+    my ($locked) = start_redis( $dir, 'redis-locked', 0, '--requirepass', 'right-password' );
+    my $password_file = sub {
+        my ( $name, $text ) = @_;
+        open my $fh, '>', "$dir/$name" or die;
+        print $fh "$text\n";
+        close $fh;
+        chmod 0644, "$dir/$name";    # read by nobody (the test runs geomx as nobody)
+        return "$dir/$name";
+    };
+    my $wrong = $password_file->( 'wrong.pass', 'wrong-password' );
+    my $c = start_geomx( $geomx, $dir, 'mx3',
+        node_config( 'mx3', store => qq(redis = "127.0.0.1:$locked"\nnode = "mx3"\npassword_file = "$wrong"\n) ) );
+    wait_for( 'mx3 says the store is down', 10, sub { slurp( $c->{log} ) =~ /event=store state=down/ } );
+    like( slurp( $c->{log} ), qr/event=store state=down .*problem="?AUTH: WRONGPASS/, 'the reason: AUTH refused' );
+    like( slurp( $c->{log} ), qr/event=warning problem="store.password_file \S+ is readable by every user/,
+        'a password file others can read is warned about' );
+    unlike( slurp( $c->{log} ), qr/wrong-password/, 'the password is not in the log' );
+    unlike( http()->get( "http://127.0.0.1:$c->{admin}/status", auth($c) )->{content}, qr/wrong-password/, 'nor in /status' );
+    like( banner_for( $c, '127.62.0.1' ), qr/^220 /, 'mx3 serves' );
+    sleep 2.5;    # retries happen meanwhile (100 ms, doubling to 1 s)
+    my @down = slurp( $c->{log} ) =~ /event=store state=down/g;
+    is( scalar @down, 1, 'said once, not once per retry' );
+    $c->{stop}->();
+    my $right = $password_file->( 'right.pass', 'right-password' );
+    my $e = start_geomx( $geomx, $dir, 'mx5',
+        node_config( 'mx5', store => qq(redis = "127.0.0.1:$locked"\nnode = "mx5"\npassword_file = "$right"\n) ) );
+    wait_for( 'mx5 up with the right password', 10, sub { metrics($e) =~ /^geomx_store_up 1$/m } );
+    unlike( slurp( $e->{log} ), qr/right-password/, 'the password is not in the log' );
+    $e->{stop}->();
+
+    my $nowhere = free_port();
+    my $d = start_geomx( $geomx, $dir, 'mx4',
+        node_config( 'mx4', store => qq(redis = "127.0.0.1:$nowhere"\nnode = "mx4"\n) ) );
+    wait_for( 'mx4 says the store is down', 10, sub { slurp( $d->{log} ) =~ /event=store state=down/ } );
+    like( slurp( $d->{log} ), qr/problem="?Connection refused/, 'the reason: connection refused' );
+    like( banner_for( $d, '127.62.0.1' ), qr/^220 /, 'mx4 serves' );
+    is( http()->get("http://127.0.0.1:$d->{admin}/readyz")->{status}, 200, '/readyz 200' );
+    $d->{stop}->();
+};
+
+done_testing();
