@@ -82,14 +82,16 @@ std::string status_json(const proxy::Runtime& rt, ServerState& state) {
   if (!state.fleet) return out + "null}\n";
   const auto& f = *state.fleet;
   const auto& c = f.blocks().counts();
+  const auto& l = f.limits().counts();
   // Never the password: only where, who, and how it goes.
-  return out + fmt::format(
-                   "{{\"redis\":{},\"node\":{},\"key_prefix\":{},\"up\":{},\"since\":{},"
-                   "\"last_error\":{},\"blocks\":{{\"written\":{},\"heard\":{},\"merged\":{},"
-                   "\"refilled\":{}}}}}}}\n",
-                   json_string(f.options().redis.address()), json_string(f.options().node),
-                   json_string(f.options().key_prefix), f.up(), f.since(), json_string(f.why()),
-                   c.written, c.heard, c.merged, c.refills);
+  return out +
+         fmt::format(
+             "{{\"redis\":{},\"node\":{},\"key_prefix\":{},\"up\":{},\"since\":{},"
+             "\"last_error\":{},\"blocks\":{{\"written\":{},\"heard\":{},\"merged\":{},"
+             "\"refilled\":{}}},\"limits\":{{\"asked\":{},\"answered\":{},\"over\":{}}}}}}}\n",
+             json_string(f.options().redis.address()), json_string(f.options().node),
+             json_string(f.options().key_prefix), f.up(), f.since(), json_string(f.why()),
+             c.written, c.heard, c.merged, c.refills, l.asked, l.answered, l.refused);
 }
 
 std::string reload_json(const ReloadOutcome& r) {

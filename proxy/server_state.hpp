@@ -69,7 +69,7 @@ struct ServerState {
   std::function<void(policy::Block)> ban;  // queues a [[limit]] ban (kept later, by the writer)
   // [store]: this node of the fleet (owned by the daemon; its details are
   // read on the control thread, up() anywhere). nullptr: a node alone.
-  const state::Fleet* fleet = nullptr;
+  state::Fleet* fleet = nullptr;
   policy::LimitTables limit_tables;  // likewise, per [[limit]] name
   std::atomic<std::shared_ptr<const Runtime>> runtime;
   std::shared_ptr<const Runtime> current() const { return runtime.load(); }

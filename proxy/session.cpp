@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 #include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/write.hpp>
@@ -43,6 +44,31 @@ void Session::finish(EndReason end) {
   state_.session_ended(rec_);
 }
 
+asio::awaitable<std::optional<bool>> Session::fleet_rate(const conf::Limit& limit) {
+  struct Answer {
+    explicit Answer(asio::any_io_executor ex) : done(ex) {}
+    asio::steady_timer done;  // expires at store.timeout, cancelled by the answer
+    std::optional<bool> allowed;
+  };
+  const auto ex = co_await asio::this_coro::executor;
+  auto answer = std::make_shared<Answer>(ex);
+  answer->done.expires_after(snap_->config.store.timeout);
+  const auto& a = rec_.client.address;
+  const auto client =
+      geo::Prefix::containing(a, a.is_v4() ? limit.aggregate_v4 : limit.aggregate_v6).to_string();
+  const auto per_us = static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::microseconds>(limit.per).count());
+  state_.fleet->rate(limit.name, client, limit.rate, per_us, limit.burst,
+                     [answer, ex](std::optional<bool> allowed) {
+                       asio::post(ex, [answer, allowed] {
+                         answer->allowed = allowed;
+                         answer->done.cancel();
+                       });
+                     });
+  co_await answer->done.async_wait(nothrow);
+  co_return answer->allowed;
+}
+
 // The [[limit]]s whose scope the client is in, in config order; the first
 // one it exceeds decides: 421 now, a tarpit, or a dated block (ban).
 asio::awaitable<bool> Session::within_limits(const std::vector<std::size_t>& limits) {
@@ -50,7 +76,16 @@ asio::awaitable<bool> Session::within_limits(const std::vector<std::size_t>& lim
   for (const auto i : limits) {
     const conf::Limit& limit = snap_->config.limits[i];
     std::optional<policy::LimitTable::Hold> hold;
-    const auto verdict = runtime_.limit_tables[i]->enter(rec_.client.address, limit, now, hold);
+    auto verdict = runtime_.limit_tables[i]->enter(rec_.client.address, limit, now, hold);
+    // Within this node's count: the fleet's may be over (this node sees a
+    // part of the client's connections).
+    if (verdict == policy::LimitTable::Verdict::ok && limit.rate > 0 && state_.fleet &&
+        state_.fleet->up()) {
+      if (const auto allowed = co_await fleet_rate(limit); allowed && !*allowed) {
+        verdict = policy::LimitTable::Verdict::over_rate;
+        hold.reset();
+      }
+    }
     if (verdict == policy::LimitTable::Verdict::ok) {
       if (hold) holds_.push_back(std::move(*hold));
       continue;

@@ -49,6 +49,10 @@ class Session final : public SessionRegistry::Live {
   asio::awaitable<bool> admit();
   asio::awaitable<void> reply_and_close(std::string_view line, EndReason end);
   asio::awaitable<bool> within_limits(const std::vector<std::size_t>& limits);
+  // [store]: whether the fleet's count of this client is within the limit's
+  // rate; nullopt when the store is down or slower than store.timeout (the
+  // local count decides).
+  asio::awaitable<std::optional<bool>> fleet_rate(const conf::Limit& limit);
   asio::awaitable<void> tarpit(std::string_view reply);
   // inbound.cpp: the client's side before the relay.
   asio::awaitable<bool> read_proxy_header();

@@ -11,9 +11,11 @@ Fleet::Fleet(asio::io_context& io, FleetOptions options, BlockList& blocks,
       now_(std::move(now)),
       commands_(io, options_.redis),
       events_(io, options_.redis),
-      blocks_(commands_, blocks, options_.key_prefix, [this](std::string m) {
-        if (on_warning) on_warning(std::move(m));
-      }) {
+      blocks_(commands_, blocks, options_.key_prefix,
+              [this](std::string m) {
+                if (on_warning) on_warning(std::move(m));
+              }),
+      limits_(commands_, options_.key_prefix) {
   auto state = [this](bool& told) {
     return [this, &told](bool up, const std::string& why) {
       told = true;
@@ -58,7 +60,19 @@ void Fleet::changed() {
   if (up) why_.clear();
   if (on_state) on_state(up, up ? "" : why_);
   // Subscribed before the merge: nothing announced in between is missed.
-  if (up) blocks_.connected(now_());
+  if (up) {
+    limits_.connected();
+    blocks_.connected(now_());
+  }
+}
+
+void Fleet::rate(std::string limit, std::string client, std::uint32_t rate, std::uint64_t per_us,
+                 std::uint32_t burst, std::function<void(std::optional<bool>)> done) {
+  asio::post(io_, [this, limit = std::move(limit), client = std::move(client), rate, per_us, burst,
+                   done = std::move(done)]() mutable {
+    if (!up_) return done(std::nullopt);
+    limits_.rate(limit, client, rate, per_us, burst, std::move(done));
+  });
 }
 
 }  // namespace geomx::state

@@ -11,6 +11,7 @@
 
 #include "state/blocks.hpp"
 #include "state/fleet_blocks.hpp"
+#include "state/fleet_limits.hpp"
 #include "state/redis.hpp"
 
 namespace geomx::state {
@@ -40,6 +41,12 @@ class Fleet {
   std::int64_t since() const { return since_; }
   const FleetOptions& options() const { return options_; }
   const FleetBlocks& blocks() const { return blocks_; }
+  const FleetLimits& limits() const { return limits_; }
+  // A [[limit]] rate counted fleet-wide (FleetLimits::rate), from any
+  // thread: `done` runs on the io_context's thread, with nullopt when the
+  // store is down or did not answer.
+  void rate(std::string limit, std::string client, std::uint32_t rate, std::uint64_t per_us,
+            std::uint32_t burst, std::function<void(std::optional<bool>)> done);
   std::uint64_t commands_sent() const { return commands_.sent() + events_.sent(); }
 
  private:
@@ -50,6 +57,7 @@ class Fleet {
   std::function<std::int64_t()> now_;
   RedisConnection commands_, events_;
   FleetBlocks blocks_;
+  FleetLimits limits_;
   std::atomic<bool> up_{false};
   bool told_ = false, commands_told_ = false, events_told_ = false;
   std::string why_;

@@ -53,6 +53,12 @@ proxy_protocol = "v1"
 trusted_proxies = ["127.0.0.1/32"]
 [pool.sink]
 members = ["127.0.0.1:$sink"]
+[lists.limited]
+cidrs = ["127.70.0.0/16"]
+[[limit]]
+name = "fleet-rate"
+rate = "6/min"
+if = { list = "limited" }
 [[rule]]
 name = "all"
 pool = "sink"
@@ -132,6 +138,20 @@ subtest '2. a block added on one node refuses on the other within 1 s; a deletio
     diag sprintf( 'delete on mx2 -> served on mx1, 20 deletes: p50 %.1f ms, p99 %.1f ms',
         1000 * percentile( 0.5, @freed ), 1000 * percentile( 0.99, @freed ) );
     is( redis_cli( 'HLEN', 'geomx:blocks' ), 100, 'Redis holds 80 blocks and 20 deletions' );
+};
+
+subtest '2b. a [[limit]] rate counts a client across the nodes' => sub {
+    # 4 connections to mx1, then 4 to mx2: the 7th and 8th are over 6/min.
+    my @answers;
+    for my $g ( $a, $a, $a, $a, $b, $b, $b, $b ) {
+        push @answers, banner_for( $g, '127.70.0.1' ) =~ /^(\d{3})/ ? $1 : 'none';
+    }
+    is( "@answers", '220 220 220 220 220 220 421 421', 'served 6, then 421 on whichever node' );
+    # Another client of the same limit starts afresh: counted per client.
+    like( banner_for( $b, '127.70.0.2' ), qr/^220 /, 'another client is served' );
+    my $l = status($b)->{store}{limits};
+    cmp_ok( $l->{answered}, '>=', 5, 'mx2 asked the store' );
+    like( redis_cli( 'PTTL', 'geomx:rate:fleet-rate:127.70.0.1/32' ), qr/^\d+$/, 'the counter expires' );
 };
 
 subtest '3. Redis killed under load: no failed session; changes made meanwhile reach the other node; refilled' => sub {
