@@ -86,13 +86,20 @@ sub block_del {
     return http()->delete( "http://127.0.0.1:$g->{admin}/blocks?cidr=$cidr", auth($g) );
 }
 sub redis_cli { my $out = `redis-cli -p $redis_port @_ 2>&1`; chomp $out; return $out }
+# Like wait_for, polling every 2 ms: for delays of a few ms.
+sub poll_until {
+    my ( $what, $seconds, $cond ) = @_;
+    my $end = time + $seconds;
+    while ( time < $end ) { return 1 if $cond->(); sleep 0.002 }
+    die "timed out after ${seconds}s waiting for $what\n";
+}
 sub percentile {
     my ( $p, @v ) = @_;
     @v = sort { $a <=> $b } @v;
     return $v[ int( $p * $#v + 0.5 ) ];
 }
 
-my $a = start_geomx( $geomx, $dir, 'mx1', node_config('mx1') );
+my $a = start_geomx( $geomx, $dir, 'mx1', node_config('mx1') );    # restarted in 3b
 my $b = start_geomx( $geomx, $dir, 'mx2', node_config('mx2') );
 
 subtest '1. both nodes report the store up, once' => sub {
@@ -113,8 +120,7 @@ subtest '2. a block added on one node refuses on the other within 1 s; a deletio
         my $r    = block_add( $a, $cidr, "fleet-$i" );
         my $t0   = time;
         is( $r->{status}, 200, "add $cidr on mx1" ) or diag $r->{content};
-        my $seen;
-        wait_for( "$cidr refused on mx2", 5, sub { $seen = refused( $b, "127.50.$i.7" ) } );
+        poll_until( "$cidr refused on mx2", 5, sub { refused( $b, "127.50.$i.7" ) } );
         push @delays, time - $t0;
     }
     my ( $p50, $p99 ) = ( percentile( 0.5, @delays ), percentile( 0.99, @delays ) );
@@ -132,7 +138,7 @@ subtest '2. a block added on one node refuses on the other within 1 s; a deletio
         my $r = block_del( $b, "127.50.$i.0/24" );
         my $t0 = time;
         is( $r->{status}, 200, "delete 127.50.$i.0/24 on mx2" ) or diag $r->{content};
-        wait_for( "127.50.$i.0/24 freed on mx1", 5, sub { banner_for( $a, "127.50.$i.7" ) =~ /^220 / } );
+        poll_until( "127.50.$i.0/24 freed on mx1", 5, sub { banner_for( $a, "127.50.$i.7" ) =~ /^220 / } );
         push @freed, time - $t0;
     }
     diag sprintf( 'delete on mx2 -> served on mx1, 20 deletes: p50 %.1f ms, p99 %.1f ms',
@@ -193,6 +199,31 @@ subtest '3. Redis killed under load: no failed session; changes made meanwhile r
     is( $failed, 0, "no failed session ($ok served through both nodes)" );
     my @down = slurp( $a->{log} ) =~ /event=store state=down/g;
     is( scalar @down, 1, 'one log line for the outage, not one per retry or connection' );
+};
+
+subtest '3b. kill -9 of a node under load: the other serves on; restarted, it has every block' => sub {
+    my ( $ok, $failed ) = ( 0, 0 );
+    my $load = sub {
+        for ( 1 .. $_[0] ) { banner_for( $b, '127.60.0.9' ) =~ /^220 / ? $ok++ : $failed++ }
+    };
+    $load->(20);
+    kill 'KILL', $a->{pid};
+    waitpid $a->{pid}, 0;
+    $load->(20);
+    is( block_add( $b, '127.63.0.0/24', 'while-mx1-was-dead' )->{status}, 200, 'add on mx2 while mx1 is dead' );
+    $load->(20);
+    is( $failed, 0, "mx2 served every client ($ok) through mx1's death" );
+    my $expected = decode_json( http()->get( "http://127.0.0.1:$b->{admin}/blocks", auth($b) )->{content} )->{blocks};
+    $a = start_geomx( $geomx, $dir, 'mx1-again', node_config('mx1') );    # same state_dir and node name
+    wait_for( 'mx1 up again', 10, sub { metrics($a) =~ /^geomx_store_up 1$/m } );
+    my %want = map { $_->{cidr} => 1 } @$expected;
+    my $got;
+    wait_for( "mx1 has mx2's " . scalar(@$expected) . ' blocks', 10, sub {
+        $got = decode_json( http()->get( "http://127.0.0.1:$a->{admin}/blocks", auth($a) )->{content} )->{blocks};
+        return join( ' ', sort map { $_->{cidr} } @$got ) eq join( ' ', sort keys %want );
+    } );
+    ok( refused( $a, '127.63.0.1' ), 'the block added while it was dead is in force on mx1' );
+    ok( refused( $a, '127.61.0.1' ), 'so are the older ones' );
 };
 
 subtest '4. a wrong password, or no Redis at start: serves, and says why once' => sub {
