@@ -405,3 +405,40 @@ action = "reject"
         std::vector<std::string>{
             "t.toml:5:8: listener[0].mode: \"nat\" is not one of \"mx\", \"transparent\""});
 }
+
+TEST_CASE("[store]: absent is a node alone; present, checked key by key") {
+  CHECK_FALSE(parse_config(minimal, "t.toml", defaults).store.enabled);
+  const Config c = parse_config("[store]\n" + minimal, "/etc/geomx/t.toml", defaults);
+  CHECK(c.store.enabled);
+  CHECK(c.store.where() == "127.0.0.1:6379");
+  CHECK(c.store.node == "mx.test");  // server.hostname
+  CHECK(c.store.key_prefix == "geomx:");
+  CHECK(c.store.timeout == 25ms);
+  CHECK_FALSE(c.store.exposed());
+  const Config u = parse_config(
+      "[store]\nredis = \"unix:/run/redis/redis.sock\"\npassword_file = \"redis.pass\"\n"
+      "node = \"mx1\"\ndb = 2\ntimeout = \"100ms\"\n" +
+          minimal,
+      "/etc/geomx/t.toml", defaults);
+  CHECK(u.store.where() == "unix:/run/redis/redis.sock");
+  CHECK(u.store.password_file == "/etc/geomx/redis.pass");  // beside the config
+  CHECK(u.store.db == 2);
+  CHECK(u.store.node == "mx1");
+  CHECK_FALSE(u.store.exposed());
+  CHECK(parse_config("[store]\nredis = \"[2001:db8::1]:6380\"\n" + minimal, "t.toml", defaults)
+            .store.exposed());
+  CHECK(errors_of("[store]\nredis = \"redis.example:6379\"\n" + minimal).size() == 1);
+  CHECK(errors_of("[store]\nredis = \"unix:run/redis.sock\"\n" + minimal) ==
+        std::vector<std::string>{"t.toml:2:9: store.redis: unix: takes an absolute path "
+                                 "(\"unix:/run/redis/redis.sock\")"});
+  CHECK(errors_of("[store]\nsentinels = [\"127.0.0.1:26379\"]\n" + minimal) ==
+        std::vector<std::string>{"t.toml:2:13: store.sentinels: Redis Sentinel is not supported "
+                                 "yet: give `redis` (the master's address)"});
+  CHECK(errors_of("[store]\nkey_prefix = \"a b\"\n" + minimal).size() == 1);
+  CHECK(errors_of("[store]\ntimeout = \"0s\"\n" + minimal).size() == 1);
+  CHECK(errors_of("[store]\npasword_file = \"x\"\n" + minimal) ==
+        std::vector<std::string>{"t.toml:2:1: store.pasword_file: unknown key"});
+  // A changed [store] waits for a restart.
+  CHECK(restart_changes(c, u) ==
+        std::vector<std::string>{"store changed: takes effect at the next restart"});
+}
