@@ -58,7 +58,12 @@ void* id_data(std::uint64_t id) {
 }  // namespace
 
 RedisConnection::RedisConnection(asio::io_context& io, RedisOptions options)
-    : io_(io), options_(std::move(options)), retry_(io), connect_deadline_(io), ping_(io) {}
+    : io_(io),
+      options_(std::move(options)),
+      retry_(io),
+      connect_deadline_(io),
+      ping_(io),
+      expiry_(io) {}
 
 RedisConnection::~RedisConnection() {
   stop();
@@ -83,7 +88,7 @@ void RedisConnection::stop() {
   connect_deadline_.cancel();
   if (ac_) drop("stopped");
   // Commands queued while down were never sent.
-  for (auto& [id, p] : std::exchange(pending_, {})) p->done(std::nullopt);
+  for (auto& [id, p] : std::exchange(pending_, {})) p.done(std::nullopt);
 }
 
 void RedisConnection::connect() {
@@ -167,21 +172,33 @@ void RedisConnection::send(std::vector<std::string> argv, Done done) {
                             static_cast<int>(args.size()), args.data(), lengths.data()) != REDIS_OK)
     return done(std::nullopt);
   ++sent_;
-  auto p = std::make_unique<Pending>(Pending{std::move(done), asio::steady_timer(io_)});
-  p->deadline.expires_after(options_.timeout);
-  p->deadline.async_wait([this, id](boost::system::error_code ec) {
-    if (!ec) finish(id, std::nullopt);
+  pending_.emplace(id,
+                   Pending{std::move(done), std::chrono::steady_clock::now() + options_.timeout});
+  if (!expiry_armed_) arm_expiry();
+}
+
+// One timer for every command: ids grow with the time they were sent, and
+// all wait the same timeout, so the oldest one is the next to expire.
+void RedisConnection::arm_expiry() {
+  if (pending_.empty()) return;
+  expiry_armed_ = true;
+  expiry_.expires_at(pending_.begin()->second.deadline);
+  expiry_.async_wait([this](boost::system::error_code ec) {
+    if (ec == asio::error::operation_aborted) return;  // this is gone
+    expiry_armed_ = false;
+    const auto now = std::chrono::steady_clock::now();
+    while (!pending_.empty() && pending_.begin()->second.deadline <= now)
+      finish(pending_.begin()->first, std::nullopt);
+    arm_expiry();
   });
-  pending_.emplace(id, std::move(p));
 }
 
 void RedisConnection::finish(std::uint64_t id, std::optional<RedisReply> reply) {
   const auto it = pending_.find(id);
   if (it == pending_.end()) return;  // answered late, after its deadline
-  auto p = std::move(it->second);
+  auto done = std::move(it->second.done);
   pending_.erase(it);
-  p->deadline.cancel();
-  p->done(std::move(reply));
+  done(std::move(reply));
 }
 
 void RedisConnection::heartbeat() {

@@ -77,7 +77,7 @@ class RedisConnection {
  private:
   struct Pending {
     Done done;
-    asio::steady_timer deadline;
+    std::chrono::steady_clock::time_point deadline;
   };
   void connect();
   void attach();  // hiredis's event hooks to Asio
@@ -91,6 +91,7 @@ class RedisConnection {
   void watch_read();
   void watch_write();
   void finish(std::uint64_t id, std::optional<RedisReply> reply);
+  void arm_expiry();
 
   static void on_connect(const redisAsyncContext* ac, int status);
   static void on_disconnect(const redisAsyncContext* ac, int status);
@@ -109,7 +110,9 @@ class RedisConnection {
   std::string last_why_;
   std::chrono::milliseconds backoff_{100};
   asio::steady_timer retry_, connect_deadline_, ping_;
-  std::map<std::uint64_t, std::unique_ptr<Pending>> pending_;
+  std::map<std::uint64_t, Pending> pending_;  // by id: the oldest first
+  asio::steady_timer expiry_;                 // the oldest pending command's deadline
+  bool expiry_armed_ = false;
   std::uint64_t next_id_ = 1;
   std::uint64_t sent_ = 0;
   std::vector<std::string> channels_;
