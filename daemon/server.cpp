@@ -33,8 +33,6 @@ Server::Server(std::shared_ptr<const policy::Snapshot> snapshot, proxy::Log& log
 
 Server::~Server() {
   admin_.reset();
-  state_.fleet = nullptr;
-  fleet_.reset();
   watch_.reset();
   for (auto& w : workers_) {
     w->io.stop();
@@ -45,6 +43,10 @@ Server::~Server() {
   state_.sessions.on_idle = nullptr;
   workers_.clear();
   state_.blocks.stop();  // the bans queued are kept; their log lines need this object
+  // The writer (stopped above) tells the fleet of changes, and sessions ask
+  // it for rates (none run now): it goes last.
+  state_.fleet = nullptr;
+  fleet_.reset();
   if (loader_) loader_->join();
 }
 

@@ -59,10 +59,14 @@ asio::awaitable<std::optional<bool>> Session::fleet_rate(const conf::Limit& limi
   const auto per_us = static_cast<std::uint64_t>(
       std::chrono::duration_cast<std::chrono::microseconds>(limit.per).count());
   state_.fleet->rate(limit.name, client, limit.rate, per_us, limit.burst,
-                     [answer, ex](std::optional<bool> allowed) {
-                       asio::post(ex, [answer, allowed] {
-                         answer->allowed = allowed;
-                         answer->done.cancel();
+                     // Weak: a reply still queued at shutdown must not
+                     // outlive this session's io_context with its timer.
+                     [weak = std::weak_ptr<Answer>(answer), ex](std::optional<bool> allowed) {
+                       asio::post(ex, [weak, allowed] {
+                         if (const auto answer = weak.lock()) {
+                           answer->allowed = allowed;
+                           answer->done.cancel();
+                         }
                        });
                      });
   co_await answer->done.async_wait(nothrow);

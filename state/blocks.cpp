@@ -149,7 +149,8 @@ struct BlockList::Batch {
   bool remove(const geo::Prefix& cidr, std::int64_t version, const std::string& node,
               bool remember) {
     const bool had = draft.remove(cidr);
-    if (remember && (had || !deletions.contains(cidr))) {
+    const auto it = deletions.find(cidr);
+    if (remember && (had || it == deletions.end() || it->second.version < version)) {
       deletions[cidr] = {cidr, version, node};
       changed = true;
     }

@@ -7,6 +7,7 @@ namespace geomx::state {
 Fleet::Fleet(asio::io_context& io, FleetOptions options, BlockList& blocks,
              std::function<std::int64_t()> now)
     : io_(io),
+      blocks_ref_(blocks),
       options_(std::move(options)),
       now_(std::move(now)),
       commands_(io, options_.redis),
@@ -23,7 +24,12 @@ Fleet::Fleet(asio::io_context& io, FleetOptions options, BlockList& blocks,
       changed();
     };
   };
-  commands_.on_state = state(commands_told_);
+  // The subscriber has no PING of its own: when the command connection
+  // finds Redis gone (no answer to a PING), the subscriber is made again too.
+  commands_.on_state = [this, told = state(commands_told_)](bool up, const std::string& why) {
+    told(up, why);
+    if (!up) events_.reconnect(why);
+  };
   events_.on_state = state(events_told_);
   events_.subscribe({blocks_.key()},
                     [this](const std::string&, std::string payload) { blocks_.message(payload); });
@@ -35,6 +41,7 @@ Fleet::Fleet(asio::io_context& io, FleetOptions options, BlockList& blocks,
 }
 
 Fleet::~Fleet() {
+  blocks_ref_.join_fleet(options_.node, {});  // its writer must not call a fleet that is gone
   stop();
 }
 
@@ -44,6 +51,7 @@ void Fleet::start() {
 }
 
 void Fleet::stop() {
+  up_ = false;  // what /metrics says after the drain, and no more questions
   events_.stop();
   commands_.stop();
 }

@@ -53,6 +53,7 @@ class Fleet {
   void changed();
 
   asio::io_context& io_;
+  BlockList& blocks_ref_;
   FleetOptions options_;
   std::function<std::int64_t()> now_;
   RedisConnection commands_, events_;

@@ -14,9 +14,17 @@ namespace geomx::state {
 namespace {
 
 // KEYS[1]: the hash, KEYS[2]: the channel; ARGV[1]: the CIDR, ARGV[2]: the
-// record. Keeps the later version (ties: the greater node name), as
+// record. Keeps the later version (ties: the greater node name, compared
+// byte by byte as C++ does: Lua's own < follows the server's locale), as
 // policy::BlockChange::newer_than does; 1 if written (and published).
 constexpr const char* write_script = R"lua(
+local function bytes_before(a, b)
+  for i = 1, math.min(#a, #b) do
+    local x, y = string.byte(a, i), string.byte(b, i)
+    if x ~= y then return x < y end
+  end
+  return #a < #b
+end
 local old = redis.call('HGET', KEYS[1], ARGV[1])
 if old then
   local ov = tonumber(string.match(old, '^(%d+)\t')) or 0
@@ -25,7 +33,7 @@ if old then
   if ov == nv then
     local on = string.match(old, '^%d+\t([^\t]*)') or ''
     local nn = string.match(ARGV[2], '^%d+\t([^\t]*)') or ''
-    if on >= nn then return 0 end
+    if not bytes_before(on, nn) then return 0 end
   end
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
@@ -80,7 +88,11 @@ std::optional<policy::BlockChange> decode_change(std::string_view cidr, std::str
   const auto f = split_tabs(record, 7);
   if (f.size() < 3) return std::nullopt;
   const auto version = number(f[0]);
-  if (!version || *version <= 0 || !conf::printable_line(f[1])) return std::nullopt;
+  // Versions are unix ms: beyond 2^53 the script's numbers (doubles) and
+  // C++'s would order them differently.
+  if (!version || *version <= 0 || *version > (std::int64_t{1} << 53) ||
+      !conf::printable_line(f[1]))
+    return std::nullopt;
   c.version = *version;
   c.node = std::string(f[1]);
   if (f[2] == "deleted" && f.size() == 3) return c;
@@ -169,7 +181,11 @@ void FleetBlocks::made(std::vector<policy::BlockChange> changes) {
 
 void FleetBlocks::write(const policy::BlockChange& c, bool refill) {
   redis_.command({"EVAL", write_script, "2", key_, key_, c.cidr.to_string(), encode_change(c)},
-                 [this, refill](std::optional<RedisReply> r) {
+                 [this, refill, cidr = c.cidr.to_string()](std::optional<RedisReply> r) {
+                   // An error (READONLY, OOM): said; the change is kept here and
+                   // written again at the next connect.
+                   if (r && r->is_error())
+                     say_(fmt::format("store: block change of {} not written: {}", cidr, r->str));
                    if (!r || r->type != RedisReply::Type::integer || r->integer != 1) return;
                    ++counts_.written;
                    counts_.refills += refill;

@@ -103,6 +103,8 @@ void RedisConnection::connect() {
     return lost(why);
   }
   ac_->data = this;
+  redisEnableKeepAlive(
+      &ac_->c);  // a peer gone without a word is noticed (the subscriber has no PING)
   attach();
   redisAsyncSetConnectCallback(ac_, &RedisConnection::on_connect);
   redisAsyncSetDisconnectCallback(ac_, &RedisConnection::on_disconnect);
@@ -216,13 +218,15 @@ void RedisConnection::heartbeat() {
 }
 
 void RedisConnection::on_connect(const redisAsyncContext* ac, int status) {
-  if (status == REDIS_OK) return;  // up once the handshake is answered
+  auto* self = self_of(ac);
+  if (status == REDIS_OK || self->ac_ != ac) return;  // up once the handshake is answered
   // hiredis frees the context after this returns.
-  self_of(ac)->lost(ac->errstr ? ac->errstr : "connect failed");
+  self->lost(ac->errstr ? ac->errstr : "connect failed");
 }
 
 void RedisConnection::on_disconnect(const redisAsyncContext* ac, int status) {
   auto* self = self_of(ac);
+  if (self->ac_ != ac) return;  // dropped by us: drop() has said why
   self->lost(status == REDIS_OK ? "closed" : (ac->errstr ? ac->errstr : "connection lost"));
 }
 
@@ -247,6 +251,10 @@ void RedisConnection::on_message(redisAsyncContext* ac, void* reply, void*) {
   }
   if (kind == "message" && self->message_)
     self->message_(channel, std::string(r->element[2]->str, r->element[2]->len));
+}
+
+void RedisConnection::reconnect(const std::string& why) {
+  if (ac_) drop(why);
 }
 
 void RedisConnection::drop(const std::string& why) {

@@ -62,7 +62,8 @@ class RedisConnection {
                  std::function<void(const std::string& channel, std::string payload)> on_message);
 
   void start();
-  void stop();  // drops the connection; pending commands get nullopt
+  void stop();                             // drops the connection; pending commands get nullopt
+  void reconnect(const std::string& why);  // drops it (if there is one) and makes it again
   bool up() const { return up_; }
   const RedisOptions& options() const { return options_; }
   asio::io_context& io() { return io_; }

@@ -19,10 +19,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (!again || again->version != c->version || again->node != c->node ||
       again->block.has_value() != c->block.has_value())
     std::abort();
-  if (c->block && (again->block->comment != c->block->comment ||
-                   again->block->origin != c->block->origin ||
-                   again->block->created != c->block->created ||
-                   again->block->expires != c->block->expires))
+  if (c->block &&
+      (again->block->comment != c->block->comment || again->block->origin != c->block->origin ||
+       again->block->created != c->block->created || again->block->expires != c->block->expires))
     std::abort();
   return 0;
 }

@@ -343,6 +343,13 @@ TEST_CASE("a fleet: changes carry node and version, the later one wins, deletion
   CHECK(again[0].version == deleted[0].version + 1);
   CHECK(b.merge(again) == 1);
   CHECK(b.blocks.find(geo::parse_address("192.0.2.9"), now)->comment == "again");
+  // A later deletion replaces a remembered one, so a block between the two
+  // (a stale copy from a store refilled out of order) cannot come back.
+  const auto c3 = cidr("203.0.113.0/24");
+  CHECK(a.merge({{c3, std::nullopt, a.ms + 100, "mx2"}}) == 1);
+  CHECK(a.merge({{c3, std::nullopt, a.ms + 200, "mx2"}}) == 1);
+  CHECK(a.merge({{c3, Block{c3, "stale", now, std::nullopt, "operator"}, a.ms + 150, "mx1"}}) == 0);
+  CHECK_FALSE(a.blocks.find(geo::parse_address("203.0.113.1"), now));
   // Equal versions: the node name decides, the same way on every node.
   policy::BlockChange tie{cidr("198.51.100.0/24"), std::nullopt, 5, "mx1"};
   policy::BlockChange tie2 = tie;
