@@ -301,13 +301,13 @@ void RedisConnection::attach() {
   ac_->ev.addRead = [](void* p) {
     auto* self = static_cast<RedisConnection*>(p);
     self->reading_ = true;
-    self->watch_read();
+    self->watch(false);
   };
   ac_->ev.delRead = [](void* p) { static_cast<RedisConnection*>(p)->reading_ = false; };
   ac_->ev.addWrite = [](void* p) {
     auto* self = static_cast<RedisConnection*>(p);
     self->writing_ = true;
-    self->watch_write();
+    self->watch(true);
   };
   ac_->ev.delWrite = [](void* p) { static_cast<RedisConnection*>(p)->writing_ = false; };
   ac_->ev.cleanup = [](void* p) {
@@ -321,32 +321,25 @@ void RedisConnection::attach() {
   };
 }
 
-void RedisConnection::watch_read() {
-  if (read_armed_ || !socket_) return;
-  read_armed_ = true;
-  socket_->async_wait(asio::posix::descriptor_base::wait_read,
-                      [this, g = generation_](boost::system::error_code ec) {
-                        // Aborted: released by cleanup, or this is gone.
-                        if (ec == asio::error::operation_aborted || g != generation_) return;
-                        read_armed_ = false;
-                        if (ec || !ac_ || !reading_) return;
-                        redisAsyncHandleRead(ac_);
-                        if (g == generation_ && reading_) watch_read();
-                      });
-}
-
-void RedisConnection::watch_write() {
-  if (write_armed_ || !socket_) return;
-  write_armed_ = true;
-  socket_->async_wait(asio::posix::descriptor_base::wait_write,
-                      [this, g = generation_](boost::system::error_code ec) {
-                        // Aborted: released by cleanup, or this is gone.
-                        if (ec == asio::error::operation_aborted || g != generation_) return;
-                        write_armed_ = false;
-                        if (ec || !ac_ || !writing_) return;
-                        redisAsyncHandleWrite(ac_);
-                        if (g == generation_ && writing_) watch_write();
-                      });
+// One wait at a time per direction, made again while hiredis wants it.
+void RedisConnection::watch(bool write) {
+  bool& armed = write ? write_armed_ : read_armed_;
+  if (armed || !socket_) return;
+  armed = true;
+  const auto what =
+      write ? asio::posix::descriptor_base::wait_write : asio::posix::descriptor_base::wait_read;
+  socket_->async_wait(what, [this, write, g = generation_](boost::system::error_code ec) {
+    // Aborted: released by cleanup, or this is gone.
+    if (ec == asio::error::operation_aborted || g != generation_) return;
+    (write ? write_armed_ : read_armed_) = false;
+    const bool& wanted = write ? writing_ : reading_;
+    if (ec || !ac_ || !wanted) return;
+    if (write)
+      redisAsyncHandleWrite(ac_);
+    else
+      redisAsyncHandleRead(ac_);
+    if (g == generation_ && wanted) watch(write);
+  });
 }
 
 }  // namespace geomx::state

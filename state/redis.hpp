@@ -89,8 +89,7 @@ class RedisConnection {
   void set_state(bool up, const std::string& why);
   void schedule_reconnect();
   void heartbeat();
-  void watch_read();
-  void watch_write();
+  void watch(bool write);
   void finish(std::uint64_t id, std::optional<RedisReply> reply);
   void arm_expiry();
 
