@@ -183,6 +183,10 @@ struct Limit {
   LimitAction action = LimitAction::tempfail;
   Duration ban_for = std::chrono::hours(1);  // action "ban": a dated block this long
   std::uint32_t table_size = 10000;          // clients tracked; the least recently seen go
+  // The prefix a client is counted (and banned) as.
+  geo::Prefix counted_as(const geo::Address& a) const {
+    return geo::Prefix::containing(a, a.is_v4() ? aggregate_v4 : aggregate_v6);
+  }
 };
 
 // Kept until a restart too (its socket and certificate are opened once).

@@ -7,8 +7,7 @@ namespace geomx::policy {
 LimitTable::Verdict LimitTable::enter(const geo::Address& client, const conf::Limit& limit,
                                       Clock::time_point now, std::optional<Hold>& hold) {
   hold.reset();  // a Hold let go under the lock below would take it again
-  const auto key =
-      geo::Prefix::containing(client, client.is_v4() ? limit.aggregate_v4 : limit.aggregate_v6);
+  const auto key = limit.counted_as(client);
   std::lock_guard lock(mutex_);
   auto it = entries_.find(key);
   if (it == entries_.end()) {

@@ -53,9 +53,7 @@ asio::awaitable<std::optional<bool>> Session::fleet_rate(const conf::Limit& limi
   const auto ex = co_await asio::this_coro::executor;
   auto answer = std::make_shared<Answer>(ex);
   answer->done.expires_after(snap_->config.store.timeout);
-  const auto& a = rec_.client.address;
-  const auto client =
-      geo::Prefix::containing(a, a.is_v4() ? limit.aggregate_v4 : limit.aggregate_v6).to_string();
+  const auto client = limit.counted_as(rec_.client.address).to_string();
   const auto per_us = static_cast<std::uint64_t>(
       std::chrono::duration_cast<std::chrono::microseconds>(limit.per).count());
   state_.fleet->rate(limit.name, client, limit.rate, per_us, limit.burst,
@@ -109,10 +107,7 @@ asio::awaitable<bool> Session::within_limits(const std::vector<std::size_t>& lim
     if (limit.action == conf::LimitAction::ban) {
       const auto unix = unix_now();
       policy::Block b{
-          geo::Prefix::containing(rec_.client.address, rec_.client.address.is_v4()
-                                                           ? limit.aggregate_v4
-                                                           : limit.aggregate_v6),
-          rec_.error, unix,
+          limit.counted_as(rec_.client.address), rec_.error, unix,
           unix + std::chrono::duration_cast<std::chrono::seconds>(limit.ban_for).count(),
           "limit:" + limit.name};
       // Queued: the block list's writer keeps it (an fsync must not stall this thread).

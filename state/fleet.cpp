@@ -7,12 +7,11 @@ namespace geomx::state {
 Fleet::Fleet(asio::io_context& io, FleetOptions options, BlockList& blocks,
              std::function<std::int64_t()> now)
     : io_(io),
-      blocks_ref_(blocks),
       options_(std::move(options)),
       now_(std::move(now)),
       commands_(io, options_.redis),
       events_(io, options_.redis),
-      blocks_(commands_, blocks, options_.key_prefix,
+      blocks_(commands_, blocks, options_.key_prefix, options_.node,
               [this](std::string m) {
                 if (on_warning) on_warning(std::move(m));
               }),
@@ -33,15 +32,9 @@ Fleet::Fleet(asio::io_context& io, FleetOptions options, BlockList& blocks,
   events_.on_state = state(events_told_);
   events_.subscribe({blocks_.key()},
                     [this](const std::string&, std::string payload) { blocks_.message(payload); });
-  // Changes made here come from the block list's writer thread.
-  blocks.join_fleet(options_.node, [this](std::vector<policy::BlockChange> changes) {
-    asio::post(
-        io_, [this, changes = std::move(changes)]() mutable { blocks_.made(std::move(changes)); });
-  });
 }
 
 Fleet::~Fleet() {
-  blocks_ref_.join_fleet(options_.node, {});  // its writer must not call a fleet that is gone
   stop();
 }
 

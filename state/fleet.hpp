@@ -47,13 +47,11 @@ class Fleet {
   // store is down or did not answer.
   void rate(std::string limit, std::string client, std::uint32_t rate, std::uint64_t per_us,
             std::uint32_t burst, std::function<void(std::optional<bool>)> done);
-  std::uint64_t commands_sent() const { return commands_.sent() + events_.sent(); }
 
  private:
   void changed();
 
   asio::io_context& io_;
-  BlockList& blocks_ref_;
   FleetOptions options_;
   std::function<std::int64_t()> now_;
   RedisConnection commands_, events_;

@@ -116,8 +116,21 @@ std::optional<policy::BlockChange> decode_change(std::string_view cidr, std::str
 }
 
 FleetBlocks::FleetBlocks(RedisConnection& commands, BlockList& blocks, std::string key_prefix,
-                         Say say)
-    : redis_(commands), blocks_(blocks), key_(key_prefix + "blocks"), say_(std::move(say)) {}
+                         std::string node, Say say)
+    : redis_(commands),
+      blocks_(blocks),
+      key_(key_prefix + "blocks"),
+      node_(std::move(node)),
+      say_(std::move(say)) {
+  // Changes made here come from the block list's writer thread.
+  blocks_.join_fleet(node_, [this, &io = redis_.io()](std::vector<policy::BlockChange> changes) {
+    asio::post(io, [this, changes = std::move(changes)]() mutable { made(std::move(changes)); });
+  });
+}
+
+FleetBlocks::~FleetBlocks() {
+  blocks_.join_fleet(node_, {});  // its writer must not call what is gone
+}
 
 void FleetBlocks::connected(std::int64_t now) {
   redis_.command({"HGETALL", key_}, [this, now](std::optional<RedisReply> r) {

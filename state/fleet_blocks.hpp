@@ -33,15 +33,19 @@ std::optional<policy::BlockChange> decode_change(std::string_view cidr, std::str
 class FleetBlocks {
  public:
   using Say = std::function<void(std::string message)>;  // a warning for the log
-  FleetBlocks(RedisConnection& commands, BlockList& blocks, std::string key_prefix, Say say);
+  // Joins `blocks` to the fleet as `node` (its changes come here, through
+  // the io_context), and leaves it when destroyed.
+  FleetBlocks(RedisConnection& commands, BlockList& blocks, std::string key_prefix,
+              std::string node, Say say);
+  ~FleetBlocks();
+  FleetBlocks(const FleetBlocks&) = delete;
+  FleetBlocks& operator=(const FleetBlocks&) = delete;
   const std::string& key() const { return key_; }  // the hash, and the channel
 
   // The store is up: merge what it has, then give it what it lacks.
   void connected(std::int64_t now);
   // A message on the channel ("CIDR\tRECORD").
   void message(std::string_view payload);
-  // Changes made on this node (on the io_context's thread).
-  void made(std::vector<policy::BlockChange> changes);
 
   struct Counts {
     std::uint64_t written = 0;  // changes this node gave the store that won
@@ -52,12 +56,13 @@ class FleetBlocks {
   const Counts& counts() const { return counts_; }
 
  private:
+  void made(std::vector<policy::BlockChange> changes);  // here (on the io_context's thread)
   void write(const policy::BlockChange& c, bool refill);
   void purge(const std::string& cidr, const std::string& record);
 
   RedisConnection& redis_;
   BlockList& blocks_;
-  std::string key_;
+  std::string key_, node_;
   Say say_;
   Counts counts_;
 };

@@ -154,7 +154,6 @@ void RedisConnection::handshake() {
   }
   redisAsyncCommandArgv(ac_, &RedisConnection::on_message, id_data(0),
                         static_cast<int>(argv.size()), argv.data(), lengths.data());
-  ++sent_;
 }
 
 void RedisConnection::command(std::vector<std::string> argv, Done done) {
@@ -173,7 +172,6 @@ void RedisConnection::send(std::vector<std::string> argv, Done done) {
   if (redisAsyncCommandArgv(ac_, &RedisConnection::on_reply, id_data(id),
                             static_cast<int>(args.size()), args.data(), lengths.data()) != REDIS_OK)
     return done(std::nullopt);
-  ++sent_;
   pending_.emplace(id,
                    Pending{std::move(done), std::chrono::steady_clock::now() + options_.timeout});
   if (!expiry_armed_) arm_expiry();

@@ -72,8 +72,6 @@ class RedisConnection {
   // down or it did not come within the timeout. On the io_context's thread.
   using Done = std::function<void(std::optional<RedisReply>)>;
   void command(std::vector<std::string> argv, Done done);
-  // Commands sent and replies received, for tests and benchmarks.
-  std::uint64_t sent() const { return sent_; }
 
  private:
   struct Pending {
@@ -114,7 +112,6 @@ class RedisConnection {
   asio::steady_timer expiry_;                 // the oldest pending command's deadline
   bool expiry_armed_ = false;
   std::uint64_t next_id_ = 1;
-  std::uint64_t sent_ = 0;
   std::vector<std::string> channels_;
   std::function<void(const std::string&, std::string)> message_;
 };

@@ -207,7 +207,7 @@ sub start_redis {
     my ( $dir, $name, $port, @extra ) = @_;
     $port ||= free_port();
     my ( $pid, $stop ) = spawn( "$dir/$name.log", 'redis-server', '--port', $port, '--bind', '127.0.0.1',
-        '--save', '', '--appendonly', 'no', '--loglevel', 'verbose', '--dir', $dir, @extra );
+        '--save', '', '--appendonly', 'no', '--dir', $dir, @extra );
     wait_for( "redis $name on $port", 10, sub { can_connect($port) } );
     return ( $port, $pid, $stop );
 }
