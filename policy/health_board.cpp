@@ -100,11 +100,30 @@ std::optional<MemberSlot> MemberSlot::take(std::shared_ptr<MemberHealth> member,
     auto n = active.load(std::memory_order_relaxed);
     do {
       if (n >= max) return std::nullopt;
-    } while (!active.compare_exchange_weak(n, n + 1, std::memory_order_relaxed));
+    } while (!active.compare_exchange_weak(n, n + 1));
   }
   MemberSlot slot;
   slot.member_ = std::move(member);
   return slot;
+}
+
+void MemberHealth::add_waiter(std::shared_ptr<SlotWaiter> w) {
+  std::lock_guard lock(waiters_mutex_);
+  waiters_.push_back(std::move(w));
+  waiting_.store(static_cast<std::uint32_t>(waiters_.size()));
+}
+
+void MemberHealth::remove_waiter(const SlotWaiter* w) {
+  std::lock_guard lock(waiters_mutex_);
+  std::erase_if(waiters_, [w](const auto& x) { return x.get() == w; });
+  waiting_.store(static_cast<std::uint32_t>(waiters_.size()));
+}
+
+void MemberHealth::wake_one() {
+  if (waiting_.load() == 0) return;  // the common case: nobody waits, no lock
+  std::lock_guard lock(waiters_mutex_);
+  for (const auto& w : waiters_)
+    if (w->signal()) return;
 }
 
 }  // namespace geomx::policy

@@ -6,6 +6,7 @@
 // change comes out for the caller to log (once).
 #include <atomic>
 #include <chrono>
+#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -44,6 +45,27 @@ struct ProbeResult {
   bool ok() const { return status == ProbeStatus::ok; }
 };
 
+// A session waiting for a slot at members that are at max_connections:
+// signalled (once until it rearms) when a slot is released at one of them,
+// instead of polling. wake() runs on the releasing thread and hands the
+// news to the waiter's own.
+class SlotWaiter {
+ public:
+  virtual ~SlotWaiter() = default;
+  // True when this call signalled it (it was not already).
+  bool signal() {
+    if (signalled_.exchange(true)) return false;
+    wake();
+    return true;
+  }
+  bool signalled() const { return signalled_.load(); }
+  void rearm() { signalled_.store(false); }
+
+ private:
+  virtual void wake() = 0;
+  std::atomic<bool> signalled_{false};
+};
+
 struct MemberHealth {
   using Clock = std::chrono::system_clock;
   MemberHealth(std::string p, conf::Endpoint a, Clock::time_point now)
@@ -71,10 +93,21 @@ struct MemberHealth {
     return detail_;
   }
 
+  // The sessions waiting for a slot here, first come first woken. A waiter
+  // registers before its last try for a slot, so a release after that try
+  // finds it.
+  void add_waiter(std::shared_ptr<SlotWaiter> w);
+  void remove_waiter(const SlotWaiter* w);
+  // A slot was released: signals the first waiter not signalled yet.
+  void wake_one();
+
  private:
   friend class HealthBoard;
   mutable std::mutex mutex;
   Detail detail_;
+  std::mutex waiters_mutex_;
+  std::deque<std::shared_ptr<SlotWaiter>> waiters_;
+  std::atomic<std::uint32_t> waiting_{0};  // waiters_.size(), read without the lock
 };
 
 // A member went UP or DOWN: what the log says of it.
@@ -106,8 +139,12 @@ class MemberSlot {
   explicit operator bool() const { return member_ != nullptr; }
 
  private:
+  // Sequentially consistent with take() and add_waiter(): either the
+  // waiter's try sees the free slot or this sees the waiter.
   void release() {
-    if (member_) member_->active.fetch_sub(1, std::memory_order_relaxed);
+    if (!member_) return;
+    member_->active.fetch_sub(1);
+    member_->wake_one();
     member_.reset();
   }
   std::shared_ptr<MemberHealth> member_;

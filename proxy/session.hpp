@@ -13,6 +13,8 @@
 #include <string_view>
 #include <vector>
 
+#include <boost/asio/steady_timer.hpp>
+
 #include "proxy/io.hpp"
 #include "proxy/registry.hpp"
 #include "proxy/server_state.hpp"
@@ -39,6 +41,7 @@ class Session final : public SessionRegistry::Live {
   void shut_down() override {
     shutdown_ = true;
     close_both();
+    if (queue_wait_) queue_wait_->cancel();
   }
 
  private:
@@ -84,6 +87,8 @@ class Session final : public SessionRegistry::Live {
   SessionRecord rec_;
   std::vector<std::uint8_t> pending_;  // client bytes to relay once connected
   bool shutdown_ = false;
+  // connect()'s wait in a member queue, which shut_down ends.
+  asio::steady_timer* queue_wait_ = nullptr;
   SessionRegistry& registry_;
   std::optional<policy::ConnectionSlots::Slot> slot_, ip_slot_;  // held until the relay ends
   std::shared_ptr<const policy::HealthView> view_;               // the members' health

@@ -3,9 +3,12 @@
 // and the hand-over to the relay.
 #include "proxy/upstream.hpp"
 
+#include <algorithm>
 #include <array>
+#include <optional>
 
 #include <fmt/format.h>
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 
@@ -72,30 +75,102 @@ asio::awaitable<DialResult> Session::dial(const conf::Endpoint& endpoint, conf::
                        "connect: " + ec.message()};
 }
 
+namespace {
+
+// A session in a member queue: woken on its own thread when a slot is
+// released at a member it waits for, by cancelling its wait.
+struct TimerWaiter final : policy::SlotWaiter {
+  explicit TimerWaiter(asio::any_io_executor e) : executor(std::move(e)) {}
+  asio::any_io_executor executor;
+  asio::steady_timer* timer = nullptr;  // set and cleared on the session's thread
+  std::weak_ptr<TimerWaiter> self;
+
+ private:
+  void wake() override {
+    asio::post(executor, [w = self.lock()] {
+      if (w && w->timer) w->timer->cancel();
+    });
+  }
+};
+
+// A session's place in the queue while it waits: counted in the first
+// member's `queued` (max_queue), registered as a waiter at each member it
+// found full. Leaving with a signal it did not use passes the signal on.
+class QueuePlace {
+ public:
+  explicit QueuePlace(asio::steady_timer& timer)
+      : waiter_(std::make_shared<TimerWaiter>(timer.get_executor())) {
+    waiter_->self = waiter_;
+    waiter_->timer = &timer;
+  }
+  ~QueuePlace() {
+    waiter_->timer = nullptr;
+    for (const auto& m : watched_) m->remove_waiter(waiter_.get());
+    if (waiter_->signalled())
+      for (const auto& m : watched_) m->wake_one();
+    if (counted_) counted_->queued.fetch_sub(1, std::memory_order_relaxed);
+  }
+  QueuePlace(const QueuePlace&) = delete;
+  QueuePlace& operator=(const QueuePlace&) = delete;
+
+  // Registers at `m` (once): true when this is new, and the caller tries
+  // for a slot once more (one released before now woke nobody).
+  bool watch(const std::shared_ptr<policy::MemberHealth>& m) {
+    if (std::find(watched_.begin(), watched_.end(), m) != watched_.end()) return false;
+    watched_.push_back(m);
+    m->add_waiter(waiter_);
+    return true;
+  }
+  // A place in `first`'s queue, unless max_queue are there already.
+  bool join(policy::MemberHealth& first, std::uint32_t max_queue) {
+    if (counted_) return true;
+    if (first.queued.fetch_add(1, std::memory_order_relaxed) >= max_queue) {
+      first.queued.fetch_sub(1, std::memory_order_relaxed);
+      return false;
+    }
+    counted_ = &first;
+    return true;
+  }
+  policy::SlotWaiter& waiter() { return *waiter_; }
+
+ private:
+  std::shared_ptr<TimerWaiter> waiter_;
+  std::vector<std::shared_ptr<policy::MemberHealth>> watched_;
+  policy::MemberHealth* counted_ = nullptr;
+};
+
+}  // namespace
+
 // The members in fallback order, each UP one dialled once. A member at its
-// max_connections is skipped; when every one left is, the session waits
-// (polling, as slots free on any thread) in the first one's queue, up to
-// pool.queue_timeout and pool.max_queue, then tries them again. Health
-// probes take no slot: they never wait behind clients.
+// max_connections is skipped; when every one left is, the session waits in
+// the first one's queue (up to pool.queue_timeout and pool.max_queue) until
+// a slot is released at any of them, on any thread, then tries them again;
+// at least once a second, for members that came UP meanwhile. Health probes
+// take no slot: they never wait behind clients.
 asio::awaitable<bool> Session::connect(std::vector<std::size_t> order, std::size_t pool_index,
                                        const conf::Pool& pool) {
   std::string failures;
   std::vector<bool> dialled_once(pool.members.size(), false);
   const auto queue_until = Clock::now() + pool.queue_timeout;
-  struct Queued {  // a place in a member's queue, while it waits
-    policy::MemberHealth* at = nullptr;
-    ~Queued() {
-      if (at) at->queued.fetch_sub(1, std::memory_order_relaxed);
-    }
-  } queued;
   asio::steady_timer wait(client_.get_executor());
+  queue_wait_ = &wait;
+  struct Forget {
+    asio::steady_timer*& wait;
+    ~Forget() { wait = nullptr; }
+  } forget{queue_wait_};
+  std::optional<QueuePlace> place;  // made when a member is first found full
   for (;;) {
     bool full = false;
     for (auto m : order) {
       if (dialled_once[m] || !view_->up(pool_index, m))
         continue;  // DOWN now (maybe since the decision)
-      auto slot =
-          policy::MemberSlot::take(view_->at(pool_index, m), pool.members[m].max_connections);
+      const auto& member = view_->at(pool_index, m);
+      const auto max = pool.members[m].max_connections;
+      auto slot = policy::MemberSlot::take(member, max);
+      if (!slot) {
+        if (!place) place.emplace(wait);
+        if (place->watch(member)) slot = policy::MemberSlot::take(member, max);
+      }
       if (!slot) {
         full = true;
         continue;
@@ -112,26 +187,21 @@ asio::awaitable<bool> Session::connect(std::vector<std::size_t> order, std::size
       failures += fmt::format("{}{} {}", failures.empty() ? "" : ", ", endpoint.to_string(),
                               dialled.detail);
       if (!dialled.peer_fault()) continue;
-      auto& record = *view_->at(pool_index, m);
+      auto& record = *member;
       if (const auto change = state_.health.connect_failed(record, pool.health, dialled.detail,
                                                            policy::HealthBoard::Clock::now()))
         state_.log.health(record, *change);
     }
     if (!full || shutdown_) break;
-    if (!queued.at) {
-      auto& first = *view_->at(pool_index, order.front());
-      if (first.queued.fetch_add(1, std::memory_order_relaxed) >= pool.max_queue) {
-        first.queued.fetch_sub(1, std::memory_order_relaxed);
-        rec_.error = fmt::format(
-            "{}every member left at max_connections, and the queue full "
-            "(max_queue {})",
-            failures.empty() ? "" : failures + "; ", pool.max_queue);
-        co_await reply_and_close(
-            fmt::format("421 4.3.2 {} service temporarily unavailable", hostname()),
-            EndReason::member_full);
-        co_return false;
-      }
-      queued.at = &first;
+    if (!place->join(*view_->at(pool_index, order.front()), pool.max_queue)) {
+      rec_.error = fmt::format(
+          "{}every member left at max_connections, and the queue full "
+          "(max_queue {})",
+          failures.empty() ? "" : failures + "; ", pool.max_queue);
+      co_await reply_and_close(
+          fmt::format("421 4.3.2 {} service temporarily unavailable", hostname()),
+          EndReason::member_full);
+      co_return false;
     }
     if (Clock::now() >= queue_until) {
       rec_.error = fmt::format("{}every member left at max_connections for queue_timeout {}",
@@ -142,8 +212,11 @@ asio::awaitable<bool> Session::connect(std::vector<std::size_t> order, std::size
           EndReason::member_full);
       co_return false;
     }
-    wait.expires_after(std::chrono::milliseconds(20));
-    co_await wait.async_wait(nothrow);
+    if (!place->waiter().signalled()) {  // a release during this round: try again at once
+      wait.expires_at(std::min(queue_until, Clock::now() + std::chrono::seconds(1)));
+      co_await wait.async_wait(nothrow);
+    }
+    place->waiter().rearm();
     if (shutdown_) break;
   }
   rec_.error = failures.empty() ? "no member up" : failures;

@@ -466,12 +466,22 @@ subtest '12. a member holds max_connections sessions; more wait in its queue, th
         $s;
     } 1 .. 3;
     is( $status->()->{active}, 3, 'the member has 3 sessions (its max_connections)' );
-    # A fourth waits in the queue and is served when a slot frees.
-    my $fourth = IO::Socket::IP->new( PeerHost => '127.0.0.1', PeerPort => $port, Timeout => 5 ) or die;
-    print $fourth "PROXY TCP4 127.86.1.1 127.0.0.1 40000 25\r\n";
-    is( read_line( $fourth, 0.5 ), '', 'a fourth waits (no banner yet)' );
-    close $held[0];
-    like( read_line( $fourth, 3 ), qr/^220 sink/, '... and is served when one of the three closes' );
+    # A fourth waits in the queue and is served when a slot frees: woken by
+    # the release (0.5 s into its wait; its once-a-second retry would be
+    # another 0.5 s later), three times.
+    my @woken;
+    for my $n ( 1 .. 3 ) {
+        my $fourth = IO::Socket::IP->new( PeerHost => '127.0.0.1', PeerPort => $port, Timeout => 5 ) or die;
+        print $fourth "PROXY TCP4 127.86.1.$n 127.0.0.1 40000 25\r\n";
+        is( read_line( $fourth, 0.5 ), '', "waiter $n waits (no banner yet)" );
+        my $t0 = time;
+        close shift @held;
+        like( read_line( $fourth, 3 ), qr/^220 sink/, '... and is served when one of the three closes' );
+        push @woken, time - $t0;
+        push @held, $fourth;
+    }
+    @woken = sort { $a <=> $b } @woken;
+    cmp_ok( $woken[-1], '<', 0.3, sprintf 'woken by the release, not by polling: %.1f, %.1f and %.1f ms from close to banner', map { 1000 * $_ } @woken );
     # All three held again: with the queue full (max_queue 2), the third waiter gets 421 at once;
     # the others get 421 after queue_timeout.
     my @wait = map {
@@ -492,7 +502,7 @@ subtest '12. a member holds max_connections sessions; more wait in its queue, th
     wait_for( 'more probes', 5, sub { $status->()->{checks} > $checks + 2 } );
     is( $status->()->{state}, 'up', 'probes went on: the member is UP' );
     unlike( slurp( $g->{log} ), qr/event=health .*state=down/, 'never DOWN' );
-    close $_ for @held[ 1, 2 ], $fourth, @wait;
+    close $_ for @held, @wait;
     wait_for( 'the member idle', 10, sub { $status->()->{active} == 0 } );
     pass('every slot released');
 };

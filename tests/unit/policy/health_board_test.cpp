@@ -130,5 +130,39 @@ TEST_CASE("member slots: at most max_connections at once, each released once") {
   CHECK(m->active == 0);
 }
 
+// A waiter that counts its wakes (the real one posts to its session's thread).
+struct CountingWaiter final : SlotWaiter {
+  int wakes = 0;
+
+ private:
+  void wake() override { ++wakes; }
+};
+
+TEST_CASE("member queue: a release wakes the first waiter not woken yet, once until it rearms") {
+  auto m = std::make_shared<MemberHealth>("p", conf::parse_endpoint("127.0.0.1:25"), Clock::now());
+  auto first = std::make_shared<CountingWaiter>(), second = std::make_shared<CountingWaiter>();
+  std::vector<MemberSlot> held;
+  for (int i = 0; i < 3; ++i) held.push_back(std::move(*MemberSlot::take(m, 2 + i)));
+  m->add_waiter(first);
+  m->add_waiter(second);
+  held.pop_back();  // a release: the first comes first
+  CHECK(first->wakes == 1);
+  CHECK(second->wakes == 0);
+  held.pop_back();  // the first has not tried yet: the next one is woken
+  CHECK(first->wakes == 1);
+  CHECK(second->wakes == 1);
+  CHECK_FALSE(first->signal());  // signalled already: not woken twice
+  first->rearm();                // it tried, found the slot gone, and waits again
+  second->rearm();
+  held.pop_back();
+  CHECK(first->wakes == 2);  // still first in line
+  CHECK(second->wakes == 1);
+  m->remove_waiter(first.get());
+  m->remove_waiter(second.get());
+  CHECK(MemberSlot::take(m, 1));  // with nobody waiting a release wakes nobody
+  CHECK(first->wakes == 2);
+  CHECK(second->wakes == 1);
+}
+
 }  // namespace
 }  // namespace geomx::policy
