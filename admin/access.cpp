@@ -94,7 +94,7 @@ std::optional<Reply> refuse(const Request& request, const Headers& headers, cons
       return refusal(403, "Origin: a page of another site may not ask this endpoint\n");
   }
   const auto path = request.target.substr(0, request.target.find('?'));
-  if (!needs_token(path)) return std::nullopt;
+  if (!needs_token(path) || access.local) return std::nullopt;
   if (access.token.empty())
     return refusal(503,
                    "no admin token could be loaded (see the log's event=warning): this path is "

@@ -2,7 +2,8 @@
 // Who may ask what of the admin endpoint, decided before any route runs.
 // /healthz, /readyz and /metrics are open (scrapers, load balancers);
 // /blocks, /reload, /status and /top change or reveal state and need the
-// bearer token. Every request must name this endpoint in its Host header
+// bearer token (or come over [admin] socket, whose file permissions admit
+// the client). Every request must name this endpoint in its Host header
 // (an IP address, localhost, server.hostname or one of admin.hosts), and a
 // request a browser sends from a page of another origin is refused: a DNS
 // rebinding page gives its own name as Host, a cross-site form its Origin.
@@ -23,6 +24,7 @@ struct Headers {
 struct Access {
   std::string token;               // empty: none could be loaded; protected paths answer 503
   std::vector<std::string> names;  // Host names besides IP addresses (lower case)
+  bool local = false;              // over [admin] socket: its file permissions admitted the client
 };
 
 // The names a request may give as its Host (without the port).

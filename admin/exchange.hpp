@@ -29,7 +29,7 @@ asio::awaitable<void> AdminServer::exchange(Stream& stream, Connection& connecti
   if (r.index() == 1 || !connection.reading) co_return;  // too slow, or displaced
   connection.reading = false;
   auto [ec, n] = std::get<0>(r);
-  HttpResponse res = co_await respond(ec, parser.get());
+  HttpResponse res = co_await respond(ec, parser.get(), connection.local);
   if (!res.has_content_length()) res.prepare_payload();
   deadline.expires_after(std::chrono::seconds(10));
   co_await (http::async_write(stream, res, nothrow) || deadline.async_wait(nothrow));

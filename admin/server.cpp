@@ -1,6 +1,13 @@
 #include "admin/server.hpp"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <system_error>
+
+#include <fmt/format.h>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -33,7 +40,7 @@ std::unique_ptr<ssl::context> tls_context(const std::string& cert, const std::st
 }
 
 AdminServer::AdminServer(asio::io_context& io, proxy::ServerState& state)
-    : io_(io), state_(state), acceptor_(io) {}
+    : io_(io), state_(state), acceptor_(io), local_acceptor_(io) {}
 
 AdminServer::~AdminServer() = default;
 
@@ -47,7 +54,47 @@ void AdminServer::bind(const conf::Endpoint& listen, const std::string& cert,
   }
 }
 
+void AdminServer::bind_socket(const std::string& path, gid_t group) {
+  const auto fail = [&](int err, std::string_view what) {
+    throw std::system_error(err, std::generic_category(),
+                            fmt::format("admin socket {}: {}", path, what));
+  };
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) == 0) {
+    if (!S_ISSOCK(st.st_mode)) fail(EEXIST, "something else is there (not a socket): not replaced");
+    local::socket probe(io_);
+    boost::system::error_code ec;
+    probe.connect(local::endpoint(path), ec);
+    if (!ec) fail(EADDRINUSE, "another process answers on it (a geomx already running?)");
+    if (ec != asio::error::connection_refused) fail(ec.value(), ec.message());
+    if (::unlink(path.c_str()) != 0)
+      fail(errno, "left by a geomx that stopped, and cannot be removed");
+  }
+  boost::system::error_code ec;
+  local_acceptor_.open(local::endpoint().protocol(), ec);
+  // Made 0660 as it is bound (no moment with a wider mode): the umask is
+  // the process's, and no other thread runs yet.
+  const mode_t mask = ::umask(0117);
+  if (!ec) local_acceptor_.bind(local::endpoint(path), ec);
+  ::umask(mask);
+  if (ec) fail(ec.value(), ec.message());
+  socket_path_ = path;
+  if (group != static_cast<gid_t>(-1) && ::chown(path.c_str(), static_cast<uid_t>(-1), group) != 0)
+    fail(errno, fmt::format("cannot be given to group {}", group));
+  local_acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) fail(ec.value(), ec.message());
+}
+
 void AdminServer::start() {
+  if (local_acceptor_.is_open())
+    asio::co_spawn(io_,
+                   proxy::accept_loop(local_acceptor_, nullptr,
+                                      [this](local::socket socket, const local::endpoint&) {
+                                        if (!admit({})) return;  // closed at once
+                                        asio::co_spawn(io_, serve_local(std::move(socket)),
+                                                       asio::detached);
+                                      }),
+                   asio::detached);
   asio::co_spawn(io_,
                  proxy::accept_loop(acceptor_, nullptr,
                                     [this](tcp::socket socket, const tcp::endpoint& from) {
@@ -66,8 +113,7 @@ bool AdminServer::admit(const geo::Address& peer) {
     const auto idle = std::find_if(open_.begin(), open_.end(),
                                    [&](const Connection& c) { return c.reading && among(c); });
     if (idle == open_.end()) return false;  // all are being answered: come back later
-    boost::system::error_code ignored;
-    idle->socket->close(ignored);
+    idle->close();
     idle->reading = false;  // closed: not displaced twice
     return true;
   };
@@ -81,7 +127,12 @@ bool AdminServer::admit(const geo::Address& peer) {
 void AdminServer::stop() {
   boost::system::error_code ignored;
   acceptor_.close(ignored);
-  for (auto& c : open_) c.socket->close(ignored);
+  if (local_acceptor_.is_open()) {
+    local_acceptor_.close(ignored);
+    ::unlink(
+        socket_path_.c_str());  // may fail after the privileges went: the next start replaces it
+  }
+  for (auto& c : open_) c.close();
 }
 
 asio::awaitable<void> AdminServer::serve(tcp::socket socket, geo::Address peer) {
@@ -97,8 +148,17 @@ asio::awaitable<void> AdminServer::serve(tcp::socket socket, geo::Address peer) 
   }
 }
 
+asio::awaitable<void> AdminServer::serve_local(local::socket socket) {
+  try {
+    Open open(open_, &socket, {}, true);
+    co_await exchange(socket, *open.it);
+  } catch (const std::exception& e) {
+    state_.log.event("admin_error", {{"error", e.what()}});
+  }
+}
+
 asio::awaitable<HttpResponse> AdminServer::respond(boost::system::error_code ec,
-                                                   const HttpRequest& req) {
+                                                   const HttpRequest& req, bool local) {
   HttpResponse res;
   res.version(11);
   res.set(http::field::server, "geomx");
@@ -110,7 +170,7 @@ asio::awaitable<HttpResponse> AdminServer::respond(boost::system::error_code ec,
   }
   const auto target = req.target().substr(0, req.target().find('?'));
   const Request request{req.method_string(), req.target()};
-  const Access access{token_, host_names(state_.current()->snapshot->config)};
+  const Access access{token_, host_names(state_.current()->snapshot->config), local};
   Reply answer;
   if (auto refused = refuse(
           request,

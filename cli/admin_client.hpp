@@ -1,7 +1,8 @@
 #pragma once
 // The client side of the admin endpoint, for the commands that talk to the
-// running daemon (reload, top, block): the endpoint the config file names,
-// or --admin ADDR:PORT; HTTPS with the endpoint's own certificate.
+// running daemon (reload, top, block): the endpoint the config file names
+// ([admin] socket when it is set, else listen), or --admin ADDR:PORT or
+// unix:PATH; HTTPS with the endpoint's own certificate.
 #include <chrono>
 #include <optional>
 #include <string>

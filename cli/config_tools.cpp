@@ -136,8 +136,9 @@ int run_check(const std::string& path) {
   print_rules(c);
   print_limits(c);
   fmt::print("state     {}/blocks.toml\n", c.server.process.state_dir);
-  fmt::print("admin     {}{}, token {}\n", c.admin.listen.to_string(),
-             c.admin.tls_cert.empty() ? "" : " (HTTPS)", c.admin.token_file);
+  fmt::print("admin     {}{}, token {}{}\n", c.admin.listen.to_string(),
+             c.admin.tls_cert.empty() ? "" : " (HTTPS)", c.admin.token_file,
+             c.admin.socket.empty() ? "" : ", socket " + c.admin.socket + " (the CLI's)");
   if (c.admin.exposed())
     fmt::print(stderr,
                "geomx: {}: warning: admin.listen {} is not a loopback address and has no TLS "

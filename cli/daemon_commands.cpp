@@ -135,7 +135,8 @@ void add_daemon_commands(CLI::App& app, Command& command) {
     c->add_option("-c,--config", client->config_path, "Config file (names the admin endpoint)")
         ->required();
     c->add_option("--admin", client->admin_override,
-                  "Admin endpoint to call instead of the file's [admin] listen, ADDR:PORT");
+                  "Admin endpoint to call instead of the file's [admin] socket or listen: "
+                  "ADDR:PORT, or unix:PATH");
   };
   auto* reload = app.add_subcommand(
       "reload",

@@ -64,6 +64,7 @@ int run_proxy(const std::string& path) {
       "admin_listening",
       {{"address", proxy::from_asio(admin).to_string()},
        {"tls", snapshot->config.admin.tls_cert.empty() ? "no" : "yes"},
+       {"socket", snapshot->config.admin.socket.empty() ? "none" : snapshot->config.admin.socket},
        {"paths", "/healthz /readyz /metrics; with the token: /status /blocks /top, POST /reload"},
        {"token_file", snapshot->config.admin.token_file}});
   if (snapshot->config.admin.exposed())

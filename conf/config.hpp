@@ -200,6 +200,10 @@ struct Admin {
   // Names a request's Host header may give besides an IP address,
   // localhost and server.hostname (a DNS-rebinding page gives its own).
   std::vector<std::string> hosts;
+  // A unix socket for the admin endpoint besides `listen` (empty: none):
+  // mode 0660, group server.group or the user's. Its file permissions admit
+  // a request, which needs no token; the CLI uses it when it is set.
+  std::string socket;
   // Reachable beyond this host without TLS (the token would cross the
   // network in the clear).
   bool exposed() const { return !listen.address.is_loopback() && tls_cert.empty(); }

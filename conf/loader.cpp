@@ -393,11 +393,18 @@ void parse_admin(TableReader& t, Admin& admin, const std::string& base_dir) {
   parse_endpoint_key(t, "listen", admin.listen, true);
   for (auto [key, out] : {std::pair{"tls_cert", &admin.tls_cert},
                           {"tls_key", &admin.tls_key},
-                          {"token_file", &admin.token_file}})
+                          {"token_file", &admin.token_file},
+                          {"socket", &admin.socket}})
     if (t.string(key, *out) && !out->empty() && out->front() != '/' && !base_dir.empty())
       *out = base_dir + "/" + *out;
   if (t.node("token_file") && admin.token_file.empty())
     t.error("token_file", "must name a file (leave it out for STATE_DIR/admin.token)");
+  if (t.node("socket") && admin.socket.empty())
+    t.error("socket", "must name a path (leave it out for no admin socket)");
+  constexpr std::size_t sun_path_max = 107;  // sockaddr_un's sun_path, less its NUL
+  if (admin.socket.size() > sun_path_max)
+    t.error("socket", fmt::format("{} bytes: a unix socket path is at most {}", admin.socket.size(),
+                                  sun_path_max));
   t.each_string("hosts",
                 [&](const std::string& name, const toml::node& n, const std::string& path) {
                   if (!valid_host_name(name)) return t.error_at(n, path, "must be a host name");

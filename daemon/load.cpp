@@ -94,6 +94,15 @@ Loaded build_next(const std::string& path, const std::optional<conf::Config>& ru
 std::vector<std::string> preflight(const conf::Config& config) {
   std::vector<std::string> problems;
   if (auto p = identity_problem(config.server.process); !p.empty()) problems.push_back(p);
+  if (const auto& path = config.admin.socket; !path.empty()) {
+    struct stat st {};
+    const auto dir = path.substr(0, path.rfind('/') + 1);
+    if (::lstat(path.c_str(), &st) == 0 && !S_ISSOCK(st.st_mode))
+      problems.push_back(
+          fmt::format("admin socket {}: something else is there (not a socket)", path));
+    else if (::stat(dir.empty() ? "." : dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+      problems.push_back(fmt::format("admin socket {}: no directory {}", path, dir));
+  }
   if (!config.admin.tls_cert.empty()) {
     try {
       admin::tls_context(config.admin.tls_cert, config.admin.tls_key);

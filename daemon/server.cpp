@@ -1,6 +1,7 @@
 #include "daemon/server.hpp"
 
 #include <systemd/sd-daemon.h>
+#include <unistd.h>
 
 #include <algorithm>
 
@@ -10,6 +11,7 @@
 #include <boost/asio/post.hpp>
 
 #include "admin/server.hpp"
+#include "daemon/token.hpp"
 #include "daemon/watch.hpp"
 #include "daemon/worker.hpp"
 #include "proxy/clock.hpp"
@@ -142,6 +144,10 @@ void Server::bind() {
   const auto snap = state_.current()->snapshot;
   admin_ = std::make_unique<admin::AdminServer>(control_io_, state_);
   admin_->bind(snap->config.admin.listen, snap->config.admin.tls_cert, snap->config.admin.tls_key);
+  if (!snap->config.admin.socket.empty())
+    admin_->bind_socket(snap->config.admin.socket, geteuid() == 0
+                                                       ? admin_group(snap->config.server.process)
+                                                       : static_cast<gid_t>(-1));
   for (const auto& listener : snap->config.listeners) {
     tcp::endpoint bound;
     auto sockets = open_listener(listener, bound);

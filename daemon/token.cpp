@@ -17,15 +17,6 @@
 namespace geomx::daemon {
 namespace {
 
-// The group the token file is given to: server.group, else server.user's.
-gid_t token_group(const conf::Process& p) {
-  if (!p.group.empty())
-    if (const group* g = getgrnam(p.group.c_str())) return g->gr_gid;
-  if (!p.user.empty())
-    if (const passwd* u = getpwnam(p.user.c_str())) return u->pw_gid;
-  return static_cast<gid_t>(-1);  // unchanged
-}
-
 AdminToken create(const std::string& path, const conf::Process& process) {
   unsigned char random[32];
   if (getrandom(random, sizeof random, 0) != static_cast<ssize_t>(sizeof random))
@@ -41,7 +32,7 @@ AdminToken create(const std::string& path, const conf::Process& process) {
   const std::string text = token + "\n";
   const bool written = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
                        ::fsync(fd) == 0;
-  if (geteuid() == 0) (void)::fchown(fd, static_cast<uid_t>(-1), token_group(process));
+  if (geteuid() == 0) (void)::fchown(fd, static_cast<uid_t>(-1), admin_group(process));
   ::close(fd);
   if (!written) {
     ::unlink(path.c_str());
@@ -51,6 +42,14 @@ AdminToken create(const std::string& path, const conf::Process& process) {
 }
 
 }  // namespace
+
+gid_t admin_group(const conf::Process& p) {
+  if (!p.group.empty())
+    if (const group* g = getgrnam(p.group.c_str())) return g->gr_gid;
+  if (!p.user.empty())
+    if (const passwd* u = getpwnam(p.user.c_str())) return u->pw_gid;
+  return static_cast<gid_t>(-1);  // unchanged
+}
 
 std::string token_of(std::string_view text) {
   text = text.substr(0, text.find('\n'));

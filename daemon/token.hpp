@@ -4,6 +4,8 @@
 // server.group or the user's), before the privileges are dropped, so that
 // a root-owned file is readable and the file can be given to the group
 // whose members may run `geomx block|top|reload`.
+#include <sys/types.h>
+
 #include <string>
 
 #include "conf/config.hpp"
@@ -15,6 +17,10 @@ struct AdminToken {
   std::string problem;  // what to warn about (empty: all well)
   bool created = false;
 };
+
+// The group the admin token and the admin socket are given to:
+// server.group, else server.user's; (gid_t)-1 (unchanged) when neither names one.
+gid_t admin_group(const conf::Process& process);
 
 AdminToken admin_token(const std::string& path, const conf::Process& process);
 

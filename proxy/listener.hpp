@@ -42,7 +42,7 @@ template <class A, class OnAccept>
 asio::awaitable<void> accept_loop(A& acceptor, const Log* log, OnAccept on_accept) {
   try {
     for (;;) {
-      tcp::endpoint peer;
+      typename A::endpoint_type peer;
       auto [ec, socket] = co_await acceptor.async_accept(peer, nothrow);
       if (!acceptor.is_open() || ec == asio::error::operation_aborted) co_return;
       if (ec) {

@@ -9,6 +9,7 @@ use strict;
 use warnings;
 use Test::More;
 use IO::Socket::IP;
+use IO::Socket::UNIX;
 use Cwd ();
 use File::Temp qw(tempdir);
 use POSIX ();
@@ -505,6 +506,83 @@ subtest '12. a member holds max_connections sessions; more wait in its queue, th
     close $_ for @held, @wait;
     wait_for( 'the member idle', 10, sub { $status->()->{active} == 0 } );
     pass('every slot released');
+};
+
+subtest '13. the admin socket: mode 0660 for the group, no token needed, the CLI\'s default; a stale one replaced, a live one not' => sub {
+    $g->{stop}->();
+    my $run = "$dir/run";
+    mkdir $run;
+    chmod 0755, $run;
+    my $sock = "$run/admin.sock";
+    ( my $with_socket = $config ) =~ s/^\[admin\]\n/[admin]\nsocket = "$sock"\n/m or die 'no [admin]';
+    $g = start_geomx( $geomx, $dir, 'sock', $with_socket );
+    ok( -S $sock, 'geomx made the socket' );
+    is( ( stat $sock )[2] & 07777, 0660, '... mode 0660' );
+    my $group = ( getpwnam 'nobody' )[3];
+    is( ( stat $sock )[5], $group, '... given to server.user\'s group' ) if $> == 0;
+    log_like( $g->{log}, qr/event=admin_listening .*socket=\Q$sock\E/, '... and logged it' );
+    # The CLI with a token file it cannot read: only the socket can admit it.
+    ( my $cli_conf = slurp( $g->{conf} ) ) =~ s/^token_file = .*$/token_file = "$dir\/missing.token"/m;
+    open my $fh, '>', "$dir/sock-cli.toml" or die;
+    print $fh $cli_conf;
+    close $fh;
+    my ( $rc, $out ) = cli( 'block', 'add', '192.0.2.0/24', '--comment', 'over the socket', '-c', "$dir/sock-cli.toml" );
+    is( $rc, 0, 'geomx block add without a token: through the socket, exit 0' ) or diag $out;
+    like( first_line( $g->{ports}{edge}, '192.0.2.5' ), qr/^554 /, '... in force: the next client from it gets 554' );
+    ( $rc, $out ) = cli( 'block', 'list', '-c', "$dir/sock-cli.toml", '--admin', "127.0.0.1:$g->{admin}" );
+    is( $rc, 2, 'the same over TCP (--admin): refused' );
+    like( $out, qr/refused the request \(401\)/, '... 401, the token is needed there' );
+    ( $rc, $out ) = cli( 'block', 'del', '192.0.2.0/24', '-c', "$g->{conf}", '--admin', "unix:$sock" );
+    is( $rc, 0, '--admin unix:PATH' ) or diag $out;
+    # Host and Origin are checked there too (curl speaks HTTP over the socket).
+    my $code = sub { scalar `curl -s -o /dev/null -w '%{http_code}' --max-time 5 --unix-socket $sock @_` };
+    is( $code->('http://localhost/status'), '200', 'GET /status over the socket, no token: 200' );
+    is( $code->("-H 'Host: evil.example' http://localhost/status"), '403', '... with a foreign Host: 403' );
+    if ( $> == 0 ) {
+        # connect(2) as another user: errno (0 when it got in).
+        my $connect_as = sub {
+            my ( $uid, $gid ) = @_;
+            my $pid = fork // die;
+            if ( !$pid ) {
+                POSIX::setgid($gid);
+                POSIX::setuid($uid);
+                my $s = IO::Socket::UNIX->new( Peer => $sock );
+                POSIX::_exit( $s ? 0 : $! + 0 );
+            }
+            waitpid $pid, 0;
+            return $? >> 8;
+        };
+        is( $connect_as->( 65534, $group ), 0, 'user nobody (in the group) may connect' );
+        is( $connect_as->( 1, 1 ), POSIX::EACCES, 'user daemon (not in it): EACCES' );
+    }
+    # A second geomx with the same socket is refused: the first one answers there.
+    ( my $second = slurp( $g->{conf} ) ) =~ s/^listen = "127\.0\.0\.1:$admin"$/listen = "127.0.0.1:0"/m or die;
+    open $fh, '>', "$dir/sock2.toml" or die;
+    print $fh $second;
+    close $fh;
+    system("timeout 30 $geomx run -c $dir/sock2.toml >$dir/sock2.log 2>&1 </dev/null");
+    isnt( $? >> 8, 0, 'a second geomx on the same socket: refused' );
+    like( slurp("$dir/sock2.log"), qr/admin socket \Q$sock\E: another process answers on it/, '... and it says why' );
+    ok( -S $sock, '... and the first one\'s socket is still there' );
+    is( ( cli( 'block', 'list', '-c', "$dir/sock-cli.toml" ) )[0], 0, '... and answers' );
+    # kill -9 leaves the socket file: the next start replaces it.
+    kill 'KILL', $g->{pid};
+    waitpid $g->{pid}, 0;
+    ok( -S $sock, 'kill -9: the socket file is left' );
+    $g = start_geomx( $geomx, $dir, 'sock-again', $with_socket );
+    is( ( cli( 'block', 'list', '-c', "$dir/sock-cli.toml" ) )[0], 0, '... and the next geomx replaces it and answers' );
+    # Something that is not a socket is never removed.
+    $g->{stop}->();
+    unlink $sock;
+    open $fh, '>', $sock or die;
+    print $fh "keep me\n";
+    close $fh;
+    ( $rc, $out ) = cli( 'check', '-c', $g->{conf} );
+    is( $rc, 1, 'a file at the socket path: geomx check fails' );
+    like( $out, qr/admin socket \Q$sock\E: something else is there \(not a socket\)/, '... and says why' );
+    is( slurp($sock), "keep me\n", '... and the file is kept' );
+    unlink $sock;
+    $g = start_geomx( $geomx, $dir, 'abuse2', $config );
 };
 
 $g->{stop}->();

@@ -263,7 +263,7 @@ TEST_CASE("issue 15's settings: defaults, values and their errors") {
   CHECK(d.admin.token_file == "/var/lib/geomx/admin.token");  // STATE_DIR/admin.token
   const Config c = parse_config(
       "[server]\nstate_dir = \"/srv/g\"\nper_ip_prefix_v6 = 56\ntarpit_max = 5\n"
-      "[admin]\ntoken_file = \"tok\"\nhosts = [\"mx.example.net\"]\n" +
+      "[admin]\ntoken_file = \"tok\"\nhosts = [\"mx.example.net\"]\nsocket = \"run/a.sock\"\n" +
           minimal +
           "[pool.q]\nmembers = [\"127.0.0.1:26\", { address = \"127.0.0.1:27\", max_connections = "
           "7 "
@@ -273,6 +273,8 @@ TEST_CASE("issue 15's settings: defaults, values and their errors") {
   CHECK(c.server.tarpit_max == 5);
   CHECK(c.admin.token_file == "/etc/geomx/tok");  // from the config's folder
   CHECK(c.admin.hosts == std::vector<std::string>{"mx.example.net"});
+  CHECK(c.admin.socket == "/etc/geomx/run/a.sock");  // from the config's folder too
+  CHECK(d.admin.socket.empty());                     // none unless asked for
   const auto& q = *c.find_pool("q");
   CHECK(q.members[0].max_connections == 3);  // the pool's
   CHECK(q.members[1].max_connections == 7);  // its own
@@ -283,6 +285,10 @@ TEST_CASE("issue 15's settings: defaults, values and their errors") {
             "t.toml:2:20: server.per_ip_prefix_v6: 8 is out of range (16 to 128)"});
   CHECK(errors_of("[admin]\nhosts = [\"a b\"]\n" + minimal).size() == 1);
   CHECK(errors_of("[admin]\ntoken_file = \"\"\n" + minimal).size() == 1);
+  CHECK(errors_of("[admin]\nsocket = \"\"\n" + minimal).size() == 1);
+  CHECK(errors_of("[admin]\nsocket = \"/" + std::string(107, 's') + "\"\n" + minimal) ==
+        std::vector<std::string>{
+            "t.toml:2:10: admin.socket: 108 bytes: a unix socket path is at most 107"});
 }
 
 TEST_CASE("durations and endpoints") {
