@@ -84,14 +84,15 @@ std::string status_json(const proxy::Runtime& rt, ServerState& state) {
   const auto& c = f.blocks().counts();
   const auto& l = f.limits().counts();
   // Never the password: only where, who, and how it goes.
-  return out +
-         fmt::format(
-             "{{\"redis\":{},\"node\":{},\"key_prefix\":{},\"up\":{},\"since\":{},"
-             "\"last_error\":{},\"blocks\":{{\"written\":{},\"heard\":{},\"merged\":{},"
-             "\"refilled\":{}}},\"limits\":{{\"asked\":{},\"answered\":{},\"over\":{}}}}}}}\n",
-             json_string(f.options().redis.address()), json_string(f.options().node),
-             json_string(f.options().key_prefix), f.up(), f.since(), json_string(f.why()),
-             c.written, c.heard, c.merged, c.refills, l.asked, l.answered, l.refused);
+  return out + fmt::format(
+                   "{{\"redis\":{},\"node\":{},\"key_prefix\":{},\"up\":{},\"since\":{},"
+                   "\"last_error\":{},\"blocks\":{{\"written\":{},\"heard\":{},\"merged\":{},"
+                   "\"refilled\":{}}},\"limits\":{{\"asked\":{},\"answered\":{},\"over\":{},"
+                   "\"calls\":{}}}}}}}\n",
+                   json_string(f.options().redis.address()), json_string(f.options().node),
+                   json_string(f.options().key_prefix), f.up(), f.since(), json_string(f.why()),
+                   c.written, c.heard, c.merged, c.refills, l.asked, l.answered, l.refused,
+                   l.calls);
 }
 
 std::string reload_json(const ReloadOutcome& r) {

@@ -158,6 +158,16 @@ subtest '2b. a [[limit]] rate counts a client across the nodes' => sub {
     my $l = status($b)->{store}{limits};
     cmp_ok( $l->{answered}, '>=', 5, 'mx2 asked the store' );
     like( redis_cli( 'PTTL', 'geomx:rate:fleet-rate:127.70.0.1/32' ), qr/^\d+$/, 'the counter expires' );
+    # 40 clients at once: their questions share script calls (one per loop turn).
+    my @s = map { IO::Socket::IP->new( PeerHost => '127.0.0.1', PeerPort => $b->{ports}{edge}, Timeout => 5 ) or die "connect: $!" } 1 .. 40;
+    print { $s[ $_ - 1 ] } "PROXY TCP4 127.70.1.$_ 127.0.0.1 40000 25\r\n" for 1 .. 40;
+    my $served = grep { read_line( $_, 5 ) =~ /^220 / } @s;
+    close $_ for @s;
+    is( $served, 40, '40 new clients at once: all served' );
+    my $after = status($b)->{store}{limits};
+    my ( $asked, $calls ) = ( $after->{asked} - $l->{asked}, $after->{calls} - $l->{calls} );
+    is( $asked, 40, '... 40 questions' );
+    cmp_ok( $calls, '<', $asked, "... in $calls script calls" );
 };
 
 subtest '3. Redis killed under load: no failed session; changes made meanwhile reach the other node; refilled' => sub {
