@@ -7,6 +7,7 @@
 
 #include <fmt/chrono.h>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <boost/url/parse.hpp>
 
 #include "conf/text.hpp"
@@ -244,7 +245,9 @@ Reply blocks_answer(std::string_view method, std::string_view target, ServerStat
 }
 
 // GET /top?window=1m|1h&n=20[&format=text]
-Reply top_answer(std::string_view target, ServerState& state, const Now& now) {
+// GET /top; with `others` (fleet=1), merged with the other nodes' reports.
+Reply top_answer(std::string_view target, ServerState& state, const Now& now,
+                 const std::vector<state::FleetTop::NodeReport>* others = nullptr) {
   auto parsed = query_of(target);
   if (!parsed) return {400, text_plain, "bad request target\n"};
   auto& q = *parsed;
@@ -257,14 +260,42 @@ Reply top_answer(std::string_view target, ServerState& state, const Now& now) {
     if (ec != std::errc() || end != text.data() + text.size() || n == 0 || n > 10'000)
       return {400, text_plain, "n: a number from 1 to 10000\n"};
   }
-  const auto report = state.top.top(std::chrono::minutes(window == "1h" ? 60 : 1), n, now.steady);
+  if (!q["fleet"].empty() && q["fleet"] != "1" && q["fleet"] != "0")
+    return {400, text_plain, "fleet: 1 or 0\n"};
+  if (q["fleet"] == "1" && !others)
+    return {400, text_plain, "fleet=1: this node has no [store], so no fleet to ask\n"};
+  const std::chrono::minutes minutes(window == "1h" ? 60 : 1);
+  policy::TopTalkers::Report report;
+  std::vector<std::string> nodes;
+  if (others) {
+    // This node's deeper than n: a client below its n may be at the top of the sum.
+    std::vector<policy::TopTalkers::Report> all{
+        state.top.top(minutes, state::FleetTop::rows, now.steady)};
+    nodes.push_back(state.fleet->options().node);
+    for (const auto& o : *others) {
+      all.push_back(o.report);
+      nodes.push_back(o.node);
+    }
+    report = policy::TopTalkers::merge(all, n);
+  } else {
+    report = state.top.top(minutes, n, now.steady);
+  }
   const bool text = q["format"] == "text";
-  std::string body =
-      text ? fmt::format("{} connections in the last {}\n{:<40} {:<7} {:>11} {:>7} {:>9}  {}\n",
-                         std::llround(report.total), window, "client", "country", "connections",
-                         "share", "refused", "block")
-           : fmt::format("{{\"window\":\"{}\",\"total\":{},\"clients\":[", window,
-                         std::llround(report.total));
+  std::string body;
+  if (text) {
+    body = fmt::format("{} connections in the last {}", std::llround(report.total), window);
+    if (others) body += fmt::format(" on {} nodes ({})", nodes.size(), fmt::join(nodes, ", "));
+    body += fmt::format("\n{:<40} {:<7} {:>11} {:>7} {:>9}  {}\n", "client", "country",
+                        "connections", "share", "refused", "block");
+  } else {
+    body = fmt::format("{{\"window\":\"{}\",\"total\":{},", window, std::llround(report.total));
+    if (others) {
+      body += "\"nodes\":[";
+      for (std::size_t i = 0; i < nodes.size(); ++i) body += (i ? "," : "") + json_string(nodes[i]);
+      body += "],";
+    }
+    body += "\"clients\":[";
+  }
   for (std::size_t i = 0; i < report.rows.size(); ++i) {
     const auto& r = report.rows[i];
     const double share = report.total > 0 ? 100 * r.connections / report.total : 0;
@@ -324,6 +355,23 @@ Reply answer(const Request& request, ServerState& state, const Now& now) {
                                  {state.sessions.load(), state.slots.tarpitted(),
                                   state.fleet ? int(state.fleet->up()) : -1})};
   return {200, "application/json", status_json(*rt, state)};
+}
+
+bool wants_fleet_top(const Request& request) {
+  if (request.method != "GET" && request.method != "HEAD") return false;
+  if (request.target.substr(0, request.target.find('?')) != "/top") return false;
+  auto q = query_of(request.target);
+  return q && (*q)["fleet"] == "1";
+}
+
+Reply fleet_top_answer(const Request& request, ServerState& state, const Now& now,
+                       const std::optional<std::vector<state::FleetTop::NodeReport>>& others) {
+  if (!others)
+    return {503, text_plain,
+            fmt::format("the store ({}) is down or did not answer: the fleet's top talkers are "
+                        "not known (this node's: without fleet=1)\n",
+                        state.fleet->options().redis.address())};
+  return top_answer(request.target, state, now, &*others);
 }
 
 }  // namespace geomx::admin

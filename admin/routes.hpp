@@ -13,6 +13,7 @@
 //   POST /blocks?cidr=C[&comment=T][&for=30d]  adds one, kept before the answer
 //   DELETE /blocks?cidr=C                     deletes one
 //   GET /top?window=1m|1h&n=20  top talkers: connections, share, refused, block
+//                 (&fleet=1: every node's, through the store)
 #include <chrono>
 #include <cstdint>
 #include <map>
@@ -22,6 +23,7 @@
 #include <vector>
 
 #include "proxy/server_state.hpp"
+#include "state/fleet_top.hpp"
 
 namespace geomx::admin {
 
@@ -45,8 +47,17 @@ struct Now {
   static Now read();
 };
 
-// The answer to every request but POST /reload.
+// The answer to every request but POST /reload and GET /top?fleet=1.
 Reply answer(const Request& request, proxy::ServerState& state, const Now& now);
+
+// GET /top?fleet=1 (with a [store]): what the server asks the fleet for
+// before it answers.
+bool wants_fleet_top(const Request& request);
+// Its answer: this node's live counts merged with `others` (the other
+// nodes' reports, state/fleet_top.hpp); nullopt: the store is down or did
+// not answer (503).
+Reply fleet_top_answer(const Request& request, proxy::ServerState& state, const Now& now,
+                       const std::optional<std::vector<state::FleetTop::NodeReport>>& others);
 
 // The outcome of one reload, for the log, POST /reload and `geomx reload`.
 struct ReloadOutcome {

@@ -148,6 +148,34 @@ asio::awaitable<void> AdminServer::serve(tcp::socket socket, geo::Address peer) 
   }
 }
 
+asio::awaitable<std::optional<std::vector<state::FleetTop::NodeReport>>> AdminServer::fleet_reports(
+    const Request& request) {
+  auto q = query_of(request.target);
+  const std::string window = q && (*q)["window"] == "1h" ? "1h" : "1m";
+  // Woken by the answer, which comes within the store's timeout (or at
+  // once when it is down); the answer's state is shared, so a callback
+  // after this frame (at a shutdown) touches nothing gone.
+  struct Waiting {
+    std::optional<std::vector<state::FleetTop::NodeReport>> reports;
+    bool answered = false;
+    asio::steady_timer* wake = nullptr;
+  };
+  auto waiting = std::make_shared<Waiting>();
+  asio::steady_timer wake(io_, asio::steady_timer::time_point::max());
+  waiting->wake = &wake;
+  struct Forget {
+    Waiting& w;
+    ~Forget() { w.wake = nullptr; }
+  } forget{*waiting};
+  state_.fleet->top(window, [waiting](std::optional<std::vector<state::FleetTop::NodeReport>> r) {
+    waiting->reports = std::move(r);
+    waiting->answered = true;
+    if (waiting->wake) waiting->wake->cancel();
+  });
+  if (!waiting->answered) co_await wake.async_wait(proxy::nothrow);
+  co_return std::move(waiting->reports);
+}
+
 asio::awaitable<void> AdminServer::serve_local(local::socket socket) {
   try {
     Open open(open_, &socket, {}, true);
@@ -177,6 +205,9 @@ asio::awaitable<HttpResponse> AdminServer::respond(boost::system::error_code ec,
           {req[http::field::host], req[http::field::origin], req[http::field::authorization]},
           access)) {
     answer = std::move(*refused);
+  } else if (state_.fleet && wants_fleet_top(request)) {
+    const auto others = co_await fleet_reports(request);
+    answer = fleet_top_answer(request, state_, Now::read(), others);
   } else if (target == "/reload" && req.method() == http::verb::post && reload_) {
     // Not inside an expression: g++ 12 mishandles temporaries around co_await there.
     const ReloadOutcome outcome = co_await reload_();

@@ -92,6 +92,9 @@ class AdminServer {
   // The answer to a request that was read (`ec`: or why it could not be).
   asio::awaitable<HttpResponse> respond(boost::system::error_code ec, const HttpRequest& req,
                                         bool local);
+  // GET /top?fleet=1: the other nodes' reports, from the store.
+  asio::awaitable<std::optional<std::vector<state::FleetTop::NodeReport>>> fleet_reports(
+      const Request& request);
   asio::io_context& io_;
   proxy::ServerState& state_;
   tcp::acceptor acceptor_;

@@ -66,17 +66,17 @@ int block_command(const AdminClient& client, const BlockArgs& a) {
 struct TopArgs {
   std::string window = "1m";
   std::size_t n = 20;
-  bool json = false;
+  bool json = false, fleet = false;
 };
 
 // `geomx top`: the running geomx's top talkers. Exit 0, 1 refused, 2 no answer.
 int top_command(const AdminClient& client, const TopArgs& a) {
   conf::Config config;
   if (!client.read(config)) return 1;
-  const auto res =
-      client.call(config, http::verb::get,
-                  fmt::format("/top?window={}&n={}{}", a.window, a.n, a.json ? "" : "&format=text"),
-                  std::chrono::seconds(30));
+  const auto res = client.call(config, http::verb::get,
+                               fmt::format("/top?window={}&n={}{}{}", a.window, a.n,
+                                           a.json ? "" : "&format=text", a.fleet ? "&fleet=1" : ""),
+                               std::chrono::seconds(30));
   if (!res) return 2;
   fmt::print("{}", res->body());
   return res->result_int() == 200 ? 0 : 1;
@@ -93,6 +93,9 @@ void add_top(CLI::App& app, Command& command, const AdminOptions& admin_options,
   top->add_option("--window", args->window, "1m or 1h")->check(CLI::IsMember({"1m", "1h"}));
   top->add_option("--n", args->n, "How many clients")->check(CLI::Range(1, 10000));
   top->add_flag("--json", args->json, "JSON instead of a table");
+  top->add_flag("--fleet", args->fleet,
+                "Every node's counts together (with a [store]: the others' as of the last few "
+                "seconds)");
   admin_options(top);
   top->callback([&command, client, args] {
     command = [client, args] { return top_command(*client, *args); };

@@ -99,6 +99,9 @@ std::vector<std::string> Server::join_fleet() {
                                  {"serving", "from this node's state"}});
   };
   fleet_->on_warning = [this](std::string m) { state_.log.event("warning", {{"problem", m}}); };
+  fleet_->top_source = [this](std::chrono::minutes window) {
+    return state_.top.top(window, state::FleetTop::rows, policy::TopTalkers::Clock::now());
+  };
   state_.fleet = fleet_.get();
   return warnings;
 }

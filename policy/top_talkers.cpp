@@ -87,15 +87,40 @@ TopTalkers::Report TopTalkers::top(std::chrono::minutes window, std::size_t n,
     r.rows.push_back(
         {address, e.country, c, in_window(e.counts, e.counts.refused, minute, fraction, minutes)});
   }
-  const auto keep = std::min(n, r.rows.size());
-  std::partial_sort(r.rows.begin(), r.rows.begin() + static_cast<std::ptrdiff_t>(keep),
-                    r.rows.end(), [](const Row& a, const Row& b) {
+  keep_busiest(r.rows, n);
+  return r;
+}
+
+void TopTalkers::keep_busiest(std::vector<Row>& rows, std::size_t n) {
+  const auto keep = std::min(n, rows.size());
+  std::partial_sort(rows.begin(), rows.begin() + static_cast<std::ptrdiff_t>(keep), rows.end(),
+                    [](const Row& a, const Row& b) {
                       return a.connections != b.connections
                                  ? a.connections > b.connections
                                  : a.address.v6_bits() < b.address.v6_bits();
                     });
-  r.rows.resize(keep);
-  return r;
+  rows.resize(keep);
+}
+
+TopTalkers::Report TopTalkers::merge(const std::vector<Report>& reports, std::size_t n) {
+  Report out;
+  std::unordered_map<geo::Address, std::size_t, geo::AddressHash> at;  // index in out.rows
+  for (const auto& r : reports) {
+    out.total += r.total;
+    for (const auto& row : r.rows) {
+      const auto [it, fresh] = at.try_emplace(row.address, out.rows.size());
+      if (fresh) {
+        out.rows.push_back(row);
+        continue;
+      }
+      auto& sum = out.rows[it->second];
+      sum.connections += row.connections;
+      sum.refused += row.refused;
+      if (!sum.country) sum.country = row.country;
+    }
+  }
+  keep_busiest(out.rows, n);
+  return out;
 }
 
 std::vector<std::pair<geo::Address, std::uint64_t>> TopTalkers::take_suppressed(

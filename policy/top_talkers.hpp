@@ -46,6 +46,9 @@ class TopTalkers {
     std::vector<Row> rows;  // the n with most connections, most first
   };
   Report top(std::chrono::minutes window, std::size_t n, Clock::time_point now) const;
+  // Several nodes' reports as one: counts summed per client (its country
+  // from the first report that knows it), the n with most connections.
+  static Report merge(const std::vector<Report>& reports, std::size_t n);
 
   // Clients whose log lines were suppressed in a minute that is over: each
   // once, with how many.
@@ -68,6 +71,8 @@ class TopTalkers {
     std::list<geo::Address>::iterator lru;
   };
   static std::int64_t minute_of(Clock::time_point t);
+  // Sorts rows by connections, most first (then by address), and keeps n.
+  static void keep_busiest(std::vector<Row>& rows, std::size_t n);
   static double in_window(const Counts& c, const std::array<std::uint32_t, buckets>& a,
                           std::int64_t now_minute, double fraction, std::size_t minutes);
 

@@ -15,7 +15,9 @@ Fleet::Fleet(asio::io_context& io, FleetOptions options, BlockList& blocks,
               [this](std::string m) {
                 if (on_warning) on_warning(std::move(m));
               }),
-      limits_(commands_, options_.key_prefix) {
+      limits_(commands_, options_.key_prefix),
+      top_(commands_, options_.key_prefix, options_.node),
+      publish_(io) {
   auto state = [this](bool& told) {
     return [this, &told](bool up, const std::string& why) {
       told = true;
@@ -41,12 +43,32 @@ Fleet::~Fleet() {
 void Fleet::start() {
   commands_.start();
   events_.start();
+  publish_top();
 }
 
 void Fleet::stop() {
   up_ = false;  // what /metrics says after the drain, and no more questions
+  publish_.cancel();
   events_.stop();
   commands_.stop();
+}
+
+void Fleet::publish_top() {
+  if (up_ && top_source) {
+    const auto now = now_();
+    top_.publish("1m", top_source(std::chrono::minutes(1)), now);
+    top_.publish("1h", top_source(std::chrono::minutes(60)), now);
+  }
+  publish_.expires_after(publish_every);
+  publish_.async_wait([this](const boost::system::error_code& ec) {
+    if (!ec) publish_top();
+  });
+}
+
+void Fleet::top(std::string_view window,
+                std::function<void(std::optional<std::vector<FleetTop::NodeReport>>)> done) {
+  if (!up_) return done(std::nullopt);
+  top_.others(window, now_(), std::move(done));
 }
 
 void Fleet::changed() {

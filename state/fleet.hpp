@@ -4,6 +4,7 @@
 // through them. The store is up when both are; each change of that is told
 // once (on_state), and the node serves from its own state meanwhile.
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -12,6 +13,7 @@
 #include "state/blocks.hpp"
 #include "state/fleet_blocks.hpp"
 #include "state/fleet_limits.hpp"
+#include "state/fleet_top.hpp"
 #include "state/redis.hpp"
 
 namespace geomx::state {
@@ -48,8 +50,18 @@ class Fleet {
   void rate(std::string limit, std::string client, std::uint32_t rate, std::uint64_t per_us,
             std::uint32_t burst, std::function<void(std::optional<bool>)> done);
 
+  // This node's top talkers of a window (1 or 60 minutes), which the fleet
+  // reads from Redis: written every publish_every while the store is up.
+  std::function<policy::TopTalkers::Report(std::chrono::minutes)> top_source;
+  static constexpr std::chrono::seconds publish_every{5};
+  // The other nodes' reports of `window` ("1m", "1h"), on the io_context's
+  // thread; nullopt when the store is down or did not answer.
+  void top(std::string_view window,
+           std::function<void(std::optional<std::vector<FleetTop::NodeReport>>)> done);
+
  private:
   void changed();
+  void publish_top();  // and again in publish_every
 
   asio::io_context& io_;
   FleetOptions options_;
@@ -57,6 +69,8 @@ class Fleet {
   RedisConnection commands_, events_;
   FleetBlocks blocks_;
   FleetLimits limits_;
+  FleetTop top_;
+  asio::steady_timer publish_;
   std::atomic<bool> up_{false};
   bool told_ = false, commands_told_ = false, events_told_ = false;
   std::string why_;

@@ -1,15 +1,27 @@
-// libFuzzer target for a fleet's block changes as they come from Redis (a
-// hash entry, or a message "CIDR\tRECORD"): decoded or refused, never a
-// crash; one that decodes encodes back to a record that decodes the same.
+// libFuzzer target for the fleet's records as they come from Redis: a block
+// change (a hash entry, or a message "CIDR\tRECORD") and a node's top
+// talkers report (the whole input): decoded or refused, never a crash; one
+// that decodes encodes back to a record that decodes the same.
 #include <cstdint>
 #include <cstdlib>
 #include <string_view>
 
 #include "state/fleet_blocks.hpp"
+#include "state/fleet_top.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   using namespace geomx;
   const std::string_view in(reinterpret_cast<const char*>(data), size);
+  if (const auto top = state::FleetTop::decode(in)) {
+    const auto again = state::FleetTop::decode(state::FleetTop::encode(top->report, top->written));
+    if (!again || again->written != top->written ||
+        again->report.rows.size() != top->report.rows.size())
+      std::abort();
+    for (std::size_t i = 0; i < top->report.rows.size(); ++i)
+      if (again->report.rows[i].address != top->report.rows[i].address ||
+          again->report.rows[i].country != top->report.rows[i].country)
+        std::abort();
+  }
   const auto tab = in.find('\t');
   if (tab == std::string_view::npos) return 0;
   const auto cidr = in.substr(0, tab);

@@ -170,6 +170,37 @@ subtest '2b. a [[limit]] rate counts a client across the nodes' => sub {
     cmp_ok( $calls, '<', $asked, "... in $calls script calls" );
 };
 
+subtest '2c. geomx top --fleet merges every node\'s counts' => sub {
+    # 127.71.0.1: 3 connections to mx1 and 2 to mx2; 127.71.0.2: 1 to mx2.
+    banner_for( $_, '127.71.0.1' ) for $a, $a, $a, $b, $b;
+    banner_for( $b, '127.71.0.2' );
+    my $row = sub {
+        my ( $g, $client, $query ) = @_;
+        my $r = http()->get( "http://127.0.0.1:$g->{admin}/top?n=1000$query", auth($g) );
+        return undef unless $r->{status} == 200;
+        my $top = decode_json( $r->{content} );
+        my ($c) = grep { $_->{address} eq $client } @{ $top->{clients} };
+        return { %$top, row => $c };
+    };
+    my $t0 = time;
+    wait_for( 'mx2\'s counts in mx1\'s fleet view', 15,
+        sub { my $t = $row->( $a, '127.71.0.1', '&fleet=1' ); $t && $t->{row} && $t->{row}{connections} == 5 } );
+    diag sprintf 'mx2\'s counts reached the fleet view in %.1f s (each node writes every 5 s)', time - $t0;
+    my $fleet = $row->( $a, '127.71.0.1', '&fleet=1' );
+    is_deeply( $fleet->{nodes}, [ 'mx1', 'mx2' ], 'the fleet view names both nodes, this one first' );
+    is( $fleet->{row}{connections}, 5, '127.71.0.1: 3 on mx1 + 2 on mx2' );
+    is( $row->( $a, '127.71.0.2', '&fleet=1' )->{row}{connections}, 1, '127.71.0.2: seen only on mx2' );
+    is( $row->( $a, '127.71.0.1', '' )->{row}{connections}, 3, 'without fleet=1: this node\'s own (3)' );
+    my $pid = open( my $fh, '-|' ) // die;
+    if ( !$pid ) { open STDERR, '>&', \*STDOUT; exec $geomx, 'top', '--fleet', '--n', '1000', '-c', $a->{conf}, '--admin', "127.0.0.1:$a->{admin}" or POSIX::_exit(127) }
+    my $out = do { local $/; <$fh> };
+    close $fh;
+    is( $? >> 8, 0, 'geomx top --fleet: exit 0' );
+    like( $out, qr/^\d+ connections in the last 1m on 2 nodes \(mx1, mx2\)$/m, '... names the nodes' );
+    like( $out, qr/^127\.71\.0\.1 +\S+ +5 /m, '... and the summed count' );
+    is( http()->get( "http://127.0.0.1:$a->{admin}/top?fleet=2", auth($a) )->{status}, 400, 'fleet=2: 400' );
+};
+
 subtest '3. Redis killed under load: no failed session; changes made meanwhile reach the other node; refilled' => sub {
     # Clients through both nodes while Redis dies and comes back empty.
     my ( $ok, $failed ) = ( 0, 0 );
@@ -188,6 +219,9 @@ subtest '3. Redis killed under load: no failed session; changes made meanwhile r
     wait_for( 'store down on mx1', 10, sub { metrics($a) =~ /^geomx_store_up 0$/m } );
     $load->(20);
     is( http()->get("http://127.0.0.1:$a->{admin}/readyz")->{status}, 200, '/readyz stays 200 with the store down' );
+    my $top = http()->get( "http://127.0.0.1:$a->{admin}/top?fleet=1", auth($a) );
+    is( $top->{status}, 503, '/top?fleet=1 with the store down: 503' );
+    like( $top->{content}, qr/is down or did not answer/, '... saying why' );
     like( slurp( $a->{log} ), qr/event=store state=down .*serving=/, 'mx1 says the store is down' );
     # Changes during the outage: kept locally, in force locally.
     is( block_add( $a, '127.61.0.0/24', 'outage' )->{status}, 200, 'add on mx1 while Redis is down' );

@@ -98,3 +98,26 @@ TEST_CASE("a flood that never pauses still gets its suppressed line each minute"
 
 }  // namespace
 }  // namespace geomx::policy
+
+namespace geomx::policy {
+namespace {
+
+TEST_CASE("nodes' reports merge: a client's counts summed, the busiest of the sum first") {
+  const auto a = geo::parse_address("192.0.2.1"), b = geo::parse_address("192.0.2.2"),
+             c = geo::parse_address("2001:db8::1");
+  const auto us = geo::Country::parse("US");
+  TopTalkers::Report mx1{10, {{a, std::nullopt, 4, 1}, {b, us, 3, 0}}};
+  TopTalkers::Report mx2{20, {{c, std::nullopt, 6, 6}, {a, us, 4, 2}, {b, std::nullopt, 1, 0}}};
+  const auto m = TopTalkers::merge({mx1, mx2}, 2);
+  CHECK(m.total == 30);
+  REQUIRE(m.rows.size() == 2);  // the busiest 2 of the sum: a (8), c (6); b (4) left out
+  CHECK(m.rows[0].address == a);
+  CHECK(m.rows[0].connections == 8);
+  CHECK(m.rows[0].refused == 3);
+  CHECK(m.rows[0].country == us);  // from the report that knew it
+  CHECK(m.rows[1].address == c);
+  CHECK(TopTalkers::merge({}, 5).rows.empty());
+}
+
+}  // namespace
+}  // namespace geomx::policy
