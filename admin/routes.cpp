@@ -90,7 +90,7 @@ std::string status_json(const proxy::Runtime& rt, ServerState& state) {
                    "\"last_error\":{},\"blocks\":{{\"written\":{},\"heard\":{},\"merged\":{},"
                    "\"refilled\":{}}},\"limits\":{{\"asked\":{},\"answered\":{},\"over\":{},"
                    "\"calls\":{}}}}}}}\n",
-                   json_string(f.options().redis.address()), json_string(f.options().node),
+                   json_string(f.address()), json_string(f.options().node),
                    json_string(f.options().key_prefix), f.up(), f.since(), json_string(f.why()),
                    c.written, c.heard, c.merged, c.refills, l.asked, l.answered, l.refused,
                    l.calls);
@@ -370,7 +370,7 @@ Reply fleet_top_answer(const Request& request, ServerState& state, const Now& no
     return {503, text_plain,
             fmt::format("the store ({}) is down or did not answer: the fleet's top talkers are "
                         "not known (this node's: without fleet=1)\n",
-                        state.fleet->options().redis.address())};
+                        state.fleet->address())};
   return top_answer(request.target, state, now, &*others);
 }
 

@@ -1,6 +1,7 @@
 #pragma once
 // The validated, immutable configuration: plain data. conf/loader.hpp builds
 // it from TOML; nothing here does I/O.
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <optional>
@@ -215,7 +216,11 @@ struct Admin {
 struct Store {
   bool enabled = false;
   Endpoint redis{geo::Address::v4(0x7f000001), 6379};
-  std::string redis_unix;     // "unix:/path" given: this instead of `redis`
+  std::string redis_unix;  // "unix:/path" given: this instead of `redis`
+  // Redis Sentinel (instead of `redis`): the sentinels asked where the
+  // master named `master` is, before each connect.
+  std::vector<Endpoint> sentinels;
+  std::string master = "geomx";
   std::string password_file;  // AUTH: "password" or "user:password", one line
   int db = 0;
   std::string key_prefix = "geomx:";
@@ -223,8 +228,18 @@ struct Store {
   Duration timeout = std::chrono::milliseconds(25);
   // Reachable beyond this host: hiredis 0.14 has no TLS, so the password
   // and the state cross the network in the clear.
-  bool exposed() const { return redis_unix.empty() && !redis.address.is_loopback(); }
+  bool exposed() const {
+    if (!sentinels.empty())
+      return std::any_of(sentinels.begin(), sentinels.end(),
+                         [](const Endpoint& e) { return !e.address.is_loopback(); });
+    return redis_unix.empty() && !redis.address.is_loopback();
+  }
   std::string where() const {
+    if (!sentinels.empty()) {
+      std::string out = "master " + master + " of sentinels";
+      for (const auto& e : sentinels) out += " " + e.to_string();
+      return out;
+    }
     return redis_unix.empty() ? redis.to_string() : "unix:" + redis_unix;
   }
   friend bool operator==(const Store&, const Store&) = default;

@@ -428,9 +428,24 @@ void parse_store(TableReader& t, Store& store, const Server& server, const std::
       parse_endpoint_key(t, "redis", store.redis, false);
     }
   }
-  if (t.node("sentinels") || t.node("master"))
-    t.error(t.node("sentinels") ? "sentinels" : "master",
-            "Redis Sentinel is not supported yet: give `redis` (the master's address)");
+  t.each_string("sentinels",
+                [&](const std::string& text, const toml::node& n, const std::string& path) {
+                  try {
+                    const auto e = parse_endpoint(text);
+                    if (e.port == 0)
+                      return t.error_at(n, path, "port 0 is not a port to connect to");
+                    store.sentinels.push_back(e);
+                  } catch (const std::invalid_argument& e) {
+                    t.error_at(n, path, e.what());
+                  }
+                });
+  if (t.node("sentinels") && t.node("redis"))
+    t.error("sentinels", "give `redis` (one Redis) or `sentinels` (follow a master), not both");
+  if (t.string("master", store.master) &&
+      (store.master.empty() || store.master.size() > 64 || !valid_host_name(store.master)))
+    t.error("master", "the Sentinel master's name: at most 64 printable characters, no spaces");
+  if (t.node("master") && !t.node("sentinels"))
+    t.error("master", "names a Sentinel master: give `sentinels` too");
   if (t.string("password_file", store.password_file)) {
     if (store.password_file.empty())
       t.error("password_file", "must name a file");

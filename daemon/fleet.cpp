@@ -84,16 +84,27 @@ std::vector<std::string> Server::join_fleet() {
   // Serves anyway (from this node's state), and says why, once.
   if (!credentials.problem.empty())
     warnings.push_back(credentials.problem + "; connecting without AUTH");
-  state::FleetOptions options{redis_options(store, credentials), store.key_prefix, store.node};
+  state::FleetOptions options;
+  options.redis = redis_options(store, credentials);
+  options.key_prefix = store.key_prefix;
+  options.node = store.node;
+  for (const auto& e : store.sentinels) {
+    state::RedisOptions sentinel;  // no AUTH, no database: a sentinel has neither
+    sentinel.host = e.address.to_string();
+    sentinel.port = e.port;
+    options.sentinels.push_back(std::move(sentinel));
+  }
+  options.master = store.master;
+  if (!store.sentinels.empty()) options.redis.host.clear();  // located
   fleet_ = std::make_unique<state::Fleet>(control_io_, std::move(options), state_.blocks,
                                           [] { return proxy::unix_now(); });
   fleet_->on_state = [this](bool up, const std::string& why) {
     const auto& o = fleet_->options();
     if (up)
-      state_.log.event("store", {{"state", "up"}, {"redis", o.redis.address()}, {"node", o.node}});
+      state_.log.event("store", {{"state", "up"}, {"redis", fleet_->address()}, {"node", o.node}});
     else
       state_.log.event("store", {{"state", "down"},
-                                 {"redis", o.redis.address()},
+                                 {"redis", fleet_->address()},
                                  {"node", o.node},
                                  {"problem", why},
                                  {"serving", "from this node's state"}});

@@ -1,5 +1,8 @@
 #include "state/fleet.hpp"
 
+#include <algorithm>
+#include <charconv>
+
 #include <boost/asio/post.hpp>
 
 namespace geomx::state {
@@ -32,6 +35,19 @@ Fleet::Fleet(asio::io_context& io, FleetOptions options, BlockList& blocks,
     if (!up) events_.reconnect(why);
   };
   events_.on_state = state(events_told_);
+  for (std::size_t i = 0; i < options_.sentinels.size(); ++i) {
+    sentinels_.push_back(std::make_unique<RedisConnection>(io, options_.sentinels[i]));
+    sentinel_told_.push_back(false);
+    sentinels_.back()->on_state = [this, i](bool, const std::string&) {
+      sentinel_told_[i] = true;
+      for (auto& done : std::exchange(locating_, {})) locate(0, std::move(done));
+    };
+  }
+  if (!sentinels_.empty()) {
+    commands_.locate = events_.locate = [this](std::function<void(RedisConnection::Where)> done) {
+      locate(0, std::move(done));
+    };
+  }
   events_.subscribe({blocks_.key()},
                     [this](const std::string&, std::string payload) { blocks_.message(payload); });
 }
@@ -41,6 +57,7 @@ Fleet::~Fleet() {
 }
 
 void Fleet::start() {
+  for (auto& s : sentinels_) s->start();
   commands_.start();
   events_.start();
   publish_top();
@@ -51,6 +68,39 @@ void Fleet::stop() {
   publish_.cancel();
   events_.stop();
   commands_.stop();
+  for (auto& s : sentinels_) s->stop();
+  locating_.clear();
+}
+
+std::string Fleet::address() const {
+  if (sentinels_.empty()) return options_.redis.address();
+  if (commands_.options().host.empty()) return "master " + options_.master + " (not located yet)";
+  return commands_.options().address() + " (master " + options_.master + ")";
+}
+
+void Fleet::locate(std::size_t first, std::function<void(RedisConnection::Where)> done) {
+  for (std::size_t i = first; i < sentinels_.size(); ++i) {
+    if (!sentinels_[i]->up()) continue;
+    sentinels_[i]->command(
+        {"SENTINEL", "get-master-addr-by-name", options_.master},
+        [this, i, done = std::move(done)](std::optional<RedisReply> r) mutable {
+          // ["10.0.0.5", "6379"], or nil: this sentinel does not know the master.
+          if (r && r->type == RedisReply::Type::array && r->elements.size() == 2) {
+            unsigned port = 0;
+            const auto& p = r->elements[1].str;
+            const auto [end, ec] = std::from_chars(p.data(), p.data() + p.size(), port);
+            if (ec == std::errc() && end == p.data() + p.size() && port > 0 && port < 65536 &&
+                !r->elements[0].str.empty())
+              return done(std::pair{r->elements[0].str, static_cast<std::uint16_t>(port)});
+          }
+          locate(i + 1, std::move(done));
+        });
+    return;
+  }
+  // None up: wait for the first word of those that have not said yet.
+  if (std::find(sentinel_told_.begin(), sentinel_told_.end(), false) != sentinel_told_.end())
+    return locating_.push_back(std::move(done));
+  done(std::nullopt);
 }
 
 void Fleet::publish_top() {

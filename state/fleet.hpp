@@ -9,6 +9,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "state/blocks.hpp"
 #include "state/fleet_blocks.hpp"
@@ -19,9 +20,11 @@
 namespace geomx::state {
 
 struct FleetOptions {
-  RedisOptions redis;
+  RedisOptions redis;  // with sentinels: all but where (asked of them)
   std::string key_prefix = "geomx:";
   std::string node;
+  std::vector<RedisOptions> sentinels;  // Redis Sentinel: asked in order
+  std::string master;                   // ... where this master is
 };
 
 class Fleet {
@@ -42,6 +45,9 @@ class Fleet {
   const std::string& why() const { return why_; }
   std::int64_t since() const { return since_; }
   const FleetOptions& options() const { return options_; }
+  // Where Redis is: its address, or with Sentinel the master's as last
+  // located (for logs and /status). On the io_context's thread.
+  std::string address() const;
   const FleetBlocks& blocks() const { return blocks_; }
   const FleetLimits& limits() const { return limits_; }
   // A [[limit]] rate counted fleet-wide (FleetLimits::rate), from any
@@ -62,10 +68,16 @@ class Fleet {
  private:
   void changed();
   void publish_top();  // and again in publish_every
+  // Sentinel: where the master is, from the first sentinel up that knows
+  // (from `first` on); waits while none has said whether it is up.
+  void locate(std::size_t first, std::function<void(RedisConnection::Where)> done);
 
   asio::io_context& io_;
   FleetOptions options_;
   std::function<std::int64_t()> now_;
+  std::vector<std::unique_ptr<RedisConnection>> sentinels_;
+  std::vector<bool> sentinel_told_;
+  std::vector<std::function<void(RedisConnection::Where)>> locating_;  // until a sentinel is up
   RedisConnection commands_, events_;
   FleetBlocks blocks_;
   FleetLimits limits_;

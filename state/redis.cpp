@@ -83,6 +83,8 @@ void RedisConnection::start() {
 
 void RedisConnection::stop() {
   stopped_ = true;
+  locating_ = false;
+  ++locate_round_;
   retry_.cancel();
   ping_.cancel();
   connect_deadline_.cancel();
@@ -92,7 +94,20 @@ void RedisConnection::stop() {
 }
 
 void RedisConnection::connect() {
-  if (stopped_ || ac_) return;
+  if (stopped_ || ac_ || locating_) return;
+  if (!locate) return connect_to();
+  locating_ = true;
+  locate([this, round = locate_round_](Where where) {
+    if (round != locate_round_ || stopped_) return;
+    locating_ = false;
+    if (!where) return lost("no sentinel answered where the master is");
+    options_.host = where->first;
+    options_.port = where->second;
+    connect_to();
+  });
+}
+
+void RedisConnection::connect_to() {
   ++generation_;
   refused_ = false;
   ac_ = options_.host.empty() ? redisAsyncConnectUnix(options_.unix_path.c_str())
@@ -137,6 +152,17 @@ void RedisConnection::handshake() {
     send(std::move(auth), refused("AUTH"));
   }
   if (options_.db != 0) send({"SELECT", std::to_string(options_.db)}, refused("SELECT"));
+  if (locate)  // what a sentinel named may have been demoted since
+    send({"ROLE"}, [this, g = generation_](std::optional<RedisReply> r) {
+      if (g != generation_ || !r) return;
+      if (r->type == RedisReply::Type::array && !r->elements.empty() &&
+          r->elements[0].str == "master")
+        return;
+      refused_ = true;
+      asio::post(io_, [this, g] {
+        if (g == generation_ && ac_) drop("ROLE: not the master (a replica, or demoted)");
+      });
+    });
   if (channels_.empty()) {
     send({"PING"}, [this, g = generation_](std::optional<RedisReply> r) {
       if (g == generation_ && r && !r->is_error() && !refused_) {
@@ -231,6 +257,13 @@ void RedisConnection::on_disconnect(const redisAsyncContext* ac, int status) {
 void RedisConnection::on_reply(redisAsyncContext* ac, void* reply, void* privdata) {
   auto* self = self_of(ac);
   const auto id = static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(privdata));
+  // A master demoted under us (a Sentinel failover with the old one alive):
+  // ask the sentinels again.
+  if (self->locate && reply && static_cast<redisReply*>(reply)->type == REDIS_REPLY_ERROR &&
+      std::strncmp(static_cast<redisReply*>(reply)->str, "READONLY", 8) == 0)
+    asio::post(self->io_, [self, g = self->generation_] {
+      if (g == self->generation_ && self->ac_) self->drop("READONLY: the master became a replica");
+    });
   self->finish(id, reply ? std::optional(copy(*static_cast<redisReply*>(reply))) : std::nullopt);
 }
 

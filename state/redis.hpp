@@ -14,6 +14,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <boost/asio/io_context.hpp>
@@ -56,6 +57,13 @@ class RedisConnection {
   // Up, or down and why ("connection refused", "AUTH: WRONGPASS ..."): once
   // per change.
   std::function<void(bool up, const std::string& why)> on_state;
+  // Redis Sentinel: asked where the master is before each connect (the
+  // answer replaces host and port; nullopt: no sentinel knows, and it is
+  // tried again as any failed connect is). Such a connection checks ROLE
+  // at the handshake, and one that finds a replica there or is told
+  // READONLY is dropped and asks again.
+  using Where = std::optional<std::pair<std::string, std::uint16_t>>;
+  std::function<void(std::function<void(Where)>)> locate;
   // A subscriber: these channels are subscribed at every connect, and the
   // connection is up once they are; each message goes to on_message.
   void subscribe(std::vector<std::string> channels,
@@ -79,7 +87,8 @@ class RedisConnection {
     std::chrono::steady_clock::time_point deadline;
   };
   void connect();
-  void attach();  // hiredis's event hooks to Asio
+  void connect_to();  // options_'s host and port, or its unix path
+  void attach();      // hiredis's event hooks to Asio
   void handshake();
   void send(std::vector<std::string> argv, Done done);
   void lost(const std::string& why);  // the context is gone or going
@@ -104,7 +113,9 @@ class RedisConnection {
   bool reading_ = false, writing_ = false;           // what hiredis asked for
   bool read_armed_ = false, write_armed_ = false;    // a wait is pending
   bool up_ = false, told_ = false, stopped_ = true;  // told_: on_state has heard the state
-  bool refused_ = false;                             // AUTH or SELECT said no (this connection)
+  bool refused_ = false;  // AUTH, SELECT or ROLE said no (this connection)
+  bool locating_ = false;
+  std::uint64_t locate_round_ = 0;  // a late answer of a round before stop() does nothing
   std::string last_why_;
   std::chrono::milliseconds backoff_{100};
   asio::steady_timer retry_, connect_deadline_, ping_;

@@ -437,9 +437,25 @@ TEST_CASE("[store]: absent is a node alone; present, checked key by key") {
   CHECK(errors_of("[store]\nredis = \"unix:run/redis.sock\"\n" + minimal) ==
         std::vector<std::string>{"t.toml:2:9: store.redis: unix: takes an absolute path "
                                  "(\"unix:/run/redis/redis.sock\")"});
-  CHECK(errors_of("[store]\nsentinels = [\"127.0.0.1:26379\"]\n" + minimal) ==
-        std::vector<std::string>{"t.toml:2:13: store.sentinels: Redis Sentinel is not supported "
-                                 "yet: give `redis` (the master's address)"});
+  const Config st = parse_config(
+      "[store]\nsentinels = [\"127.0.0.1:26379\", \"10.0.0.22:26379\"]\nmaster = \"mx\"\n" +
+          minimal,
+      "t.toml", defaults);
+  REQUIRE(st.store.sentinels.size() == 2);
+  CHECK(st.store.sentinels[1].to_string() == "10.0.0.22:26379");
+  CHECK(st.store.master == "mx");
+  CHECK(st.store.where() == "master mx of sentinels 127.0.0.1:26379 10.0.0.22:26379");
+  CHECK(st.store.exposed());  // one is not on this host
+  CHECK(parse_config("[store]\nsentinels = \"127.0.0.1:26379\"\n" + minimal, "t.toml", defaults)
+            .store.master == "geomx");  // the default name
+  CHECK(errors_of("[store]\nsentinels = [\"127.0.0.1:26379\"]\nredis = \"127.0.0.1:6379\"\n" +
+                  minimal) ==
+        std::vector<std::string>{"t.toml:2:13: store.sentinels: give `redis` (one Redis) or "
+                                 "`sentinels` (follow a master), not both"});
+  CHECK(errors_of("[store]\nmaster = \"geomx\"\n" + minimal) ==
+        std::vector<std::string>{
+            "t.toml:2:10: store.master: names a Sentinel master: give `sentinels` too"});
+  CHECK(errors_of("[store]\nsentinels = [\"127.0.0.1:0\"]\n" + minimal).size() == 1);
   CHECK(errors_of("[store]\nkey_prefix = \"a b\"\n" + minimal).size() == 1);
   CHECK(errors_of("[store]\ntimeout = \"0s\"\n" + minimal).size() == 1);
   CHECK(errors_of("[store]\npasword_file = \"x\"\n" + minimal) ==
