@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <system_error>
 
 #include <fmt/format.h>
@@ -72,15 +73,21 @@ void AdminServer::bind_socket(const std::string& path, gid_t group) {
   }
   boost::system::error_code ec;
   local_acceptor_.open(local::endpoint().protocol(), ec);
-  // Made 0660 as it is bound (no moment with a wider mode): the umask is
-  // the process's, and no other thread runs yet.
+  // Made 0660 and of `group` as it is bound: the umask and the effective
+  // group are the process's, and no other thread runs yet. No chown by
+  // path afterwards, which a symlink put there meanwhile would redirect.
   const mode_t mask = ::umask(0117);
+  const gid_t egid = ::getegid();
+  const bool regroup = group != static_cast<gid_t>(-1) && group != egid;
+  if (regroup && ::setegid(group) != 0) {
+    ::umask(mask);
+    fail(errno, fmt::format("cannot be made for group {}", group));
+  }
   if (!ec) local_acceptor_.bind(local::endpoint(path), ec);
+  if (regroup && ::setegid(egid) != 0) std::abort();  // root cannot take its group back
   ::umask(mask);
   if (ec) fail(ec.value(), ec.message());
   socket_path_ = path;
-  if (group != static_cast<gid_t>(-1) && ::chown(path.c_str(), static_cast<uid_t>(-1), group) != 0)
-    fail(errno, fmt::format("cannot be given to group {}", group));
   local_acceptor_.listen(asio::socket_base::max_listen_connections, ec);
   if (ec) fail(ec.value(), ec.message());
 }

@@ -97,7 +97,7 @@ std::optional<MemberSlot> MemberSlot::take(std::shared_ptr<MemberHealth> member,
   if (max == 0) {
     active.fetch_add(1, std::memory_order_relaxed);
   } else {
-    auto n = active.load(std::memory_order_relaxed);
+    auto n = active.load();
     do {
       if (n >= max) return std::nullopt;
     } while (!active.compare_exchange_weak(n, n + 1));

@@ -121,6 +121,13 @@ class QueuePlace {
     m->add_waiter(waiter_);
     return true;
   }
+  // No longer waits at `m` (it holds a slot there).
+  void unwatch(const std::shared_ptr<policy::MemberHealth>& m) {
+    const auto it = std::find(watched_.begin(), watched_.end(), m);
+    if (it == watched_.end()) return;
+    m->remove_waiter(waiter_.get());
+    watched_.erase(it);
+  }
   // A place in `first`'s queue, unless max_queue are there already.
   bool join(policy::MemberHealth& first, std::uint32_t max_queue) {
     if (counted_) return true;
@@ -175,6 +182,7 @@ asio::awaitable<bool> Session::connect(std::vector<std::size_t> order, std::size
         full = true;
         continue;
       }
+      if (place) place->unwatch(member);  // a release of this slot is for the others
       dialled_once[m] = true;
       const auto& endpoint = pool.members[m].address;
       const DialResult dialled = co_await dial(endpoint, pool.connect_timeout);

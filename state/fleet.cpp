@@ -1,8 +1,11 @@
 #include "state/fleet.hpp"
 
+#include "geo/address.hpp"
+
 #include <algorithm>
 #include <charconv>
 
+#include <fmt/format.h>
 #include <boost/asio/post.hpp>
 
 namespace geomx::state {
@@ -36,16 +39,26 @@ Fleet::Fleet(asio::io_context& io, FleetOptions options, BlockList& blocks,
   };
   events_.on_state = state(events_told_);
   for (std::size_t i = 0; i < options_.sentinels.size(); ++i) {
+    // Told of a failover at once (+switch-master), not when the old master
+    // is reconfigured (up to Sentinel's 10 s info period later, during
+    // which it still takes writes): both connections go to the new one.
+    auto& switches =
+        switches_.emplace_back(std::make_unique<RedisConnection>(io, options_.sentinels[i]));
+    switches->subscribe({"+switch-master"}, [this](const std::string&, std::string payload) {
+      if (payload.substr(0, payload.find(' ')) != options_.master) return;
+      commands_.reconnect("the sentinels switched the master: " + payload);
+      events_.reconnect("the sentinels switched the master: " + payload);
+    });
     sentinels_.push_back(std::make_unique<RedisConnection>(io, options_.sentinels[i]));
     sentinel_told_.push_back(false);
     sentinels_.back()->on_state = [this, i](bool, const std::string&) {
       sentinel_told_[i] = true;
-      for (auto& done : std::exchange(locating_, {})) locate(0, std::move(done));
+      for (auto& done : std::exchange(locating_, {})) locate(std::move(done));
     };
   }
   if (!sentinels_.empty()) {
     commands_.locate = events_.locate = [this](std::function<void(RedisConnection::Where)> done) {
-      locate(0, std::move(done));
+      locate(std::move(done));
     };
   }
   events_.subscribe({blocks_.key()},
@@ -58,6 +71,7 @@ Fleet::~Fleet() {
 
 void Fleet::start() {
   for (auto& s : sentinels_) s->start();
+  for (auto& s : switches_) s->start();
   commands_.start();
   events_.start();
   publish_top();
@@ -69,6 +83,7 @@ void Fleet::stop() {
   events_.stop();
   commands_.stop();
   for (auto& s : sentinels_) s->stop();
+  for (auto& s : switches_) s->stop();
   locating_.clear();
 }
 
@@ -78,22 +93,43 @@ std::string Fleet::address() const {
   return commands_.options().address() + " (master " + options_.master + ")";
 }
 
-void Fleet::locate(std::size_t first, std::function<void(RedisConnection::Where)> done) {
-  for (std::size_t i = first; i < sentinels_.size(); ++i) {
-    if (!sentinels_[i]->up()) continue;
-    sentinels_[i]->command(
+void Fleet::locate(std::function<void(RedisConnection::Where)> done) {
+  // Each search begins at the next sentinel: one with a stale view (cut
+  // off from the others) cannot pin every retry to a master that is gone.
+  ask_sentinel(next_sentinel_++ % sentinels_.size(), 0, std::move(done));
+}
+
+void Fleet::ask_sentinel(std::size_t start, std::size_t tried,
+                         std::function<void(RedisConnection::Where)> done) {
+  const auto n = sentinels_.size();
+  for (; tried < n; ++tried) {
+    auto& sentinel = *sentinels_[(start + tried) % n];
+    if (!sentinel.up()) continue;
+    sentinel.command(
         {"SENTINEL", "get-master-addr-by-name", options_.master},
-        [this, i, done = std::move(done)](std::optional<RedisReply> r) mutable {
+        [this, start, tried, done = std::move(done)](std::optional<RedisReply> r) mutable {
           // ["10.0.0.5", "6379"], or nil: this sentinel does not know the master.
           if (r && r->type == RedisReply::Type::array && r->elements.size() == 2) {
             unsigned port = 0;
+            const auto& host = r->elements[0].str;
             const auto& p = r->elements[1].str;
             const auto [end, ec] = std::from_chars(p.data(), p.data() + p.size(), port);
+            const auto address = geo::try_parse_address(host);
             if (ec == std::errc() && end == p.data() + p.size() && port > 0 && port < 65536 &&
-                !r->elements[0].str.empty())
-              return done(std::pair{r->elements[0].str, static_cast<std::uint16_t>(port)});
+                address) {
+              // The password goes to the master: say so once if it is not on this host.
+              if (!address->is_loopback() && !warned_remote_master_ && on_warning) {
+                warned_remote_master_ = true;
+                on_warning(fmt::format(
+                    "store: the master the sentinels name, {}, is not on this host: hiredis 0.14 "
+                    "has no TLS, so the password and the fleet's state cross the network in the "
+                    "clear (keep Redis on a private network, or behind stunnel)",
+                    host));
+              }
+              return done(std::pair{host, static_cast<std::uint16_t>(port)});
+            }
           }
-          locate(i + 1, std::move(done));
+          ask_sentinel(start, tried + 1, std::move(done));
         });
     return;
   }

@@ -69,14 +69,20 @@ class Fleet {
   void changed();
   void publish_top();  // and again in publish_every
   // Sentinel: where the master is, from the first sentinel up that knows
-  // (from `first` on); waits while none has said whether it is up.
-  void locate(std::size_t first, std::function<void(RedisConnection::Where)> done);
+  // (each search from the next one on); waits while none has said whether
+  // it is up.
+  void locate(std::function<void(RedisConnection::Where)> done);
+  void ask_sentinel(std::size_t start, std::size_t tried,
+                    std::function<void(RedisConnection::Where)> done);
 
   asio::io_context& io_;
   FleetOptions options_;
   std::function<std::int64_t()> now_;
-  std::vector<std::unique_ptr<RedisConnection>> sentinels_;
+  std::vector<std::unique_ptr<RedisConnection>> sentinels_;  // asked where the master is
+  std::vector<std::unique_ptr<RedisConnection>> switches_;   // subscribed to +switch-master
   std::vector<bool> sentinel_told_;
+  std::size_t next_sentinel_ = 0;
+  bool warned_remote_master_ = false;
   std::vector<std::function<void(RedisConnection::Where)>> locating_;  // until a sentinel is up
   RedisConnection commands_, events_;
   FleetBlocks blocks_;

@@ -132,46 +132,71 @@ FleetBlocks::~FleetBlocks() {
   blocks_.join_fleet(node_, {});  // its writer must not call what is gone
 }
 
+// What Redis has, read a page at a time (HSCAN: a hash of a million
+// blocks is neither one reply nor one long command), then merged.
+struct FleetBlocks::Reading {
+  std::int64_t now = 0;
+  std::map<std::string, policy::BlockChange> remote;  // by CIDR (HSCAN may repeat a field)
+  std::size_t bad = 0;
+};
+
 void FleetBlocks::connected(std::int64_t now) {
-  redis_.command({"HGETALL", key_}, [this, now](std::optional<RedisReply> r) {
-    if (!r || r->type != RedisReply::Type::array) return;  // down again: the next connect retries
-    // What Redis has, by CIDR (to write only what it lacks or has older).
-    auto remote = std::make_shared<std::map<std::string, policy::BlockChange>>();
-    std::vector<policy::BlockChange> incoming;
-    std::size_t bad = 0;
-    for (std::size_t i = 0; i + 1 < r->elements.size(); i += 2) {
-      const auto& field = r->elements[i].str;
-      const auto& record = r->elements[i + 1].str;
-      auto c = decode_change(field, record);
-      if (!c) {
-        ++bad;
-        continue;
-      }
-      // Deletions past their time, and blocks expired, leave the store.
-      const bool stale =
-          c->block ? !c->block->active(now) : c->version < now * 1000 - BlockList::deletion_ttl_ms;
-      if (stale) {
-        purge(field, record);
-        continue;
-      }
-      remote->emplace(field, *c);
-      incoming.push_back(std::move(*c));
-    }
-    if (bad) say_(fmt::format("store: {} entries of {} do not decode; skipped", bad, key_));
-    auto& io = redis_.io();
-    blocks_.merge(std::move(incoming), [this, &io, remote, now](std::size_t applied,
-                                                                const std::string& error) {
-      asio::post(io, [this, remote, now, applied, error] {
-        counts_.merged += applied;
-        if (!error.empty()) say_(fmt::format("store: blocks from the fleet not kept: {}", error));
-        for (const auto& c : blocks_.changes(now)) {
-          const auto it = remote->find(c.cidr.to_string());
-          if (it == remote->end() || c.newer_than(it->second.version, it->second.node))
-            write(c, true);
-        }
-      });
-    });
-  });
+  auto reading = std::make_shared<Reading>();
+  reading->now = now;
+  read_page(std::move(reading), "0");
+}
+
+void FleetBlocks::read_page(std::shared_ptr<Reading> reading, const std::string& cursor) {
+  redis_.command({"HSCAN", key_, cursor, "COUNT", std::to_string(page)},
+                 [this, reading](std::optional<RedisReply> r) {
+                   // Down again: the next connect reads it all again.
+                   if (!r || r->type != RedisReply::Type::array || r->elements.size() != 2 ||
+                       r->elements[1].type != RedisReply::Type::array)
+                     return;
+                   const auto& entries = r->elements[1].elements;
+                   for (std::size_t i = 0; i + 1 < entries.size(); i += 2)
+                     take(*reading, entries[i].str, entries[i + 1].str);
+                   const auto& next = r->elements[0].str;
+                   if (next != "0") return read_page(reading, next);
+                   merge_read(*reading);
+                 });
+}
+
+void FleetBlocks::take(Reading& reading, const std::string& field, const std::string& record) {
+  auto c = decode_change(field, record);
+  if (!c) {
+    ++reading.bad;
+    return;
+  }
+  // Deletions past their time, and blocks expired, leave the store.
+  const bool stale = c->block ? !c->block->active(reading.now)
+                              : c->version < reading.now * 1000 - BlockList::deletion_ttl_ms;
+  if (stale) return purge(field, record);
+  reading.remote.insert_or_assign(field, std::move(*c));
+}
+
+void FleetBlocks::merge_read(const Reading& reading) {
+  if (reading.bad)
+    say_(fmt::format("store: {} entries of {} do not decode; skipped", reading.bad, key_));
+  auto remote = std::make_shared<std::map<std::string, policy::BlockChange>>(reading.remote);
+  std::vector<policy::BlockChange> incoming;
+  incoming.reserve(remote->size());
+  for (const auto& [field, c] : *remote) incoming.push_back(c);
+  auto& io = redis_.io();
+  const auto now = reading.now;
+  blocks_.merge(std::move(incoming),
+                [this, &io, remote, now](std::size_t applied, const std::string& error) {
+                  asio::post(io, [this, remote, now, applied, error] {
+                    counts_.merged += applied;
+                    if (!error.empty())
+                      say_(fmt::format("store: blocks from the fleet not kept: {}", error));
+                    for (const auto& c : blocks_.changes(now)) {
+                      const auto it = remote->find(c.cidr.to_string());
+                      if (it == remote->end() || c.newer_than(it->second.version, it->second.node))
+                        write(c, true);
+                    }
+                  });
+                });
 }
 
 void FleetBlocks::message(std::string_view payload) {

@@ -7,12 +7,14 @@
 // call that keeps the later version (policy::BlockChange::newer_than: the
 // same rule every node applies) and publishes it only if it won.
 //
-// When the store comes (back) up, a node merges what Redis has and writes
-// what Redis lacks or has older: changes made during an outage, or all of
-// them when Redis came back empty. A deletion is a change too, remembered
+// When the store comes (back) up, a node merges what Redis has (read with
+// HSCAN, a page of 1,000 at a time) and writes what Redis lacks or has
+// older: changes made during an outage, or all of them when Redis came back
+// empty. A deletion is a change too, remembered
 // for BlockList::deletion_ttl_ms, so a stale copy cannot bring a block back.
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -58,6 +60,11 @@ class FleetBlocks {
  private:
   void made(std::vector<policy::BlockChange> changes);  // here (on the io_context's thread)
   void write(const policy::BlockChange& c, bool refill);
+  struct Reading;
+  static constexpr std::size_t page = 1000;  // HSCAN COUNT
+  void read_page(std::shared_ptr<Reading> reading, const std::string& cursor);
+  void take(Reading& reading, const std::string& field, const std::string& record);
+  void merge_read(const Reading& reading);
   void purge(const std::string& cidr, const std::string& record);
 
   RedisConnection& redis_;

@@ -27,7 +27,7 @@ std::optional<T> number(std::optional<std::string_view> text) {
   const auto [end, ec] = std::from_chars(text->data(), text->data() + text->size(), v);
   if (ec != std::errc() || end != text->data() + text->size()) return std::nullopt;
   if constexpr (std::is_floating_point_v<T>)
-    if (!std::isfinite(v) || v < 0) return std::nullopt;
+    if (!std::isfinite(v) || v < 0 || v > FleetTop::max_count) return std::nullopt;
   return v;
 }
 
@@ -95,8 +95,9 @@ void FleetTop::others(std::string_view window, std::int64_t now,
                      const auto& node = r->elements[i].str;
                      if (node == node_) continue;  // this node's own comes live
                      const auto d = decode(r->elements[i + 1].str);
-                     if (!d || d->written < now - stale_after) {
-                       stale.push_back(node);  // gone quiet (or not ours): removed
+                     if (!d) continue;  // not a report this version reads: left alone
+                     if (d->written < now - stale_after) {
+                       stale.push_back(node);  // gone quiet: removed
                        continue;
                      }
                      out.push_back({node, d->written, d->report});

@@ -4,7 +4,9 @@
 // "top:" + WINDOW, field NODE, every few seconds; `geomx top --fleet` (GET
 // /top?fleet=1) merges the other nodes' reports with its own live one. A
 // node that stopped writing (dead, or cut off from Redis) drops out once
-// its report is stale_after old, and its field is removed.
+// its report is stale_after old by the reader's clock (the nodes' clocks
+// are kept by NTP), and its field is removed; a record this version cannot
+// read is skipped and left.
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -23,6 +25,7 @@ class FleetTop {
   static constexpr std::size_t rows = 1000;           // per node and window
   static constexpr std::int64_t stale_after = 15;     // seconds
   static constexpr std::size_t max_record = 256'000;  // bytes: more is not a report of ours
+  static constexpr double max_count = 1e12;           // connections: more is not a count
 
   FleetTop(RedisConnection& commands, std::string key_prefix, std::string node);
 

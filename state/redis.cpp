@@ -258,9 +258,9 @@ void RedisConnection::on_reply(redisAsyncContext* ac, void* reply, void* privdat
   auto* self = self_of(ac);
   const auto id = static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(privdata));
   // A master demoted under us (a Sentinel failover with the old one alive):
-  // ask the sentinels again.
+  // ask the sentinels again (a script's write says it inside its error).
   if (self->locate && reply && static_cast<redisReply*>(reply)->type == REDIS_REPLY_ERROR &&
-      std::strncmp(static_cast<redisReply*>(reply)->str, "READONLY", 8) == 0)
+      std::strstr(static_cast<redisReply*>(reply)->str, "READONLY") != nullptr)
     asio::post(self->io_, [self, g = self->generation_] {
       if (g == self->generation_ && self->ac_) self->drop("READONLY: the master became a replica");
     });

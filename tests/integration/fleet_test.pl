@@ -270,6 +270,27 @@ subtest '3b. kill -9 of a node under load: the other serves on; restarted, it ha
     ok( refused( $a, '127.61.0.1' ), 'so are the older ones' );
 };
 
+subtest '3c. 2,500 blocks in Redis are read a page at a time at connect' => sub {
+    # Another writer's 2,500 blocks straight into the hash (no announcement):
+    # a node learns of them only by reading the hash when it connects.
+    my $expires = int(time) + 86400;
+    my $version = int(time) * 1000;
+    open my $cli, '|-', "redis-cli -p $redis_port >/dev/null" or die;
+    for my $i ( 0 .. 2499 ) {
+        my $cidr = sprintf '127.90.%d.%d/32', $i / 250, $i % 250;
+        print $cli qq(HSET geomx:blocks $cidr "$version\\tmx9\\tblock\\t$version\\t$expires\\tmanual\\tbulk"\n);
+    }
+    close $cli;
+    is( redis_cli( 'HLEN', 'geomx:blocks' ) >= 2500 ? 1 : 0, 1, 'Redis has them' );
+    ok( !refused( $b, '127.90.9.249' ), 'mx2 does not know them yet' );
+    redis_cli( 'CLIENT', 'KILL', 'TYPE', $_ ) for qw(normal pubsub);    # every node reconnects
+    wait_for( 'mx2 has the 2,500', 15, sub {
+        my $r = http()->get( "http://127.0.0.1:$b->{admin}/blocks", auth($b) );
+        $r->{status} == 200 && ( () = $r->{content} =~ /"by":"mx9"|"node":"mx9"/g ) == 2500 } );
+    pass('mx2 merged all 2,500 (HSCAN, pages of 1,000)');
+    ok( refused( $b, '127.90.9.249' ) && refused( $a, '127.90.0.0' ), 'in force on both nodes' );
+};
+
 subtest '4. a wrong password, or no Redis at start: serves, and says why once' => sub {
     # A Redis that wants a password.
     my ($locked) = start_redis( $dir, 'redis-locked', 0, '--requirepass', 'right-password' );

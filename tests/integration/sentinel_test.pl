@@ -2,9 +2,12 @@
 # A fleet behind Redis Sentinel: a master, a replica and three sentinels
 # (real redis-server and redis-sentinel on loopback), two geomx nodes that
 # ask the sentinels where the master is. The master is killed (-9) under
-# load: the sentinels promote the replica and both nodes follow it without
-# a restart; no session fails; a block added before the failover is still
-# in force and one added after reaches the other node. Clients are PROXY v1
+# load (every session asks the store: a [[limit]] rate): the sentinels
+# promote the replica and both nodes follow it without a restart; no
+# session fails, and the new master answers their questions; a block added
+# before the failover is still in force and one added after reaches the
+# other node. Then the old master comes back as a replica and a manual
+# SENTINEL FAILOVER demotes the live master: the nodes follow again. Clients are PROXY v1
 # headers from a trusted local sender. Every wait has a deadline.
 # Usage: sentinel_test.pl GEOMX TESTDATA_DIR
 use strict;
@@ -69,6 +72,12 @@ proxy_protocol = "v1"
 trusted_proxies = ["127.0.0.1/32"]
 [pool.sink]
 members = ["127.0.0.1:$sink"]
+[lists.counted]
+cidrs = ["127.81.0.0/16"]
+[[limit]]
+name = "every"
+rate = "1000000/s"
+if = { list = "counted" }
 [[rule]]
 name = "all"
 pool = "sink"
@@ -118,8 +127,10 @@ subtest '2. the master killed under load: the replica promoted, both nodes follo
     }
     ok( defined $followed, 'both nodes are on the new master' ) or diag slurp( $a->{log} );
     cmp_ok( $followed // 99, '<=', 10, sprintf 'within 10 s of the kill: promoted after %.1f s, both nodes on it after %.1f s', $promoted // -1, $followed // -1 );
+    my $answered = status($a)->{limits}{answered};
     $load->() for 1 .. 20;
     is( $failed, 0, "no failed session of $ok + $failed during the failover" );
+    cmp_ok( status($a)->{limits}{answered}, '>=', $answered + 15, 'the new master answers the sessions\' rate questions' );
     like( slurp( $a->{log} ), qr/event=store state=down .*serving=/, 'mx1 said the store was down meanwhile' );
 };
 
@@ -129,6 +140,29 @@ subtest '3. state across the failover' => sub {
     is( block_add( $b, '127.80.2.0/24' ), 200, 'a block added on mx2 after the failover' );
     wait_for( 'it on mx1', 5, sub { refused( $a, '127.80.2.1' ) } );
     pass('reaches mx1');
+};
+
+subtest '4. a manual failover demotes the live master: the nodes follow it back' => sub {
+    my ($old) = start_redis( $dir, 'old-master', $master, '--replicaof', '127.0.0.1', $replica );
+    wait_for( 'the old master a replica in sync', 20, sub { redis_cli( $old, 'INFO', 'replication' ) =~ /master_link_status:up/ } );
+    wait_for( 'the sentinels see it as a replica', 30, sub {
+        my $r = redis_cli( $sentinels[0], 'SENTINEL', 'replicas', 'geomx' );
+        $r =~ /\b$old\b/ && $r !~ /s_down/ } );
+    my $t0 = time;
+    my $failover;
+    wait_for( 'SENTINEL FAILOVER accepted', 20, sub { ( $failover = redis_cli( $sentinels[0], 'SENTINEL', 'FAILOVER', 'geomx' ) ) eq 'OK' } );
+    wait_for( 'both nodes on the old master again', 20, sub {
+        for my $g ( $a, $b ) { my $s = status($g); return 0 unless $s->{up} && ( $s->{redis} // '' ) =~ /:$old / }
+        return 1 } );
+    diag sprintf 'both nodes on the promoted instance %.1f s after SENTINEL FAILOVER', time - $t0;
+    # Told by +switch-master, before Sentinel reconfigures the old master
+    # (its info period is 10 s), which takes writes until then.
+    cmp_ok( time - $t0, '<', 8, '... told at the switch, not when the old master is demoted' );
+    wait_for( 'the instance they left a replica', 30, sub { redis_cli( $replica, 'ROLE' ) =~ /^slave/ } );
+    pass('the instance they left is a replica now');
+    is( block_add( $a, '127.80.3.0/24' ), 200, 'a block added on mx1 after it' );
+    wait_for( 'it on mx2', 5, sub { refused( $b, '127.80.3.1' ) } );
+    pass('reaches mx2');
 };
 
 $_->{stop}->() for $a, $b;

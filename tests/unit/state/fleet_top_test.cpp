@@ -31,7 +31,7 @@ TEST_CASE("top reports encode and decode back; garbage from Redis is refused") {
         "geomx-top 1 5 1\n\n192.0.2.1 US 1 0\n", "geomx-top 1 5 1\n192.0.2.1 US 1\n",
         "geomx-top 1 5 1\n192.0.2.300 US 1 0\n", "geomx-top 1 5 1\n192.0.2.1 U 1 0\n",
         "geomx-top 1 5 1\n192.0.2.1 US 1 0 9\n", "geomx-top 1 5 1\n192.0.2.1  US 1 0\n",
-        "geomx-top 1 5 1\n192.0.2.1 US inf 0\n"}) {
+        "geomx-top 1 5 1\n192.0.2.1 US inf 0\n", "geomx-top 1 5 1\n192.0.2.1 US 1e13 0\n"}) {
     CAPTURE(bad);
     CHECK_FALSE(FleetTop::decode(bad));
   }
