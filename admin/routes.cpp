@@ -3,6 +3,7 @@
 #include <charconv>
 #include <cmath>
 #include <ctime>
+#include <iterator>
 #include <set>
 
 #include <fmt/chrono.h>
@@ -291,7 +292,10 @@ Reply top_answer(std::string_view target, ServerState& state, const Now& now,
     body = fmt::format("{{\"window\":\"{}\",\"total\":{},", window, std::llround(report.total));
     if (others) {
       body += "\"nodes\":[";
-      for (std::size_t i = 0; i < nodes.size(); ++i) body += (i ? "," : "") + json_string(nodes[i]);
+      for (std::size_t i = 0; i < nodes.size(); ++i) {
+        if (i) body += ',';
+        body += json_string(nodes[i]);
+      }
       body += "],";
     }
     body += "\"clients\":[";

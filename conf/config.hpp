@@ -235,12 +235,17 @@ struct Store {
     return redis_unix.empty() && !redis.address.is_loopback();
   }
   std::string where() const {
+    // Appended, not `"literal" + string`: g++ 12 -O3 warns falsely on that (-Wrestrict).
+    std::string out;
     if (!sentinels.empty()) {
-      std::string out = "master " + master + " of sentinels";
-      for (const auto& e : sentinels) out += " " + e.to_string();
-      return out;
+      out.append("master ").append(master).append(" of sentinels");
+      for (const auto& e : sentinels) out.append(" ").append(e.to_string());
+    } else if (!redis_unix.empty()) {
+      out.append("unix:").append(redis_unix);
+    } else {
+      out = redis.to_string();
     }
-    return redis_unix.empty() ? redis.to_string() : "unix:" + redis_unix;
+    return out;
   }
   friend bool operator==(const Store&, const Store&) = default;
 };

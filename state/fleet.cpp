@@ -89,8 +89,9 @@ void Fleet::stop() {
 
 std::string Fleet::address() const {
   if (sentinels_.empty()) return options_.redis.address();
-  if (commands_.options().host.empty()) return "master " + options_.master + " (not located yet)";
-  return commands_.options().address() + " (master " + options_.master + ")";
+  if (commands_.options().host.empty())
+    return fmt::format("master {} (not located yet)", options_.master);
+  return fmt::format("{} (master {})", commands_.options().address(), options_.master);
 }
 
 void Fleet::locate(std::function<void(RedisConnection::Where)> done) {
