@@ -90,11 +90,13 @@ std::string status_json(const proxy::Runtime& rt, ServerState& state) {
                    "{{\"redis\":{},\"node\":{},\"key_prefix\":{},\"up\":{},\"since\":{},"
                    "\"last_error\":{},\"blocks\":{{\"written\":{},\"heard\":{},\"merged\":{},"
                    "\"refilled\":{}}},\"limits\":{{\"asked\":{},\"answered\":{},\"over\":{},"
-                   "\"calls\":{}}}}}}}\n",
+                   "\"concurrent\":{{\"asked\":{},\"answered\":{},\"over\":{}}},"
+                   "\"calls\":{},\"process\":{}}}}}}}\n",
                    json_string(f.address()), json_string(f.options().node),
                    json_string(f.options().key_prefix), f.up(), f.since(), json_string(f.why()),
                    c.written, c.heard, c.merged, c.refills, l.asked, l.answered, l.refused,
-                   l.calls);
+                   l.held_asked, l.held_answered, l.held_refused, l.calls,
+                   json_string(f.limits().process()));
 }
 
 std::string reload_json(const ReloadOutcome& r) {

@@ -35,10 +35,13 @@ class LimitTable : public std::enable_shared_from_this<LimitTable> {
     ~Hold() {
       if (table_) table_->leave(key_);
     }
+    // Let go with this hold (the fleet's count of the same connection).
+    void attach(std::shared_ptr<void> also) { also_ = std::move(also); }
 
    private:
     std::shared_ptr<LimitTable> table_;
     geo::Prefix key_;
+    std::shared_ptr<void> also_;
   };
 
   enum class Verdict { ok, over_rate, over_concurrent };

@@ -44,7 +44,8 @@ void Session::finish(EndReason end) {
   state_.session_ended(rec_);
 }
 
-asio::awaitable<std::optional<bool>> Session::fleet_rate(const conf::Limit& limit) {
+asio::awaitable<std::optional<bool>> Session::ask_fleet(
+    const std::function<void(std::function<void(std::optional<bool>)>)>& ask) {
   struct Answer {
     explicit Answer(asio::any_io_executor ex) : done(ex) {}
     asio::steady_timer done;  // expires at store.timeout, cancelled by the answer
@@ -53,20 +54,16 @@ asio::awaitable<std::optional<bool>> Session::fleet_rate(const conf::Limit& limi
   const auto ex = co_await asio::this_coro::executor;
   auto answer = std::make_shared<Answer>(ex);
   answer->done.expires_after(snap_->config.store.timeout);
-  const auto client = limit.counted_as(rec_.client.address).to_string();
-  const auto per_us = static_cast<std::uint64_t>(
-      std::chrono::duration_cast<std::chrono::microseconds>(limit.per).count());
-  state_.fleet->rate(limit.name, client, limit.rate, per_us, limit.burst,
-                     // Weak: a reply still queued at shutdown must not
-                     // outlive this session's io_context with its timer.
-                     [weak = std::weak_ptr<Answer>(answer), ex](std::optional<bool> allowed) {
-                       asio::post(ex, [weak, allowed] {
-                         if (const auto answer = weak.lock()) {
-                           answer->allowed = allowed;
-                           answer->done.cancel();
-                         }
-                       });
-                     });
+  // Weak: a reply still queued at shutdown must not outlive this session's
+  // io_context with its timer.
+  ask([weak = std::weak_ptr<Answer>(answer), ex](std::optional<bool> allowed) {
+    asio::post(ex, [weak, allowed] {
+      if (const auto answer = weak.lock()) {
+        answer->allowed = allowed;
+        answer->done.cancel();
+      }
+    });
+  });
   co_await answer->done.async_wait(nothrow);
   co_return answer->allowed;
 }
@@ -80,13 +77,30 @@ asio::awaitable<bool> Session::within_limits(const std::vector<std::size_t>& lim
     std::optional<policy::LimitTable::Hold> hold;
     auto verdict = runtime_.limit_tables[i]->enter(rec_.client.address, limit, now, hold);
     // Within this node's count: the fleet's may be over (this node sees a
-    // part of the client's connections).
-    if (verdict == policy::LimitTable::Verdict::ok && limit.rate > 0 && state_.fleet &&
-        state_.fleet->up()) {
-      if (const auto allowed = co_await fleet_rate(limit); allowed && !*allowed) {
+    // part of the client's connections). Unanswered: this node's count decides.
+    const bool fleet = state_.fleet && state_.fleet->up();
+    const auto client = fleet ? limit.counted_as(rec_.client.address).to_string() : std::string();
+    if (verdict == policy::LimitTable::Verdict::ok && limit.rate > 0 && fleet) {
+      const auto per_us = static_cast<std::uint64_t>(
+          std::chrono::duration_cast<std::chrono::microseconds>(limit.per).count());
+      const auto allowed = co_await ask_fleet([&](auto done) {
+        state_.fleet->rate(limit.name, client, limit.rate, per_us, limit.burst, std::move(done));
+      });
+      if (allowed && !*allowed) {
         verdict = policy::LimitTable::Verdict::over_rate;
         hold.reset();
       }
+    }
+    if (verdict == policy::LimitTable::Verdict::ok && hold && fleet) {
+      std::shared_ptr<void> fleet_hold;
+      const auto allowed = co_await ask_fleet([&](auto done) {
+        fleet_hold = state_.fleet->hold(limit.name, client, limit.concurrent, std::move(done));
+      });
+      if (allowed && !*allowed)
+        verdict = policy::LimitTable::Verdict::over_concurrent;
+      else
+        hold->attach(std::move(fleet_hold));  // given back with this node's count
+      if (verdict != policy::LimitTable::Verdict::ok) hold.reset();
     }
     if (verdict == policy::LimitTable::Verdict::ok) {
       if (hold) holds_.push_back(std::move(*hold));

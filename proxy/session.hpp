@@ -7,6 +7,7 @@
 // before the relay) and upstream.cpp (the member's side).
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -55,7 +56,10 @@ class Session final : public SessionRegistry::Live {
   // [store]: whether the fleet's count of this client is within the limit's
   // rate; nullopt when the store is down or slower than store.timeout (the
   // local count decides).
-  asio::awaitable<std::optional<bool>> fleet_rate(const conf::Limit& limit);
+  // Asks the fleet (`ask` passes the answer on); nullopt when it has not
+  // answered within store.timeout.
+  asio::awaitable<std::optional<bool>> ask_fleet(
+      const std::function<void(std::function<void(std::optional<bool>)>)>& ask);
   asio::awaitable<void> tarpit(std::string_view reply);
   // inbound.cpp: the client's side before the relay.
   asio::awaitable<bool> read_proxy_header();

@@ -21,7 +21,7 @@ Fleet::Fleet(asio::io_context& io, FleetOptions options, BlockList& blocks,
               [this](std::string m) {
                 if (on_warning) on_warning(std::move(m));
               }),
-      limits_(commands_, options_.key_prefix),
+      limits_(commands_, options_.key_prefix, options_.node),
       top_(commands_, options_.key_prefix, options_.node),
       publish_(io) {
   auto state = [this](bool& told) {
@@ -74,7 +74,7 @@ void Fleet::start() {
   for (auto& s : switches_) s->start();
   commands_.start();
   events_.start();
-  publish_top();
+  publish();
 }
 
 void Fleet::stop() {
@@ -140,7 +140,8 @@ void Fleet::ask_sentinel(std::size_t start, std::size_t tried,
   done(std::nullopt);
 }
 
-void Fleet::publish_top() {
+void Fleet::publish() {
+  if (up_) limits_.heartbeat();
   if (up_ && top_source) {
     const auto now = now_();
     top_.publish("1m", top_source(std::chrono::minutes(1)), now);
@@ -148,7 +149,7 @@ void Fleet::publish_top() {
   }
   publish_.expires_after(publish_every);
   publish_.async_wait([this](const boost::system::error_code& ec) {
-    if (!ec) publish_top();
+    if (!ec) publish();
   });
 }
 
@@ -183,6 +184,23 @@ void Fleet::rate(std::string limit, std::string client, std::uint32_t rate, std:
     if (!up_) return done(std::nullopt);
     limits_.rate(limit, client, rate, per_us, burst, std::move(done));
   });
+}
+
+}  // namespace geomx::state
+
+namespace geomx::state {
+
+std::shared_ptr<void> Fleet::hold(const std::string& limit, const std::string& client,
+                                  std::uint32_t max,
+                                  std::function<void(std::optional<bool>)> done) {
+  auto ticket = limits_.ticket(limit, client);  // reads only what is set at construction
+  asio::post(io_, [this, ticket, max, done = std::move(done)]() mutable {
+    if (!up_) return done(std::nullopt);
+    limits_.hold(std::move(ticket), max, std::move(done));
+  });
+  // Destroyed on the session's thread: the release goes to the store's.
+  return {ticket.get(),
+          [this, ticket](void*) { asio::post(io_, [this, ticket] { limits_.release(*ticket); }); }};
 }
 
 }  // namespace geomx::state

@@ -55,9 +55,17 @@ class Fleet {
   // store is down or did not answer.
   void rate(std::string limit, std::string client, std::uint32_t rate, std::uint64_t per_us,
             std::uint32_t burst, std::function<void(std::optional<bool>)> done);
+  // One of `client`'s connections at once under `limit`'s `max`, counted
+  // fleet-wide (FleetLimits::hold), from any thread: `done` runs on the
+  // io_context's thread (nullopt: the store is down or did not answer).
+  // The connection is given back when the returned handle is destroyed,
+  // from any thread, whatever the answer was.
+  std::shared_ptr<void> hold(const std::string& limit, const std::string& client, std::uint32_t max,
+                             std::function<void(std::optional<bool>)> done);
 
   // This node's top talkers of a window (1 or 60 minutes), which the fleet
-  // reads from Redis: written every publish_every while the store is up.
+  // reads from Redis: written every publish_every while the store is up,
+  // with the heartbeat of its connections at once (FleetLimits).
   std::function<policy::TopTalkers::Report(std::chrono::minutes)> top_source;
   static constexpr std::chrono::seconds publish_every{5};
   // The other nodes' reports of `window` ("1m", "1h"), on the io_context's
@@ -67,7 +75,7 @@ class Fleet {
 
  private:
   void changed();
-  void publish_top();  // and again in publish_every
+  void publish();  // top talkers and the limits' heartbeat, and again in publish_every
   // Sentinel: where the master is, from the first sentinel up that knows
   // (each search from the next one on); waits while none has said whether
   // it is up.

@@ -1,7 +1,9 @@
 #include "state/fleet_limits.hpp"
 
 #include <algorithm>
+#include <random>
 
+#include <fmt/format.h>
 #include <boost/asio/post.hpp>
 
 namespace geomx::state {
@@ -13,7 +15,7 @@ namespace {
 // time moves T on per connection; a connection is allowed while it is at
 // most T * burst ahead of now. For each key in order (the same key twice
 // sees its first answer counted): 1 allowed (and counted), 0 over.
-constexpr const char* rate_script = R"lua(
+constexpr const char* rate_lua = R"lua(
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local out = {}
@@ -32,15 +34,132 @@ end
 return out
 )lua";
 
+// KEYS[1]: the processes alive (field: process, value: until, unix
+// seconds); KEYS[i]: a client's connections by process. ARGV[1]: this
+// process, ARGV[2]: the key's TTL (s), ARGV[i+1]: the most at once. For
+// each key in order: the open connections of the processes alive (a dead
+// one's field is deleted); under the most: 1, and this one counted; else 0.
+constexpr const char* hold_lua = R"lua(
+local now = tonumber(redis.call('TIME')[1])
+local me, ttl = ARGV[1], tonumber(ARGV[2])
+local live = {}
+local out = {}
+for i = 2, #KEYS do
+  local key = KEYS[i]
+  local fields = redis.call('HGETALL', key)
+  local total = 0
+  for j = 1, #fields, 2 do
+    local who = fields[j]
+    local ok = live[who]
+    if ok == nil then
+      ok = who == me or (tonumber(redis.call('HGET', KEYS[1], who)) or 0) >= now
+      live[who] = ok
+    end
+    if ok then total = total + tonumber(fields[j + 1]) else redis.call('HDEL', key, who) end
+  end
+  if total >= tonumber(ARGV[i + 1]) then
+    out[i - 1] = 0
+  else
+    redis.call('HINCRBY', key, me, 1)
+    redis.call('EXPIRE', key, ttl)
+    out[i - 1] = 1
+  end
+end
+return out
+)lua";
+
+// KEYS[i]: a client's key; ARGV[1]: this process, ARGV[i+1]: how many of
+// its connections closed. A count at 0 is deleted (and the key with it).
+constexpr const char* release_lua = R"lua(
+for i, key in ipairs(KEYS) do
+  if redis.call('HINCRBY', key, ARGV[1], -tonumber(ARGV[i + 1])) <= 0 then
+    redis.call('HDEL', key, ARGV[1])
+  end
+end
+return #KEYS
+)lua";
+
+// KEYS[1]: the processes alive; KEYS[i]: a client's key. ARGV[1]: this
+// process, ARGV[2]: how long its word holds (s), ARGV[3]: the keys' TTL
+// (s), ARGV[i+2]: its count of the key (0: deleted). Processes not heard
+// of for an hour are forgotten.
+constexpr const char* heartbeat_lua = R"lua(
+local now = tonumber(redis.call('TIME')[1])
+redis.call('HSET', KEYS[1], ARGV[1], now + tonumber(ARGV[2]))
+local all = redis.call('HGETALL', KEYS[1])
+for j = 1, #all, 2 do
+  if (tonumber(all[j + 1]) or 0) < now - 3600 then redis.call('HDEL', KEYS[1], all[j]) end
+end
+for i = 2, #KEYS do
+  local n = tonumber(ARGV[i + 2])
+  if n > 0 then
+    redis.call('HSET', KEYS[i], ARGV[1], n)
+    redis.call('EXPIRE', KEYS[i], tonumber(ARGV[3]))
+  else
+    redis.call('HDEL', KEYS[i], ARGV[1])
+  end
+end
+return #KEYS
+)lua";
+
+// A word for this process, so that a node restarted under the same name
+// does not take over the counts of the one that died.
+std::string random_word() {
+  std::random_device r;
+  return fmt::format("{:08x}", r());
+}
+
 }  // namespace
 
-FleetLimits::FleetLimits(RedisConnection& commands, std::string key_prefix)
-    : redis_(commands), prefix_(std::move(key_prefix)) {}
+FleetLimits::FleetLimits(RedisConnection& commands, std::string key_prefix, std::string node)
+    : redis_(commands),
+      prefix_(std::move(key_prefix)),
+      me_(node + "/" + random_word()),
+      rate_script_{rate_lua, {}},
+      hold_script_{hold_lua, {}},
+      release_script_{release_lua, {}},
+      heartbeat_script_{heartbeat_lua, {}} {}
 
 void FleetLimits::connected() {
-  redis_.command({"SCRIPT", "LOAD", rate_script}, [this](std::optional<RedisReply> r) {
-    if (r && r->type == RedisReply::Type::string) sha_ = r->str;
-  });
+  for (Script* s : {&rate_script_, &hold_script_, &release_script_, &heartbeat_script_})
+    redis_.command({"SCRIPT", "LOAD", s->text}, [s](std::optional<RedisReply> r) {
+      if (r && r->type == RedisReply::Type::string) s->sha = r->str;
+    });
+  heartbeat();
+}
+
+void FleetLimits::call(Script& script, std::vector<std::string> keys, std::vector<std::string> args,
+                       RedisConnection::Done done) {
+  std::vector<std::string> argv;
+  argv.reserve(3 + keys.size() + args.size());
+  argv.push_back(script.sha.empty() ? "EVAL" : "EVALSHA");
+  argv.push_back(script.sha.empty() ? std::string(script.text) : script.sha);
+  argv.push_back(std::to_string(keys.size()));
+  std::move(keys.begin(), keys.end(), std::back_inserter(argv));
+  std::move(args.begin(), args.end(), std::back_inserter(argv));
+  ++counts_.calls;
+  redis_.command(
+      std::move(argv), [this, &script, done = std::move(done)](std::optional<RedisReply> r) {
+        // NOSCRIPT (an operator flushed the scripts): EVAL until the next load.
+        if (r && r->is_error() && r->str.starts_with("NOSCRIPT")) {
+          script.sha.clear();
+          redis_.command({"SCRIPT", "LOAD", script.text}, [&script](std::optional<RedisReply> l) {
+            if (l && l->type == RedisReply::Type::string) script.sha = l->str;
+          });
+        }
+        done(std::move(r));
+      });
+}
+
+void FleetLimits::ask(std::vector<Question>& queue, Question q) {
+  queue.push_back(std::move(q));
+  if (queue.size() == 1) {  // the first of this turn: the ones after it join it
+    const bool holds = &queue == &holds_;
+    asio::post(redis_.io(), [this, holds, alive = std::weak_ptr<int>(alive_)] {
+      if (!alive.lock()) return;
+      holds ? flush_holds() : flush_rates();
+    });
+  }
 }
 
 void FleetLimits::rate(const std::string& limit, const std::string& client, std::uint32_t rate,
@@ -48,57 +167,171 @@ void FleetLimits::rate(const std::string& limit, const std::string& client, std:
                        std::function<void(std::optional<bool>)> done) {
   ++counts_.asked;
   const auto interval = std::max<std::uint64_t>(1, per_us / std::max<std::uint32_t>(1, rate));
-  waiting_.push_back({prefix_ + "rate:" + limit + ":" + client, interval,
-                      std::max<std::uint32_t>(1, burst), std::move(done)});
-  if (waiting_.size() == 1)  // the first of this turn: the ones after it join it
+  ask(rates_, {prefix_ + "rate:" + limit + ":" + client, interval,
+               std::max<std::uint32_t>(1, burst), std::move(done), nullptr});
+}
+
+std::shared_ptr<FleetLimits::Ticket> FleetLimits::ticket(const std::string& limit,
+                                                         const std::string& client) const {
+  auto t = std::make_shared<Ticket>();
+  t->key = prefix_ + "conc:" + limit + ":" + client;
+  return t;
+}
+
+void FleetLimits::hold(std::shared_ptr<Ticket> ticket, std::uint32_t max,
+                       std::function<void(std::optional<bool>)> done) {
+  if (ticket->released) return done(std::nullopt);  // its session is gone already
+  ++counts_.held_asked;
+  ++held_[ticket->key].pending;
+  auto key = ticket->key;
+  ask(holds_, {std::move(key), max, 0, std::move(done), std::move(ticket)});
+}
+
+void FleetLimits::flush_rates() {
+  auto questions = std::exchange(rates_, {});
+  for (std::size_t first = 0; first < questions.size(); first += max_batch) {
+    const auto n = std::min(max_batch, questions.size() - first);
+    std::vector<std::string> keys, args;
+    for (std::size_t i = first; i < first + n; ++i) {
+      keys.push_back(questions[i].key);
+      args.push_back(std::to_string(questions[i].a));
+      args.push_back(std::to_string(questions[i].b));
+    }
+    auto batch = std::make_shared<std::vector<Question>>(
+        std::make_move_iterator(questions.begin() + first),
+        std::make_move_iterator(questions.begin() + first + n));
+    call(rate_script_, std::move(keys), std::move(args),
+         [this, batch](std::optional<RedisReply> r) { answered(*batch, r, false); });
+  }
+}
+
+void FleetLimits::flush_holds() {
+  auto questions = std::exchange(holds_, {});
+  for (std::size_t first = 0; first < questions.size(); first += max_batch) {
+    const auto n = std::min(max_batch, questions.size() - first);
+    std::vector<std::string> keys{prefix_ + "conc:alive"},
+        args{me_, std::to_string(key_ttl.count())};
+    for (std::size_t i = first; i < first + n; ++i) {
+      keys.push_back(questions[i].key);
+      args.push_back(std::to_string(questions[i].a));
+    }
+    auto batch = std::make_shared<std::vector<Question>>(
+        std::make_move_iterator(questions.begin() + first),
+        std::make_move_iterator(questions.begin() + first + n));
+    call(hold_script_, std::move(keys), std::move(args),
+         [this, batch](std::optional<RedisReply> r) { answered(*batch, r, true); });
+  }
+}
+
+void FleetLimits::answered(const std::vector<Question>& asked, const std::optional<RedisReply>& r,
+                           bool hold) {
+  const bool whole = r && r->type == RedisReply::Type::array && r->elements.size() == asked.size();
+  for (std::size_t i = 0; i < asked.size(); ++i) {
+    const auto& q = asked[i];
+    std::optional<bool> answer;
+    if (whole && r->elements[i].type == RedisReply::Type::integer)
+      answer = r->elements[i].integer == 1;
+    if (!hold) {
+      if (answer) {
+        ++counts_.answered;
+        counts_.refused += !*answer;
+      }
+      q.done(answer);
+      continue;
+    }
+    auto& h = held_[q.key];
+    --h.pending;
+    if (!answer) {
+      h.doubt = true;  // it may have been counted: the next heartbeat says what is so
+    } else {
+      ++counts_.held_answered;
+      counts_.held_refused += !*answer;
+      if (*answer) {
+        ++h.granted;
+        q.ticket->granted = true;
+      }
+    }
+    if (h.granted == 0 && h.pending == 0 && !h.doubt) held_.erase(q.key);
+    q.done(answer);
+    if (q.ticket->granted && q.ticket->released) {  // its session ended meanwhile
+      q.ticket->released = false;
+      release(*q.ticket);
+    }
+  }
+}
+
+void FleetLimits::release(Ticket& ticket) {
+  if (std::exchange(ticket.released, true) || !ticket.granted) return;
+  ticket.granted = false;
+  if (auto it = held_.find(ticket.key); it != held_.end() && it->second.granted > 0)
+    --it->second.granted;
+  if (releasing_[ticket.key]++ == 0 && releasing_.size() == 1)
     asio::post(redis_.io(), [this, alive = std::weak_ptr<int>(alive_)] {
-      if (alive.lock()) flush();
+      if (alive.lock()) flush_releases();
     });
 }
 
-void FleetLimits::flush() {
-  auto questions = std::move(waiting_);
-  waiting_.clear();
-  for (std::size_t first = 0; first < questions.size(); first += max_batch) {
-    const auto n = std::min(max_batch, questions.size() - first);
-    std::vector<std::string> argv;
-    argv.reserve(3 + 3 * n);
-    if (sha_.empty())
-      argv = {"EVAL", rate_script};
-    else
-      argv = {"EVALSHA", sha_};
-    argv.push_back(std::to_string(n));
-    for (std::size_t i = first; i < first + n; ++i) argv.push_back(questions[i].key);
-    for (std::size_t i = first; i < first + n; ++i) {
-      argv.push_back(std::to_string(questions[i].interval));
-      argv.push_back(std::to_string(questions[i].burst));
-    }
-    std::vector<std::function<void(std::optional<bool>)>> done;
-    done.reserve(n);
-    for (std::size_t i = first; i < first + n; ++i) done.push_back(std::move(questions[i].done));
-    ++counts_.calls;
-    redis_.command(std::move(argv), [this, done = std::move(done)](std::optional<RedisReply> r) {
-      if (!r || r->type != RedisReply::Type::array || r->elements.size() != done.size()) {
-        // NOSCRIPT (an operator flushed the scripts): EVAL until the next load.
-        if (r && r->is_error() && r->str.starts_with("NOSCRIPT")) {
-          sha_.clear();
-          connected();
-        }
-        for (const auto& d : done) d(std::nullopt);
-        return;
-      }
-      for (std::size_t i = 0; i < done.size(); ++i) {
-        const auto& e = r->elements[i];
-        if (e.type != RedisReply::Type::integer) {
-          done[i](std::nullopt);
-          continue;
-        }
-        ++counts_.answered;
-        counts_.refused += e.integer == 0;
-        done[i](e.integer == 1);
-      }
-    });
+void FleetLimits::flush_releases() {
+  std::vector<std::string> keys, args{me_};
+  auto send = [&] {
+    auto batch = keys;
+    call(release_script_, std::exchange(keys, {}), std::exchange(args, {me_}),
+         [this, batch = std::move(batch)](std::optional<RedisReply> r) { settled(batch, r); });
+  };
+  for (auto& [key, n] : std::exchange(releasing_, {})) {
+    keys.push_back(key);
+    args.push_back(std::to_string(n));
+    if (keys.size() == max_batch) send();
   }
+  if (!keys.empty()) send();
+}
+
+void FleetLimits::settled(const std::vector<std::string>& keys,
+                          const std::optional<RedisReply>& r) {
+  const bool ok = r && r->type == RedisReply::Type::integer;
+  for (const auto& key : keys) {
+    const auto it = held_.find(key);
+    if (it == held_.end()) continue;
+    auto& h = it->second;
+    if (!ok)
+      h.doubt = true;
+    else if (h.granted == 0 && h.pending == 0 && !h.doubt)
+      held_.erase(it);
+  }
+}
+
+void FleetLimits::heartbeat() {
+  // The releases first: what is written below already counts them.
+  flush_releases();
+  std::vector<std::string> keys, args;
+  auto start = [&] {
+    keys = {prefix_ + "conc:alive"};
+    args = {me_, std::to_string(alive_for.count()), std::to_string(key_ttl.count())};
+  };
+  auto send = [&] {
+    std::vector<std::string> batch(keys.begin() + 1, keys.end());
+    call(heartbeat_script_, std::move(keys), std::move(args),
+         [this, batch = std::move(batch)](std::optional<RedisReply> r) {
+           const bool ok = r && r->type == RedisReply::Type::integer;
+           for (const auto& key : batch) {
+             const auto it = held_.find(key);
+             if (it == held_.end() || !ok) continue;
+             // Written as this process has it: what was in doubt before is so no more
+             // (commands are answered in order; a key with a question out was left out).
+             it->second.doubt = false;
+             if (it->second.granted == 0 && it->second.pending == 0) held_.erase(it);
+           }
+         });
+    start();
+  };
+  start();
+  for (auto& [key, h] : held_) {
+    if (h.pending != 0) continue;  // its answer will say; rewritten next time
+    keys.push_back(key);
+    args.push_back(std::to_string(h.granted));
+    if (keys.size() == max_batch + 1) send();
+  }
+  if (keys.size() > 1 || held_.empty()) send();
 }
 
 }  // namespace geomx::state

@@ -1,17 +1,31 @@
 #pragma once
-// A fleet's [[limit]] rates, counted in Redis so that a client alternating
-// between nodes is counted once (GCRA on Redis's own clock, so the nodes'
-// clocks do not matter), each key KEY_PREFIX + "rate:" + LIMIT + ":" +
-// CLIENT expiring when the client's allowance is full again (memory follows
-// the clients seen lately). The questions asked in one turn of the loop
-// (up to max_batch) go in one script call, answered in order: under load
-// many sessions share a round trip. The script is loaded at each connect
-// and called by its SHA (EVALSHA).
+// A fleet's [[limit]]s, counted in Redis so that a client alternating
+// between nodes is counted once.
+//
+// Rates: GCRA on Redis's own clock (the nodes' clocks do not matter), each
+// key KEY_PREFIX + "rate:" + LIMIT + ":" + CLIENT expiring when the
+// client's allowance is full again (memory follows the clients seen lately).
+//
+// Connections at once: a hash per client, KEY_PREFIX + "conc:" + LIMIT +
+// ":" + CLIENT, a field per node process (NODE + "/" + a word drawn at
+// start) holding how many it has open. Each process says it is alive in
+// the hash KEY_PREFIX + "conc:alive" (field: the process, value: until when,
+// on Redis's clock) every heartbeat, and rewrites its own fields with its
+// own counts then: a process that died is ignored (and its fields deleted)
+// once its word runs out, at most alive_for after its last heartbeat; a
+// Redis restarted empty, or a count lost while it was unreachable, is
+// right again at the next heartbeat.
+//
+// The questions asked in one turn of the loop (up to max_batch) go in one
+// script call, answered in order: under load many sessions share a round
+// trip. The scripts are loaded at each connect and called by their SHA.
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "state/redis.hpp"
@@ -20,8 +34,8 @@ namespace geomx::state {
 
 class FleetLimits {
  public:
-  FleetLimits(RedisConnection& commands, std::string key_prefix);
-  void connected();  // loads the script
+  FleetLimits(RedisConnection& commands, std::string key_prefix, std::string node);
+  void connected();  // loads the scripts, and rewrites this process's counts
 
   // Whether one more connection of `client` is within `rate` per `per_us`
   // (burst: the allowance), on the io_context's thread; done(nullopt) when
@@ -30,25 +44,69 @@ class FleetLimits {
             std::uint64_t per_us, std::uint32_t burst,
             std::function<void(std::optional<bool>)> done);
 
+  // One of a client's connections at once, counted fleet-wide: asked for
+  // by hold(), given back by release() (each on the io_context's thread;
+  // release whether or not the answer came, and whatever it was).
+  struct Ticket {
+    std::string key;
+    bool granted = false, released = false;
+  };
+  std::shared_ptr<Ticket> ticket(const std::string& limit, const std::string& client) const;
+  // done(true) when the fleet has fewer than `max` open (this one is then
+  // counted), done(false) when it has `max`, done(nullopt) unanswered.
+  void hold(std::shared_ptr<Ticket> ticket, std::uint32_t max,
+            std::function<void(std::optional<bool>)> done);
+  void release(Ticket& ticket);
+  // Says this process is alive and rewrites its counts: every heartbeat.
+  void heartbeat();
+  static constexpr std::chrono::seconds alive_for{20};  // a dead process's holds count this long
+  static constexpr std::chrono::seconds key_ttl{60};    // refreshed by each heartbeat
+
   struct Counts {
-    std::uint64_t asked = 0, answered = 0, refused = 0;  // refused: over the fleet's rate
-    std::uint64_t calls = 0;                             // script calls made for them
+    std::uint64_t asked = 0, answered = 0, refused = 0;  // rates; refused: over the fleet's
+    std::uint64_t held_asked = 0, held_answered = 0, held_refused = 0;  // connections at once
+    std::uint64_t calls = 0;  // script calls made for all of them
   };
   const Counts& counts() const { return counts_; }
+  const std::string& process() const { return me_; }
   static constexpr std::size_t max_batch = 256;  // questions in one script call
 
  private:
+  struct Script {
+    const char* text;
+    std::string sha;  // of the loaded script; empty: EVAL it
+  };
+  // EVALSHA (or EVAL) of `script` with `keys` and `args`.
+  void call(Script& script, std::vector<std::string> keys, std::vector<std::string> args,
+            RedisConnection::Done done);
   struct Question {
     std::string key;
-    std::uint64_t interval;  // microseconds per connection
-    std::uint32_t burst;
+    std::uint64_t a, b;  // rate: interval (µs) and burst; hold: max and unused
     std::function<void(std::optional<bool>)> done;
+    std::shared_ptr<Ticket> ticket;  // hold only
   };
-  void flush();  // the questions waiting, in calls of max_batch
+  void ask(std::vector<Question>& queue, Question q);
+  void flush_rates();
+  void flush_holds();
+  void flush_releases();
+  void answered(const std::vector<Question>& asked, const std::optional<RedisReply>& r, bool hold);
+  // A release call's answer: keys at 0 and in no doubt are forgotten.
+  void settled(const std::vector<std::string>& keys, const std::optional<RedisReply>& r);
+  struct Held {
+    std::uint32_t granted = 0;  // as Redis has it, once the deltas sent are applied
+    std::uint32_t pending = 0;  // questions not answered yet
+    bool doubt = false;         // a command of it went unanswered: rewrite it
+  };
+
   RedisConnection& redis_;
   std::string prefix_;
-  std::string sha_;  // of the loaded script; empty: EVAL it
-  std::vector<Question> waiting_;
+  std::string me_;  // this process: node + "/" + a random word
+  Script rate_script_, hold_script_, release_script_, heartbeat_script_;
+  std::vector<Question> rates_, holds_;
+  std::unordered_map<std::string, std::uint32_t> releasing_;  // key: how many, this turn
+  // Every key this process holds connections of, and keys whose count in
+  // Redis is in doubt (0 granted: deleted at the next heartbeat).
+  std::unordered_map<std::string, Held> held_;
   std::shared_ptr<int> alive_ =
       std::make_shared<int>();  // a posted flush outliving this does nothing
   Counts counts_;

@@ -59,6 +59,12 @@ cidrs = ["127.70.0.0/16"]
 name = "fleet-rate"
 rate = "6/min"
 if = { list = "limited" }
+[lists.concurrent]
+cidrs = ["127.72.0.0/16"]
+[[limit]]
+name = "fleet-conc"
+concurrent = 2
+if = { list = "concurrent" }
 [[rule]]
 name = "all"
 pool = "sink"
@@ -73,6 +79,15 @@ sub banner_for {
     return first_line( $g->{ports}{edge}, $client );
 }
 sub refused { return banner_for(@_) =~ /^554 / }
+# A connection that stays open: its socket once served (undef otherwise).
+sub held {
+    my ( $g, $client ) = @_;
+    my $s = IO::Socket::IP->new( PeerHost => '127.0.0.1', PeerPort => $g->{ports}{edge}, Timeout => 5 ) or die "connect: $!";
+    print $s "PROXY TCP4 $client 127.0.0.1 40000 25\r\n";
+    return read_line( $s, 10 ) =~ /^220 / ? $s : undef;
+}
+sub code_for { return banner_for(@_) =~ /^(\d{3})/ ? $1 : 'none' }
+my @held;    # 2d's connections, open until 3 has seen them refilled
 
 sub http { HTTP::Tiny->new( timeout => 5 ) }
 sub metrics { http()->get("http://127.0.0.1:$_[0]{admin}/metrics")->{content} // '' }
@@ -170,6 +185,27 @@ subtest '2b. a [[limit]] rate counts a client across the nodes' => sub {
     cmp_ok( $calls, '<', $asked, "... in $calls script calls" );
 };
 
+subtest '2d. a [[limit]] of connections at once counts them across the nodes' => sub {
+    my $c = '127.72.0.1';
+    push @held, held( $a, $c ), held( $b, $c );
+    ok( $held[0] && $held[1], 'one open on mx1, one on mx2: both served (2 at once)' );
+    is( code_for( $a, $c ), 421, 'a third on mx1: 421' );
+    is( code_for( $b, $c ), 421, 'a third on mx2: 421' );
+    is( join( ' ', sort split /\n/, redis_cli( 'HKEYS', "geomx:conc:fleet-conc:$c/32" ) ) =~ s/\/[0-9a-f]{8}//gr,
+        'mx1 mx2', 'Redis counts one per node process' );
+    # One closes on mx1: the client may open one more, on either node.
+    close( shift @held );
+    my $t0 = time;
+    my $s;
+    poll_until( 'a freed slot taken on mx2', 5, sub { $s = held( $b, $c ) } );
+    diag sprintf( 'closed on mx1 -> served on mx2: %.1f ms', 1000 * ( time - $t0 ) );
+    push @held, $s;
+    is( code_for( $a, $c ), 421, 'and then 2 are open again: 421 on mx1' );
+    like( banner_for( $a, '127.72.0.2' ), qr/^220 /, 'another client is counted apart' );
+    my $l = status($a)->{store}{limits}{concurrent};
+    cmp_ok( $l->{over}, '>=', 2, "mx1's store refused $l->{over} of $l->{answered}" );
+};
+
 subtest '2c. geomx top --fleet merges every node\'s counts' => sub {
     # 127.71.0.1: 3 connections to mx1 and 2 to mx2; 127.71.0.2: 1 to mx2.
     banner_for( $_, '127.71.0.1' ) for $a, $a, $a, $b, $b;
@@ -238,6 +274,14 @@ subtest '3. Redis killed under load: no failed session; changes made meanwhile r
     wait_for( 'Redis refilled', 5, sub { redis_cli( 'HLEN', 'geomx:blocks' ) == 101 } );
     diag sprintf( 'Redis refilled (101 entries) %.2f s after it came back', time - $t0 );
     is( redis_cli( 'HLEN', 'geomx:blocks' ), 101, 'every block and deletion is back in Redis' );
+    wait_for( "2d's open connections counted again", 10, sub {
+        my $n = 0;
+        $n += $_ for split /\n/, redis_cli( 'HVALS', 'geomx:conc:fleet-conc:127.72.0.1/32' );
+        return $n == 2;
+    } );
+    diag sprintf( "Redis back: 2d's connections at once counted again after %.2f s", time - $t0 );
+    is( code_for( $a, '127.72.0.1' ), 421, 'and still 2 at once: a third is refused' );
+    close $_ for splice @held;
     like( redis_cli( 'HGET', 'geomx:blocks', '127.50.30.0/24' ), qr/^\d+\tmx1\tdeleted$/, 'the deletion kept as one' );
     $load->(20);
     is( $failed, 0, "no failed session ($ok served through both nodes)" );
@@ -251,9 +295,21 @@ subtest '3b. kill -9 of a node under load: the other serves on; restarted, it ha
         for ( 1 .. $_[0] ) { banner_for( $b, '127.60.0.9' ) =~ /^220 / ? $ok++ : $failed++ }
     };
     $load->(20);
+    # Two connections at once held on mx1 when it dies: mx2 lets the client
+    # open more once mx1's word runs out (at most 20 s after its last heartbeat).
+    my @mine = ( held( $a, '127.72.0.9' ), held( $a, '127.72.0.9' ) );
+    ok( $mine[0] && $mine[1], 'two open on mx1' );
+    is( code_for( $b, '127.72.0.9' ), 421, 'so a third on mx2 is refused' );
     kill 'KILL', $a->{pid};
     waitpid $a->{pid}, 0;
+    my $t0 = time;
     $load->(20);
+    my $s;
+    wait_for( "mx1's holds released", 35, sub { $s = held( $b, '127.72.0.9' ) } );
+    my $released = time - $t0;
+    diag sprintf( "kill -9 of mx1 -> its holds released on mx2 after %.1f s", $released );
+    cmp_ok( $released, '<=', 30, '... within 30 s' );
+    close $_ for grep { $_ } $s, @mine;
     is( block_add( $b, '127.63.0.0/24', 'while-mx1-was-dead' )->{status}, 200, 'add on mx2 while mx1 is dead' );
     $load->(20);
     is( $failed, 0, "mx2 served every client ($ok) through mx1's death" );
