@@ -118,8 +118,10 @@ void RedisConnection::connect_to() {
     return lost(why);
   }
   ac_->data = this;
-  redisEnableKeepAlive(
-      &ac_->c);  // a peer gone without a word is noticed (the subscriber has no PING)
+  // A peer gone without a word is noticed (the subscriber has no PING).
+  // TCP only: on a unix socket hiredis's TCP_KEEPIDLE fails (EOPNOTSUPP)
+  // and leaves the context in error, so `unix:` never came up.
+  if (!options_.host.empty()) redisEnableKeepAlive(&ac_->c);
   attach();
   redisAsyncSetConnectCallback(ac_, &RedisConnection::on_connect);
   redisAsyncSetDisconnectCallback(ac_, &RedisConnection::on_disconnect);

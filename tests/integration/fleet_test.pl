@@ -389,4 +389,25 @@ subtest '4. a wrong password, or no Redis at start: serves, and says why once' =
     $d->{stop}->();
 };
 
+subtest '4b. Redis on a unix socket: a node there shares the blocks of one on TCP' => sub {
+    # Another Redis, on TCP and on a socket (mode 0777: geomx runs as nobody).
+    my ($both) = start_redis( $dir, 'redis-unix', 0, '--unixsocket', "$dir/redis.sock", '--unixsocketperm', '777' );
+    my $tcp = start_geomx( $geomx, $dir, 'mx6',
+        node_config( 'mx6', store => qq(redis = "127.0.0.1:$both"
+node = "mx6"
+key_prefix = "u:"
+) ) );
+    my $unix = start_geomx( $geomx, $dir, 'mx7',
+        node_config( 'mx7', store => qq(redis = "unix:$dir/redis.sock"
+node = "mx7"
+key_prefix = "u:"
+) ) );
+    wait_for( 'mx7 up on the socket', 10, sub { metrics($unix) =~ /^geomx_store_up 1$/m } );
+    is( status($unix)->{store}{redis}, "unix:$dir/redis.sock", '/status: where' );
+    is( block_add( $tcp, '127.64.0.0/24', 'over-tcp' )->{status}, 200, 'a block added on the TCP node' );
+    wait_for( 'refused on the unix-socket node', 5, sub { refused( $unix, '127.64.0.1' ) } );
+    pass('... is in force on the unix-socket node');
+    $_->{stop}->() for $tcp, $unix;
+};
+
 done_testing();
