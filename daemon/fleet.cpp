@@ -97,7 +97,7 @@ std::vector<std::string> Server::join_fleet() {
   options.master = store.master;
   if (!store.sentinels.empty()) options.redis.host.clear();  // located
   fleet_ = std::make_unique<state::Fleet>(control_io_, std::move(options), state_.blocks,
-                                          [] { return proxy::unix_now(); });
+                                          state_.local_cache, [] { return proxy::unix_now(); });
   fleet_->on_state = [this](bool up, const std::string& why) {
     const auto& o = fleet_->options();
     if (up)
@@ -114,6 +114,7 @@ std::vector<std::string> Server::join_fleet() {
     return state_.top.top(window, state::FleetTop::rows, policy::TopTalkers::Clock::now());
   };
   state_.fleet = fleet_.get();
+  state_.cache = &fleet_->cache();
   return warnings;
 }
 

@@ -48,6 +48,7 @@ Server::~Server() {
   // The writer (stopped above) tells the fleet of changes, and sessions ask
   // it for rates (none run now): it goes last.
   state_.fleet = nullptr;
+  state_.cache = &state_.local_cache;
   fleet_.reset();
   if (loader_) loader_->join();
 }

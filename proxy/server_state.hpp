@@ -70,6 +70,10 @@ struct ServerState {
   // [store]: this node of the fleet (owned by the daemon; its details are
   // read on the control thread, up() anywhere). nullptr: a node alone.
   state::Fleet* fleet = nullptr;
+  // The cache (key, value, TTL) of DNS answers, screening passes and
+  // greylist triplets: this node's, or the fleet's while it is a member.
+  state::LocalCache local_cache;
+  std::atomic<state::Cache*> cache{&local_cache};
   policy::LimitTables limit_tables;  // likewise, per [[limit]] name
   std::atomic<std::shared_ptr<const Runtime>> runtime;
   std::shared_ptr<const Runtime> current() const { return runtime.load(); }

@@ -10,7 +10,7 @@
 
 namespace geomx::state {
 
-Fleet::Fleet(asio::io_context& io, FleetOptions options, BlockList& blocks,
+Fleet::Fleet(asio::io_context& io, FleetOptions options, BlockList& blocks, LocalCache& local,
              std::function<std::int64_t()> now)
     : io_(io),
       options_(std::move(options)),
@@ -23,6 +23,7 @@ Fleet::Fleet(asio::io_context& io, FleetOptions options, BlockList& blocks,
               }),
       limits_(commands_, options_.key_prefix, options_.node),
       top_(commands_, options_.key_prefix, options_.node),
+      cache_(commands_, options_.key_prefix, local),
       publish_(io) {
   auto state = [this](bool& told) {
     return [this, &told](bool up, const std::string& why) {

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "state/blocks.hpp"
+#include "state/cache.hpp"
 #include "state/fleet_blocks.hpp"
 #include "state/fleet_limits.hpp"
 #include "state/fleet_top.hpp"
@@ -30,7 +31,8 @@ struct FleetOptions {
 class Fleet {
  public:
   // `now` gives unix seconds (the clock, injected).
-  Fleet(asio::io_context& io, FleetOptions options, BlockList& blocks,
+  // `local` is this node's cache, which the fleet's falls back on.
+  Fleet(asio::io_context& io, FleetOptions options, BlockList& blocks, LocalCache& local,
         std::function<std::int64_t()> now);
   ~Fleet();
   // Up or down, and why: once per change (the first call says which).
@@ -50,6 +52,9 @@ class Fleet {
   std::string address() const;
   const FleetBlocks& blocks() const { return blocks_; }
   const FleetLimits& limits() const { return limits_; }
+  // The fleet's cache (key, value, TTL) in Redis, and this node's copy.
+  FleetCache& cache() { return cache_; }
+  const FleetCache& cache() const { return cache_; }
   // A [[limit]] rate counted fleet-wide (FleetLimits::rate), from any
   // thread: `done` runs on the io_context's thread, with nullopt when the
   // store is down or did not answer.
@@ -96,6 +101,7 @@ class Fleet {
   FleetBlocks blocks_;
   FleetLimits limits_;
   FleetTop top_;
+  FleetCache cache_;
   asio::steady_timer publish_;
   std::atomic<bool> up_{false};
   bool told_ = false, commands_told_ = false, events_told_ = false;
