@@ -145,9 +145,12 @@ int run_check(const std::string& path) {
                "(tls_cert, tls_key): its token would cross the network in the clear\n",
                path, c.admin.listen.to_string());
   if (c.store.enabled)
-    fmt::print("store     redis {} db {}, node {}, keys {}*, timeout {}{}\n", c.store.where(),
+    fmt::print("store     redis {} db {}, node {}, keys {}*, timeout {}{}{}\n", c.store.where(),
                c.store.db, c.store.node, c.store.key_prefix, conf::format_duration(c.store.timeout),
-               c.store.password_file.empty() ? "" : ", AUTH from " + c.store.password_file);
+               c.store.password_file.empty() ? "" : ", AUTH from " + c.store.password_file,
+               c.store.sentinel_password_file.empty()
+                   ? ""
+                   : ", the sentinels' AUTH from " + c.store.sentinel_password_file);
   for (const auto& w : daemon::store_warnings(c.store))
     fmt::print(stderr, "geomx: {}: warning: {}\n", path, w);
   return 0;

@@ -221,7 +221,8 @@ struct Store {
   // master named `master` is, before each connect.
   std::vector<Endpoint> sentinels;
   std::string master = "geomx";
-  std::string password_file;  // AUTH: "password" or "user:password", one line
+  std::string password_file;           // AUTH: "password" or "user:password", one line
+  std::string sentinel_password_file;  // the sentinels' AUTH (their requirepass), likewise
   int db = 0;
   std::string key_prefix = "geomx:";
   std::string node;  // default: server.hostname

@@ -446,12 +446,16 @@ void parse_store(TableReader& t, Store& store, const Server& server, const std::
     t.error("master", "the Sentinel master's name: at most 64 printable characters, no spaces");
   if (t.node("master") && !t.node("sentinels"))
     t.error("master", "names a Sentinel master: give `sentinels` too");
-  if (t.string("password_file", store.password_file)) {
-    if (store.password_file.empty())
-      t.error("password_file", "must name a file");
-    else if (store.password_file.front() != '/' && !base_dir.empty())
-      store.password_file = base_dir + "/" + store.password_file;
+  for (auto [key, file] : {std::pair{"password_file", &store.password_file},
+                           std::pair{"sentinel_password_file", &store.sentinel_password_file}}) {
+    if (!t.string(key, *file)) continue;
+    if (file->empty())
+      t.error(key, "must name a file");
+    else if (file->front() != '/' && !base_dir.empty())
+      *file = base_dir + "/" + *file;
   }
+  if (t.node("sentinel_password_file") && !t.node("sentinels"))
+    t.error("sentinel_password_file", "is the sentinels' password: give `sentinels` too");
   t.integer("db", store.db, 0, 1000000);
   if (t.string("key_prefix", store.key_prefix) &&
       (store.key_prefix.size() > 64 || !conf::printable_line(store.key_prefix) ||

@@ -14,23 +14,22 @@
 
 namespace geomx::daemon {
 
-StoreCredentials store_credentials(const conf::Store& store) {
+StoreCredentials read_credentials(const std::string& file, std::string_view setting) {
   StoreCredentials out;
-  if (store.password_file.empty()) return out;
+  if (file.empty()) return out;
   std::string text;
   try {
-    text = geo::read_input_file(store.password_file, 4096);
+    text = geo::read_input_file(file, 4096);
   } catch (const std::exception& e) {
-    out.problem = fmt::format("store.password_file: {}", e.what());
+    out.problem = fmt::format("{}: {}", setting, e.what());
     return out;
   }
   std::string_view line(text);
   line = line.substr(0, line.find('\n'));
   while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.remove_suffix(1);
   if (line.empty() || !conf::printable_line(line)) {
-    out.problem = fmt::format(
-        "store.password_file {}: its first line must be the password (or user:password)",
-        store.password_file);
+    out.problem =
+        fmt::format("{} {}: its first line must be the password (or user:password)", setting, file);
     return out;
   }
   if (const auto colon = line.find(':'); colon != std::string_view::npos && colon > 0) {
@@ -65,14 +64,16 @@ std::vector<std::string> store_warnings(const conf::Store& store) {
         "fleet's state cross the network in the clear (keep Redis on loopback or a private "
         "network, or behind stunnel)",
         store.where()));
-  if (store.password_file.empty()) return out;
-  struct stat st {};
-  if (::stat(store.password_file.c_str(), &st) != 0)
-    out.push_back(
-        fmt::format("store.password_file {}: {}", store.password_file, std::strerror(errno)));
-  else if (st.st_mode & S_IROTH)
-    out.push_back(fmt::format("store.password_file {} is readable by every user (chmod 0640)",
-                              store.password_file));
+  for (const auto& [setting, file] :
+       {std::pair{"store.password_file", &store.password_file},
+        std::pair{"store.sentinel_password_file", &store.sentinel_password_file}}) {
+    if (file->empty()) continue;
+    struct stat st {};
+    if (::stat(file->c_str(), &st) != 0)
+      out.push_back(fmt::format("{} {}: {}", setting, *file, std::strerror(errno)));
+    else if (st.st_mode & S_IROTH)
+      out.push_back(fmt::format("{} {} is readable by every user (chmod 0640)", setting, *file));
+  }
   return out;
 }
 
@@ -84,14 +85,19 @@ std::vector<std::string> Server::join_fleet() {
   // Serves anyway (from this node's state), and says why, once.
   if (!credentials.problem.empty())
     warnings.push_back(credentials.problem + "; connecting without AUTH");
+  const auto sentinel_auth = sentinel_credentials(store);
+  if (!sentinel_auth.problem.empty())
+    warnings.push_back(sentinel_auth.problem + "; asking the sentinels without AUTH");
   state::FleetOptions options;
   options.redis = redis_options(store, credentials);
   options.key_prefix = store.key_prefix;
   options.node = store.node;
   for (const auto& e : store.sentinels) {
-    state::RedisOptions sentinel;  // no AUTH, no database: a sentinel has neither
+    state::RedisOptions sentinel;  // no database: a sentinel has none
     sentinel.host = e.address.to_string();
     sentinel.port = e.port;
+    sentinel.user = sentinel_auth.user;
+    sentinel.password = sentinel_auth.password;
     options.sentinels.push_back(std::move(sentinel));
   }
   options.master = store.master;

@@ -31,7 +31,17 @@ chmod 0755, $dir;
 END { my $status = $?; $_->() for reverse @GeomxTest::cleanup; $? = $status; }
 $SIG{PIPE} = 'IGNORE';
 
-sub redis_cli { my ( $port, @args ) = @_; my $out = `redis-cli -p $port @args 2>&1`; chomp $out; return $out }
+# The sentinels want a password of their own (requirepass): geomx gives
+# it from store.sentinel_password_file.
+my $sentinel_secret = 'sentinel-secret';
+my %sentinel_port;
+sub redis_cli {
+    my ( $port, @args ) = @_;
+    my $auth = $sentinel_port{$port} ? "--no-auth-warning -a $sentinel_secret" : '';
+    my $out  = `redis-cli -p $port $auth @args 2>&1`;
+    chomp $out;
+    return $out;
+}
 
 my ( $master, $master_pid ) = start_redis( $dir, 'master' );
 my ($replica) = start_redis( $dir, 'replica', 0, '--replicaof', '127.0.0.1', $master );
@@ -41,8 +51,10 @@ for my $i ( 1 .. 3 ) {
     my $port = free_port();
     open my $fh, '>', "$dir/sentinel$i.conf" or die;
     print $fh "port $port\nbind 127.0.0.1\ndir $dir\nsentinel monitor geomx 127.0.0.1 $master 2\n"
-      . "sentinel down-after-milliseconds geomx 1000\nsentinel failover-timeout geomx 5000\n";
+      . "sentinel down-after-milliseconds geomx 1000\nsentinel failover-timeout geomx 5000\n"
+      . "requirepass $sentinel_secret\nsentinel sentinel-pass $sentinel_secret\n";
     close $fh;
+    $sentinel_port{$port} = 1;
     spawn( "$dir/sentinel$i.log", 'redis-sentinel', "$dir/sentinel$i.conf" );
     wait_for( "sentinel $i", 10, sub { can_connect($port) } );
     push @sentinels, $port;
@@ -51,6 +63,11 @@ wait_for( 'the sentinels see each other and the replica', 20, sub {
     redis_cli( $sentinels[0], 'SENTINEL', 'master', 'geomx' ) =~ /num-other-sentinels\n2\n/
       && redis_cli( $sentinels[0], 'SENTINEL', 'replicas', 'geomx' ) =~ /\b$replica\b/ } );
 my ($sink) = start_sink( $dir, 'sink' ) =~ /:(\d+)$/;
+open my $pass, '>', "$dir/sentinel.pass" or die;
+print $pass "$sentinel_secret\n";
+close $pass;
+chmod 0640, "$dir/sentinel.pass";
+chown 0, scalar( getgrnam("nogroup") ) // 65534, "$dir/sentinel.pass" if $> == 0;    # geomx runs as nobody:nogroup
 
 sub node_config {
     my ($name) = @_;
@@ -85,6 +102,7 @@ pool = "sink"
 sentinels = [$list]
 master = "geomx"
 node = "$name"
+sentinel_password_file = "$dir/sentinel.pass"
 TOML
 }
 sub http { HTTP::Tiny->new( timeout => 5 ) }
@@ -100,6 +118,9 @@ subtest '1. both nodes find the master through the sentinels' => sub {
         wait_for( "store up on $g->{log}", 10, sub { status($g)->{up} } );
         is( status($g)->{redis}, "127.0.0.1:$master (master geomx)", '/status: the master the sentinels named' );
     }
+    like( `redis-cli -p $sentinels[0] SENTINEL get-master-addr-by-name geomx 2>&1`, qr/NOAUTH/,
+        'the sentinels want a password (so the nodes gave theirs)' );
+    unlike( slurp( $a->{log} ), qr/$sentinel_secret/, "the sentinels' password is not in the log" );
     is( block_add( $a, '127.80.1.0/24' ), 200, 'a block added on mx1 before the failover' );
     wait_for( 'it on mx2', 5, sub { refused( $b, '127.80.1.1' ) } );
     pass('in force on mx2');

@@ -456,6 +456,14 @@ TEST_CASE("[store]: absent is a node alone; present, checked key by key") {
         std::vector<std::string>{
             "t.toml:2:10: store.master: names a Sentinel master: give `sentinels` too"});
   CHECK(errors_of("[store]\nsentinels = [\"127.0.0.1:0\"]\n" + minimal).size() == 1);
+  CHECK(errors_of("[store]\nsentinel_password_file = \"s.pass\"\n" + minimal) ==
+        std::vector<std::string>{"t.toml:2:26: store.sentinel_password_file: is the sentinels' "
+                                 "password: give `sentinels` too"});
+  CHECK(parse_config("[store]\nsentinels = [\"127.0.0.1:26379\"]\nsentinel_password_file = "
+                     "\"/etc/geomx/s.pass\"\n" +
+                         minimal,
+                     "t.toml", defaults)
+            .store.sentinel_password_file == "/etc/geomx/s.pass");
   CHECK(errors_of("[store]\nkey_prefix = \"a b\"\n" + minimal).size() == 1);
   CHECK(errors_of("[store]\ntimeout = \"0s\"\n" + minimal).size() == 1);
   CHECK(errors_of("[store]\npasword_file = \"x\"\n" + minimal) ==
