@@ -157,7 +157,7 @@ void FleetLimits::ask(std::vector<Question>& queue, Question q) {
     const bool holds = &queue == &holds_;
     asio::post(redis_.io(), [this, holds, alive = std::weak_ptr<int>(alive_)] {
       if (!alive.lock()) return;
-      holds ? flush_holds() : flush_rates();
+      flush(holds ? holds_ : rates_, holds);
     });
   }
 }
@@ -187,39 +187,26 @@ void FleetLimits::hold(std::shared_ptr<Ticket> ticket, std::uint32_t max,
   ask(holds_, {std::move(key), max, 0, std::move(done), std::move(ticket)});
 }
 
-void FleetLimits::flush_rates() {
-  auto questions = std::exchange(rates_, {});
+void FleetLimits::flush(std::vector<Question>& queue, bool holds) {
+  auto questions = std::exchange(queue, {});
   for (std::size_t first = 0; first < questions.size(); first += max_batch) {
     const auto n = std::min(max_batch, questions.size() - first);
+    // A hold's script also reads the processes alive, and is told who asks.
     std::vector<std::string> keys, args;
+    if (holds) {
+      keys = {prefix_ + "conc:alive"};
+      args = {me_, std::to_string(key_ttl.count())};
+    }
     for (std::size_t i = first; i < first + n; ++i) {
       keys.push_back(questions[i].key);
       args.push_back(std::to_string(questions[i].a));
-      args.push_back(std::to_string(questions[i].b));
+      if (!holds) args.push_back(std::to_string(questions[i].b));
     }
     auto batch = std::make_shared<std::vector<Question>>(
         std::make_move_iterator(questions.begin() + first),
         std::make_move_iterator(questions.begin() + first + n));
-    call(rate_script_, std::move(keys), std::move(args),
-         [this, batch](std::optional<RedisReply> r) { answered(*batch, r, false); });
-  }
-}
-
-void FleetLimits::flush_holds() {
-  auto questions = std::exchange(holds_, {});
-  for (std::size_t first = 0; first < questions.size(); first += max_batch) {
-    const auto n = std::min(max_batch, questions.size() - first);
-    std::vector<std::string> keys{prefix_ + "conc:alive"},
-        args{me_, std::to_string(key_ttl.count())};
-    for (std::size_t i = first; i < first + n; ++i) {
-      keys.push_back(questions[i].key);
-      args.push_back(std::to_string(questions[i].a));
-    }
-    auto batch = std::make_shared<std::vector<Question>>(
-        std::make_move_iterator(questions.begin() + first),
-        std::make_move_iterator(questions.begin() + first + n));
-    call(hold_script_, std::move(keys), std::move(args),
-         [this, batch](std::optional<RedisReply> r) { answered(*batch, r, true); });
+    call(holds ? hold_script_ : rate_script_, std::move(keys), std::move(args),
+         [this, batch, holds](std::optional<RedisReply> r) { answered(*batch, r, holds); });
   }
 }
 

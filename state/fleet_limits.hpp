@@ -86,8 +86,7 @@ class FleetLimits {
     std::shared_ptr<Ticket> ticket;  // hold only
   };
   void ask(std::vector<Question>& queue, Question q);
-  void flush_rates();
-  void flush_holds();
+  void flush(std::vector<Question>& queue, bool holds);  // rates_ or holds_
   void flush_releases();
   void answered(const std::vector<Question>& asked, const std::optional<RedisReply>& r, bool hold);
   // A release call's answer: keys at 0 and in no doubt are forgotten.

@@ -12,7 +12,7 @@ use POSIX qw(:sys_wait_h);
 use Time::HiRes qw(time sleep);
 
 our @EXPORT_OK =
-    qw(free_port wait_for slurp log_like wait_idle can_connect spawn start_postfix start_geomx start_redis start_sink read_line first_line admin_token auth);
+    qw(free_port wait_for slurp log_like wait_idle can_connect spawn start_postfix start_geomx start_redis start_sink read_line first_line admin_token auth fleet_node_config);
 our @cleanup;
 
 sub free_port {
@@ -210,6 +210,38 @@ sub start_redis {
         '--save', '', '--appendonly', 'no', '--dir', $dir, @extra );
     wait_for( "redis $name on $port", 10, sub { can_connect($port) } );
     return ( $port, $pid, $stop );
+}
+
+# A fleet node's config (fleet_test.pl, sentinel_test.pl): its own
+# state_dir under DIR, a PROXY v1 listener for our trusted sender, every
+# client to the smtp-sink on port SINK, the test's own LIMITS (lists and
+# [[limit]]s) and the [store] body STORE.
+sub fleet_node_config {
+    my (%o) = @_;
+    my $state = "$o{dir}/state-$o{name}";
+    mkdir $state;
+    chmod 0777, $state;    # geomx writes it after dropping to nobody
+    return <<"TOML";
+[server]
+hostname = "$o{name}.test"
+threads = 2
+state_dir = "$state"
+[geo]
+databases = ["$o{testdata}/edge6.mmdb"]
+[[listener]]
+name = "edge"
+address = "127.0.0.1:0"
+proxy_protocol = "v1"
+trusted_proxies = ["127.0.0.1/32"]
+[pool.sink]
+members = ["127.0.0.1:$o{sink}"]
+$o{limits}
+[[rule]]
+name = "all"
+pool = "sink"
+[store]
+$o{store}
+TOML
 }
 
 # `geomx run` on CONFIG (written to DIR/NAME.toml) until it logs ready; its

@@ -17,7 +17,7 @@ use POSIX ();
 use Time::HiRes qw(time sleep);
 use FindBin;
 use lib $FindBin::Bin;
-use GeomxTest qw(free_port wait_for slurp start_geomx start_sink start_redis read_line first_line auth);
+use GeomxTest qw(free_port wait_for slurp start_geomx start_sink start_redis read_line first_line auth fleet_node_config);
 use HTTP::Tiny;
 use JSON::PP qw(decode_json);
 
@@ -35,24 +35,10 @@ my ($sink) = start_sink( $dir, 'sink' ) =~ /:(\d+)$/;
 # A node's config: its own state_dir, the same Redis and key prefix.
 sub node_config {
     my ( $name, %o ) = @_;
-    my $state = "$dir/state-$name";
-    mkdir $state;
-    chmod 0777, $state;    # geomx writes it after dropping to nobody
-    my $store = $o{store} // qq(redis = "127.0.0.1:$redis_port"\nnode = "$name"\ntimeout = "25ms"\n);
-    return <<"TOML";
-[server]
-hostname = "$name.test"
-threads = 2
-state_dir = "$state"
-[geo]
-databases = ["$testdata/edge6.mmdb"]
-[[listener]]
-name = "edge"
-address = "127.0.0.1:0"
-proxy_protocol = "v1"
-trusted_proxies = ["127.0.0.1/32"]
-[pool.sink]
-members = ["127.0.0.1:$sink"]
+    return fleet_node_config(
+        dir => $dir, name => $name, testdata => $testdata, sink => $sink,
+        store  => $o{store} // qq(redis = "127.0.0.1:$redis_port"\nnode = "$name"\ntimeout = "25ms"\n),
+        limits => <<'TOML' );
 [lists.limited]
 cidrs = ["127.70.0.0/16"]
 [[limit]]
@@ -65,11 +51,6 @@ cidrs = ["127.72.0.0/16"]
 name = "fleet-conc"
 concurrent = 2
 if = { list = "concurrent" }
-[[rule]]
-name = "all"
-pool = "sink"
-[store]
-$store
 TOML
 }
 

@@ -19,7 +19,7 @@ use File::Temp qw(tempdir);
 use Time::HiRes qw(time sleep);
 use FindBin;
 use lib $FindBin::Bin;
-use GeomxTest qw(free_port wait_for slurp start_geomx start_sink start_redis first_line auth spawn can_connect);
+use GeomxTest qw(free_port wait_for slurp start_geomx start_sink start_redis first_line auth spawn can_connect fleet_node_config);
 use HTTP::Tiny;
 use JSON::PP qw(decode_json);
 
@@ -71,38 +71,18 @@ chown 0, scalar( getgrnam("nogroup") ) // 65534, "$dir/sentinel.pass" if $> == 0
 
 sub node_config {
     my ($name) = @_;
-    my $state = "$dir/state-$name";
-    mkdir $state;
-    chmod 0777, $state;
     my $list = join ', ', map {qq("127.0.0.1:$_")} @sentinels;
-    return <<"TOML";
-[server]
-hostname = "$name.test"
-threads = 2
-state_dir = "$state"
-[geo]
-databases = ["$testdata/edge6.mmdb"]
-[[listener]]
-name = "edge"
-address = "127.0.0.1:0"
-proxy_protocol = "v1"
-trusted_proxies = ["127.0.0.1/32"]
-[pool.sink]
-members = ["127.0.0.1:$sink"]
+    return fleet_node_config(
+        dir => $dir, name => $name, testdata => $testdata, sink => $sink,
+        store => qq(sentinels = [$list]\nmaster = "geomx"\nnode = "$name"\n)
+          . qq(sentinel_password_file = "$dir/sentinel.pass"\n),
+        limits => <<'TOML' );
 [lists.counted]
 cidrs = ["127.81.0.0/16"]
 [[limit]]
 name = "every"
 rate = "1000000/s"
 if = { list = "counted" }
-[[rule]]
-name = "all"
-pool = "sink"
-[store]
-sentinels = [$list]
-master = "geomx"
-node = "$name"
-sentinel_password_file = "$dir/sentinel.pass"
 TOML
 }
 sub http { HTTP::Tiny->new( timeout => 5 ) }
