@@ -6,8 +6,10 @@
 // LocalCache keeps them in this process, in a bounded table (the least
 // recently used goes first when it is full). FleetCache keeps them in Redis
 // for the whole fleet, and in a LocalCache too: that answers while the
-// store is down or slow, so a node's own entries are never lost to an
-// outage (the others' are not there; a cache may miss).
+// store is down or slow, so a node finds its own entries through an outage
+// (the others' are not there; a cache may miss). While Redis is up it is
+// the truth: an entry put on this node during an outage is not found once
+// Redis is back, and one another node erased is gone here too.
 #include <chrono>
 #include <cstdint>
 #include <functional>

@@ -81,8 +81,9 @@ return #KEYS
 
 // KEYS[1]: the processes alive; KEYS[i]: a client's key. ARGV[1]: this
 // process, ARGV[2]: how long its word holds (s), ARGV[3]: the keys' TTL
-// (s), ARGV[i+2]: its count of the key (0: deleted). Processes not heard
-// of for an hour are forgotten.
+// (s), ARGV[i+2]: its count of the key (0: deleted; -1: a question of it
+// is out, so only the TTL is refreshed). Processes not heard of for an
+// hour are forgotten.
 constexpr const char* heartbeat_lua = R"lua(
 local now = tonumber(redis.call('TIME')[1])
 redis.call('HSET', KEYS[1], ARGV[1], now + tonumber(ARGV[2]))
@@ -92,7 +93,9 @@ for j = 1, #all, 2 do
 end
 for i = 2, #KEYS do
   local n = tonumber(ARGV[i + 2])
-  if n > 0 then
+  if n < 0 then
+    redis.call('EXPIRE', KEYS[i], tonumber(ARGV[3]))
+  elseif n > 0 then
     redis.call('HSET', KEYS[i], ARGV[1], n)
     redis.call('EXPIRE', KEYS[i], tonumber(ARGV[3]))
   else
@@ -238,7 +241,7 @@ void FleetLimits::answered(const std::vector<Question>& asked, const std::option
         q.ticket->granted = true;
       }
     }
-    if (h.granted == 0 && h.pending == 0 && !h.doubt) held_.erase(q.key);
+    forget_if_idle(q.key);
     q.done(answer);
     if (q.ticket->granted && q.ticket->released) {  // its session ended meanwhile
       q.ticket->released = false;
@@ -250,8 +253,9 @@ void FleetLimits::answered(const std::vector<Question>& asked, const std::option
 void FleetLimits::release(Ticket& ticket) {
   if (std::exchange(ticket.released, true) || !ticket.granted) return;
   ticket.granted = false;
-  if (auto it = held_.find(ticket.key); it != held_.end() && it->second.granted > 0)
-    --it->second.granted;
+  auto& h = held_[ticket.key];
+  if (h.granted > 0) --h.granted;
+  ++h.releasing;  // kept until the release is answered: a failure must find it
   if (releasing_[ticket.key]++ == 0 && releasing_.size() == 1)
     asio::post(redis_.io(), [this, alive = std::weak_ptr<int>(alive_)] {
       if (alive.lock()) flush_releases();
@@ -260,31 +264,40 @@ void FleetLimits::release(Ticket& ticket) {
 
 void FleetLimits::flush_releases() {
   std::vector<std::string> keys, args{me_};
+  std::vector<std::pair<std::string, std::uint32_t>> batch;
   auto send = [&] {
-    auto batch = keys;
     call(release_script_, std::exchange(keys, {}), std::exchange(args, {me_}),
-         [this, batch = std::move(batch)](std::optional<RedisReply> r) { settled(batch, r); });
+         [this, batch = std::exchange(batch, {})](std::optional<RedisReply> r) {
+           settled(batch, r);
+         });
   };
   for (auto& [key, n] : std::exchange(releasing_, {})) {
     keys.push_back(key);
     args.push_back(std::to_string(n));
+    batch.emplace_back(key, n);
     if (keys.size() == max_batch) send();
   }
   if (!keys.empty()) send();
 }
 
-void FleetLimits::settled(const std::vector<std::string>& keys,
+void FleetLimits::settled(const std::vector<std::pair<std::string, std::uint32_t>>& released,
                           const std::optional<RedisReply>& r) {
   const bool ok = r && r->type == RedisReply::Type::integer;
-  for (const auto& key : keys) {
+  for (const auto& [key, n] : released) {
     const auto it = held_.find(key);
-    if (it == held_.end()) continue;
+    if (it == held_.end()) continue;  // not erased while a release is out (forget_if_idle)
     auto& h = it->second;
-    if (!ok)
-      h.doubt = true;
-    else if (h.granted == 0 && h.pending == 0 && !h.doubt)
-      held_.erase(it);
+    h.releasing -= std::min(h.releasing, n);
+    if (!ok) h.doubt = true;  // the next heartbeat writes what is so
+    forget_if_idle(key);
   }
+}
+
+void FleetLimits::forget_if_idle(const std::string& key) {
+  const auto it = held_.find(key);
+  if (it == held_.end()) return;
+  const auto& h = it->second;
+  if (h.granted == 0 && h.pending == 0 && h.releasing == 0 && !h.doubt) held_.erase(it);
 }
 
 void FleetLimits::heartbeat() {
@@ -295,30 +308,35 @@ void FleetLimits::heartbeat() {
     keys = {prefix_ + "conc:alive"};
     args = {me_, std::to_string(alive_for.count()), std::to_string(key_ttl.count())};
   };
+  // Keys written (true) or only refreshed (false: a question of it is out).
+  std::vector<std::pair<std::string, bool>> batch;
+  bool sent = false;
   auto send = [&] {
-    std::vector<std::string> batch(keys.begin() + 1, keys.end());
     call(heartbeat_script_, std::move(keys), std::move(args),
-         [this, batch = std::move(batch)](std::optional<RedisReply> r) {
-           const bool ok = r && r->type == RedisReply::Type::integer;
-           for (const auto& key : batch) {
+         [this, batch = std::exchange(batch, {})](std::optional<RedisReply> r) {
+           if (!r || r->type != RedisReply::Type::integer) return;
+           for (const auto& [key, written] : batch) {
              const auto it = held_.find(key);
-             if (it == held_.end() || !ok) continue;
-             // Written as this process has it: what was in doubt before is so no more
-             // (commands are answered in order; a key with a question out was left out).
+             if (it == held_.end() || !written) continue;
+             // Written as this process has it: what was in doubt before is so
+             // no more (commands are answered in order).
              it->second.doubt = false;
-             if (it->second.granted == 0 && it->second.pending == 0) held_.erase(it);
+             forget_if_idle(key);
            }
          });
+    sent = true;
     start();
   };
   start();
   for (auto& [key, h] : held_) {
-    if (h.pending != 0) continue;  // its answer will say; rewritten next time
+    // A key with a question out: its answer says what is so; refreshed only.
     keys.push_back(key);
-    args.push_back(std::to_string(h.granted));
+    args.push_back(h.pending != 0 ? "-1" : std::to_string(h.granted));
+    batch.emplace_back(key, h.pending == 0);
     if (keys.size() == max_batch + 1) send();
   }
-  if (keys.size() > 1 || held_.empty()) send();
+  // Always once: the word that this process is alive.
+  if (keys.size() > 1 || !sent) send();
 }
 
 }  // namespace geomx::state

@@ -26,6 +26,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "state/redis.hpp"
@@ -89,12 +90,16 @@ class FleetLimits {
   void flush(std::vector<Question>& queue, bool holds);  // rates_ or holds_
   void flush_releases();
   void answered(const std::vector<Question>& asked, const std::optional<RedisReply>& r, bool hold);
-  // A release call's answer: keys at 0 and in no doubt are forgotten.
-  void settled(const std::vector<std::string>& keys, const std::optional<RedisReply>& r);
+  // A release call's answer (each key with how many it gave back).
+  void settled(const std::vector<std::pair<std::string, std::uint32_t>>& released,
+               const std::optional<RedisReply>& r);
+  // Drops a key's entry once nothing is held, asked, given back or in doubt.
+  void forget_if_idle(const std::string& key);
   struct Held {
-    std::uint32_t granted = 0;  // as Redis has it, once the deltas sent are applied
-    std::uint32_t pending = 0;  // questions not answered yet
-    bool doubt = false;         // a command of it went unanswered: rewrite it
+    std::uint32_t granted = 0;    // as Redis has it, once the deltas sent are applied
+    std::uint32_t pending = 0;    // questions not answered yet
+    std::uint32_t releasing = 0;  // given back, not answered yet
+    bool doubt = false;           // a command of it went unanswered: rewrite it
   };
 
   RedisConnection& redis_;
