@@ -85,7 +85,7 @@ std::string status_json(const proxy::Runtime& rt, ServerState& state) {
   const auto& f = *state.fleet;
   const auto& c = f.blocks().counts();
   const auto& l = f.limits().counts();
-  const auto k = f.cache().counts();
+  const auto& k = f.cache().counts();
   // Never the password: only where, who, and how it goes.
   return out + fmt::format(
                    "{{\"redis\":{},\"node\":{},\"key_prefix\":{},\"up\":{},\"since\":{},"

@@ -62,12 +62,8 @@ void FleetCache::get(const std::string& key, Found found) {
   asio::post(redis_.io(),
              [this, alive = std::weak_ptr<int>(alive_), key, found = std::move(found)]() mutable {
                if (!alive.lock()) return found(std::nullopt);
-               {
-                 std::lock_guard lock(counts_mutex_);
-                 ++counts_.gets;
-               }
+               ++counts_.gets;
                if (!redis_.up()) {
-                 std::lock_guard lock(counts_mutex_);
                  ++counts_.local;
                  return found(local_.get(key));
                }
@@ -89,29 +85,22 @@ void FleetCache::flush() {
     auto batch = std::make_shared<std::vector<std::pair<std::string, Found>>>(
         std::make_move_iterator(gets.begin() + first),
         std::make_move_iterator(gets.begin() + first + n));
-    {
-      std::lock_guard lock(counts_mutex_);
-      ++counts_.calls;
-    }
+    ++counts_.calls;
     redis_.command(std::move(argv), [this, batch](std::optional<RedisReply> r) {
       const bool whole =
           r && r->type == RedisReply::Type::array && r->elements.size() == batch->size();
-      std::uint64_t hits = 0, local = 0;
       for (std::size_t i = 0; i < batch->size(); ++i) {
         auto& [key, found] = (*batch)[i];
         if (!whole) {  // no answer in time: this node's copy answers
-          ++local;
+          ++counts_.local;
           found(local_.get(key));
         } else if (r->elements[i].type == RedisReply::Type::string) {
-          ++hits;
+          ++counts_.hits;
           found(std::move(r->elements[i].str));
         } else {
           found(std::nullopt);
         }
       }
-      std::lock_guard lock(counts_mutex_);
-      counts_.hits += hits;
-      counts_.local += local;
     });
   }
 }
@@ -122,10 +111,7 @@ void FleetCache::put(const std::string& key, std::string value, std::chrono::mil
   asio::post(redis_.io(), [this, alive = std::weak_ptr<int>(alive_), key = prefix_ + key,
                            value = std::move(value), ttl] {
     if (!alive.lock() || !redis_.up()) return;  // kept on this node only
-    {
-      std::lock_guard lock(counts_mutex_);
-      ++counts_.puts;
-    }
+    ++counts_.puts;
     redis_.command({"SET", key, value, "PX", std::to_string(ttl.count())},
                    [](std::optional<RedisReply>) {});
   });
@@ -136,11 +122,6 @@ void FleetCache::erase(const std::string& key) {
   asio::post(redis_.io(), [this, alive = std::weak_ptr<int>(alive_), key = prefix_ + key] {
     if (alive.lock() && redis_.up()) redis_.command({"DEL", key}, [](std::optional<RedisReply>) {});
   });
-}
-
-FleetCache::Counts FleetCache::counts() const {
-  std::lock_guard lock(counts_mutex_);
-  return counts_;
 }
 
 }  // namespace geomx::state

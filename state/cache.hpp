@@ -75,7 +75,7 @@ class FleetCache final : public Cache {
     std::uint64_t gets = 0, hits = 0, local = 0;  // local: answered by this node's copy
     std::uint64_t puts = 0, calls = 0;            // calls: MGETs
   };
-  Counts counts() const;  // any thread
+  const Counts& counts() const { return counts_; }  // on the store's thread
   static constexpr std::size_t max_batch = 256;
 
  private:
@@ -83,9 +83,8 @@ class FleetCache final : public Cache {
   RedisConnection& redis_;
   std::string prefix_;
   LocalCache& local_;
-  std::vector<std::pair<std::string, Found>> waiting_;  // the store's thread only
-  mutable std::mutex counts_mutex_;
-  Counts counts_;
+  std::vector<std::pair<std::string, Found>> waiting_;    // the store's thread only
+  Counts counts_;                                         // the store's thread only
   std::shared_ptr<int> alive_ = std::make_shared<int>();  // posted work outliving this does nothing
 };
 

@@ -187,10 +187,6 @@ void Fleet::rate(std::string limit, std::string client, std::uint32_t rate, std:
   });
 }
 
-}  // namespace geomx::state
-
-namespace geomx::state {
-
 std::shared_ptr<void> Fleet::hold(const std::string& limit, const std::string& client,
                                   std::uint32_t max,
                                   std::function<void(std::optional<bool>)> done) {
