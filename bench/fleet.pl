@@ -1,8 +1,9 @@
 #!/usr/bin/perl
 # The fleet store's cost, in one run on loopback: sessions/s through geomx
-# with a [[limit]] rate counted on Redis ([store]) against the same limit
-# counted locally (interleaved runs, medians, the ratio; the limit is high
-# enough never to refuse, so every session pays for the check); Redis
+# with a [[limit]] (a rate and connections at once) counted on Redis
+# ([store]) against the same limit counted locally (interleaved runs, the
+# order swapped every run, medians, the ratio; the limit is high enough
+# never to refuse, so every session pays for both checks); Redis
 # commands per session from INFO commandstats; Redis memory for 1,000,000
 # distinct client counters (the real script, read from
 # state/fleet_limits.cpp, fed by redis-cli --pipe); geomx's RSS with and
@@ -10,19 +11,22 @@
 #
 # Usage: fleet.pl --build DIR [--runs N] [--sessions N] [--clients N]
 #   DIR holds cli/geomx (a Release build: bench/fleet.sh makes one).
+#   --strace: also each geomx's system calls per session (strace -c -f
+#   over 2,000 sessions; strace slows it, so not during the timed runs).
 use strict;
 use warnings;
 use Getopt::Long;
 use File::Temp qw(tempdir);
 use Time::HiRes qw(time);
 use HTTP::Tiny;
+use POSIX ();
 use FindBin;
 use lib "$FindBin::Bin/../tests/integration";
 use GeomxTest qw(free_port wait_for slurp start_geomx start_sink start_redis);
 
-my %o = ( runs => 5, sessions => 5000, clients => 1_000_000 );
-GetOptions( \%o, 'build=s', 'runs=i', 'sessions=i', 'clients=i' ) && $o{build}
-    or die "usage: $0 --build DIR [--runs N] [--sessions N] [--clients N]\n";
+my %o = ( runs => 7, sessions => 5000, clients => 1_000_000 );
+GetOptions( \%o, 'build=s', 'runs=i', 'sessions=i', 'clients=i', 'strace' ) && $o{build}
+    or die "usage: $0 --build DIR [--runs N] [--sessions N] [--clients N] [--strace]\n";
 my $geomx = "$o{build}/cli/geomx";
 -x $geomx or die "missing $geomx (build first)\n";
 my $dir = tempdir( 'geomx-fleet-bench-XXXXXX', TMPDIR => 1, CLEANUP => 1 );
@@ -56,6 +60,7 @@ members = ["$sink"]
 [[limit]]
 name = "bench"
 rate = "1000000/s"
+concurrent = 100000
 [[rule]]
 name = "all"
 pool = "sink"
@@ -71,8 +76,9 @@ wait_for( 'store up', 10, sub {
 sub median { my @v = sort { $a <=> $b } @_; return $v[ $#v / 2 ] }
 # Commands geomx sent (each a request on the wire; pipelined ones share a
 # round trip), and all Redis ran: the scripts' own calls (TIME, GET, SET,
-# HGET, HSET, PUBLISH, HDEL) are counted by commandstats too.
-my %inner = map { $_ => 1 } qw(time get set hget hset publish hdel);
+# HGET, HGETALL, HINCRBY, HSET, EXPIRE, PUBLISH, HDEL) are counted by
+# commandstats too.
+my %inner = map { $_ => 1 } qw(time get set hget hset hgetall hincrby expire publish hdel);
 sub commands {
     my ( $sent, $all, $stats ) = ( 0, 0, redis_cli( 'INFO', 'commandstats' ) );
     while ( $stats =~ /^cmdstat_(\w+):calls=(\d+)/mg ) {
@@ -96,10 +102,7 @@ my $hz = `getconf CLK_TCK` + 0 || 100;
 sub cpu { my @f = split ' ', ( slurp("/proc/$_[0]/stat") =~ /\)\s(.*)/ )[0]; return ( $f[11] + $f[12] ) / $hz }
 my ($redis_pid) = `redis-cli -p $redis INFO server` =~ /^process_id:(\d+)/m;
 my ( %rates, %cpu, $calls, $all_calls, $store_sessions );
-for my $run ( 1 .. $o{runs} ) {
-    my $c0 = cpu( $g{local}{pid} );
-    push @{ $rates{local} }, rate('local');
-    $cpu{local} += cpu( $g{local}{pid} ) - $c0;
+sub run_store {
     my @before = commands();
     my ( $s0, $r0 ) = ( cpu( $g{store}{pid} ), cpu($redis_pid) );
     push @{ $rates{store} }, rate('store');
@@ -109,6 +112,14 @@ for my $run ( 1 .. $o{runs} ) {
     $calls += $after[0] - $before[0];
     $all_calls += $after[1] - $before[1];
     $store_sessions += $o{sessions};
+}
+sub run_local {
+    my $c0 = cpu( $g{local}{pid} );
+    push @{ $rates{local} }, rate('local');
+    $cpu{local} += cpu( $g{local}{pid} ) - $c0;
+}
+for my $run ( 1 .. $o{runs} ) {
+    if ( $run % 2 ) { run_local(); run_store() } else { run_store(); run_local() }
     printf "run %d: local %.0f sessions/s, store %.0f sessions/s\n", $run, $rates{local}[-1], $rates{store}[-1];
 }
 my ( $local, $store ) = ( median( @{ $rates{local} } ), median( @{ $rates{store} } ) );
@@ -124,6 +135,26 @@ sub rss_kb { my ($kb) = slurp("/proc/$_[0]/status") =~ /^VmRSS:\s+(\d+)/m; retur
 printf "geomx RSS after the runs: local %d kB, store %d kB, ratio %.3f\n", rss_kb( $g{local}{pid} ),
     rss_kb( $g{store}{pid} ), rss_kb( $g{store}{pid} ) / rss_kb( $g{local}{pid} );
 
+if ( $o{strace} ) {
+    for my $name (qw(local store)) {
+        my $out = "$dir/strace-$name";
+        my $pid = fork // die;
+        if ( !$pid ) { open STDERR, '>', '/dev/null'; exec 'strace', '-c', '-f', '-o', $out, '-p', $g{$name}{pid} or POSIX::_exit(127) }
+        select( undef, undef, undef, 1 );    # attached (strace says so only on stderr)
+        local $o{sessions} = 2000;
+        rate($name);
+        kill 'INT', $pid;
+        waitpid $pid, 0;
+        # % time, seconds, usecs/call, calls, [errors,] syscall
+        my %calls;
+        for ( split /\n/, slurp($out) ) { $calls{$2} = $1 if /^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)$/ }
+        my $total = delete $calls{total} // die "strace -c: " . slurp($out);
+        my @top = ( sort { $calls{$b} <=> $calls{$a} } keys %calls )[ 0 .. 11 ];
+        printf "system calls per session, geomx %s: %.1f (%s)\n", $name, $total / 2000,
+            join( ', ', map { sprintf '%s %.1f', $_, $calls{$_} / 2000 } grep {defined} @top );
+    }
+}
+
 # 1,000,000 distinct clients' counters, made by the script geomx loads.
 my ($script) = slurp("$FindBin::Bin/../state/fleet_limits.cpp") =~ /R"lua\((.*?)\)lua"/s or die 'no script';
 open my $fh, '>', "$dir/rate.lua" or die;
@@ -138,7 +169,9 @@ open my $pipe, '|-', "redis-cli -p $redis --pipe >$dir/pipe.out 2>&1" or die;
 for my $i ( 0 .. $o{clients} - 1 ) {
     my $key = sprintf 'geomx:rate:bench:10.%d.%d.%d/32', $i >> 16 & 255, $i >> 8 & 255, $i & 255;
     # A rate of 1 per hour: each counter lives an hour.
-    my @a = ( 'EVALSHA', $sha, 1, $key, 3_600_000_000, 30 );
+    # KEYS: the processes alive, the key; ARGV: the process, the holds'
+    # TTL, no release, one rate, no hold, its interval and burst.
+    my @a = ( 'EVALSHA', $sha, 2, 'geomx:conc:alive', $key, 'bench/0', 60, 0, 1, 0, 3_600_000_000, 30 );
     print $pipe '*' . @a . "\r\n" . join( '', map { '$' . length($_) . "\r\n$_\r\n" } @a );
 }
 close $pipe or die "redis-cli --pipe: " . slurp("$dir/pipe.out");

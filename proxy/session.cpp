@@ -44,28 +44,29 @@ void Session::finish(EndReason end) {
   state_.session_ended(rec_);
 }
 
-asio::awaitable<std::optional<bool>> Session::ask_fleet(
-    const std::function<void(std::function<void(std::optional<bool>)>)>& ask) {
-  struct Answer {
-    explicit Answer(asio::any_io_executor ex) : done(ex) {}
-    asio::steady_timer done;  // expires at store.timeout, cancelled by the answer
-    std::optional<bool> allowed;
+asio::awaitable<state::Fleet::LimitAnswers> Session::ask_fleet(state::Fleet::LimitQuestion q,
+                                                               std::shared_ptr<void>& fleet_hold) {
+  struct Answers {
+    explicit Answers(asio::any_io_executor ex) : done(ex) {}
+    asio::steady_timer done;  // expires at store.timeout, cancelled by the answers
+    state::Fleet::LimitAnswers allowed;
   };
   const auto ex = co_await asio::this_coro::executor;
-  auto answer = std::make_shared<Answer>(ex);
-  answer->done.expires_after(snap_->config.store.timeout);
+  auto answers = std::make_shared<Answers>(ex);
+  answers->done.expires_after(snap_->config.store.timeout);
   // Weak: a reply still queued at shutdown must not outlive this session's
   // io_context with its timer.
-  ask([weak = std::weak_ptr<Answer>(answer), ex](std::optional<bool> allowed) {
-    asio::post(ex, [weak, allowed] {
-      if (const auto answer = weak.lock()) {
-        answer->allowed = allowed;
-        answer->done.cancel();
-      }
-    });
-  });
-  co_await answer->done.async_wait(nothrow);
-  co_return answer->allowed;
+  fleet_hold = state_.fleet->ask(
+      std::move(q), [weak = std::weak_ptr<Answers>(answers), ex](state::Fleet::LimitAnswers a) {
+        asio::post(ex, [weak, a] {
+          if (const auto answers = weak.lock()) {
+            answers->allowed = a;
+            answers->done.cancel();
+          }
+        });
+      });
+  co_await answers->done.async_wait(nothrow);
+  co_return answers->allowed;
 }
 
 // The [[limit]]s whose scope the client is in, in config order; the first
@@ -80,27 +81,26 @@ asio::awaitable<bool> Session::within_limits(const std::vector<std::size_t>& lim
     // part of the client's connections). Unanswered: this node's count decides.
     const bool fleet = state_.fleet && state_.fleet->up();
     const auto client = fleet ? limit.counted_as(rec_.client.address).to_string() : std::string();
-    if (verdict == policy::LimitTable::Verdict::ok && limit.rate > 0 && fleet) {
-      const auto per_us = static_cast<std::uint64_t>(
-          std::chrono::duration_cast<std::chrono::microseconds>(limit.per).count());
-      const auto allowed = co_await ask_fleet([&](auto done) {
-        state_.fleet->rate(limit.name, client, limit.rate, per_us, limit.burst, std::move(done));
-      });
-      if (allowed && !*allowed) {
-        verdict = policy::LimitTable::Verdict::over_rate;
-        hold.reset();
+    // The rate and the hold are asked at once: one round trip, not two.
+    if (verdict == policy::LimitTable::Verdict::ok && fleet && (limit.rate > 0 || hold)) {
+      state::Fleet::LimitQuestion q{limit.name, client};
+      if (limit.rate > 0) {
+        q.rate = limit.rate;
+        q.burst = limit.burst;
+        q.per_us = static_cast<std::uint64_t>(
+            std::chrono::duration_cast<std::chrono::microseconds>(limit.per).count());
       }
-    }
-    if (verdict == policy::LimitTable::Verdict::ok && hold && fleet) {
-      std::shared_ptr<void> fleet_hold;
-      const auto allowed = co_await ask_fleet([&](auto done) {
-        fleet_hold = state_.fleet->hold(limit.name, client, limit.concurrent, std::move(done));
-      });
-      if (allowed && !*allowed)
+      if (hold) q.concurrent = limit.concurrent;
+      std::shared_ptr<void> fleet_hold;  // the fleet's count of this connection, if asked
+      const auto [rate_ok, hold_ok] = co_await ask_fleet(std::move(q), fleet_hold);
+      if (rate_ok && !*rate_ok)
+        verdict = policy::LimitTable::Verdict::over_rate;
+      else if (hold_ok && !*hold_ok)
         verdict = policy::LimitTable::Verdict::over_concurrent;
-      else
+      if (verdict != policy::LimitTable::Verdict::ok)
+        hold.reset();  // fleet_hold, granted or not, is given back as it goes out of scope
+      else if (fleet_hold)
         hold->attach(std::move(fleet_hold));  // given back with this node's count
-      if (verdict != policy::LimitTable::Verdict::ok) hold.reset();
     }
     if (verdict == policy::LimitTable::Verdict::ok) {
       if (hold) holds_.push_back(std::move(*hold));

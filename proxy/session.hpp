@@ -5,6 +5,7 @@
 // the sockets; one log line whatever the end. The steps are in session.cpp
 // (admission and the decision), inbound.cpp (what the client's side says
 // before the relay) and upstream.cpp (the member's side).
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -58,8 +59,11 @@ class Session final : public SessionRegistry::Live {
   // local count decides).
   // Asks the fleet (`ask` passes the answer on); nullopt when it has not
   // answered within store.timeout.
-  asio::awaitable<std::optional<bool>> ask_fleet(
-      const std::function<void(std::function<void(std::optional<bool>)>)>& ask);
+  // Asks the fleet's store a [[limit]]'s questions and waits for the
+  // answers, at most store.timeout (then all are nullopt); `fleet_hold`
+  // is the connection's handle when one at once was asked for.
+  asio::awaitable<state::Fleet::LimitAnswers> ask_fleet(state::Fleet::LimitQuestion q,
+                                                        std::shared_ptr<void>& fleet_hold);
   asio::awaitable<void> tarpit(std::string_view reply);
   // inbound.cpp: the client's side before the relay.
   asio::awaitable<bool> read_proxy_header();

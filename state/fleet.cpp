@@ -24,7 +24,8 @@ Fleet::Fleet(asio::io_context& io, FleetOptions options, BlockList& blocks, Loca
       limits_(commands_, options_.key_prefix, options_.node),
       top_(commands_, options_.key_prefix, options_.node),
       cache_(commands_, options_.key_prefix, local),
-      publish_(io) {
+      publish_(io),
+      release_timer_(io) {
   auto state = [this](bool& told) {
     return [this, &told](bool up, const std::string& why) {
       told = true;
@@ -178,26 +179,63 @@ void Fleet::changed() {
   }
 }
 
-void Fleet::rate(std::string limit, std::string client, std::uint32_t rate, std::uint64_t per_us,
-                 std::uint32_t burst, std::function<void(std::optional<bool>)> done) {
-  asio::post(io_, [this, limit = std::move(limit), client = std::move(client), rate, per_us, burst,
-                   done = std::move(done)]() mutable {
-    if (!up_) return done(std::nullopt);
-    limits_.rate(limit, client, rate, per_us, burst, std::move(done));
+std::shared_ptr<void> Fleet::ask(LimitQuestion q, std::function<void(LimitAnswers)> done) {
+  std::shared_ptr<FleetLimits::Ticket> ticket;
+  if (q.concurrent > 0)
+    ticket = limits_.ticket(q.limit, q.client);  // reads only what is set at construction
+  asio::post(io_, [this, q = std::move(q), ticket, done = std::move(done)]() mutable {
+    take_releases();  // they go with this question
+    if (!up_) return done({});
+    // Both answers come in one reply: the second to arrive says them.
+    struct Answers {
+      std::function<void(LimitAnswers)> done;
+      LimitAnswers answers;
+      int pending;
+    };
+    auto a = std::make_shared<Answers>(
+        Answers{std::move(done), {}, (q.rate > 0 ? 1 : 0) + (ticket ? 1 : 0)});
+    if (a->pending == 0) return a->done({});
+    const auto answer = [a](std::size_t i) {
+      return [a, i](std::optional<bool> allowed) {
+        a->answers[i] = allowed;
+        if (--a->pending == 0) a->done(a->answers);
+      };
+    };
+    if (q.rate > 0) limits_.rate(q.limit, q.client, q.rate, q.per_us, q.burst, answer(0));
+    if (ticket) limits_.hold(ticket, q.concurrent, answer(1));
+  });
+  if (!ticket) return nullptr;
+  // Destroyed on the session's thread: the release goes to the store's.
+  return {ticket.get(), [this, ticket](void*) { give_back(ticket); }};
+}
+
+void Fleet::give_back(std::shared_ptr<FleetLimits::Ticket> ticket) {
+  {
+    const std::lock_guard lock(releases_mutex_);
+    releases_.push_back(std::move(ticket));
+    if (std::exchange(releases_posted_, true)) return;  // a timer will take it
+  }
+  asio::post(io_, [this] {
+    release_timer_.expires_after(FleetLimits::release_within);
+    release_timer_.async_wait([this](const boost::system::error_code& ec) {
+      if (ec) return;
+      {
+        const std::lock_guard lock(releases_mutex_);
+        releases_posted_ = false;
+      }
+      take_releases();
+      limits_.soon();
+    });
   });
 }
 
-std::shared_ptr<void> Fleet::hold(const std::string& limit, const std::string& client,
-                                  std::uint32_t max,
-                                  std::function<void(std::optional<bool>)> done) {
-  auto ticket = limits_.ticket(limit, client);  // reads only what is set at construction
-  asio::post(io_, [this, ticket, max, done = std::move(done)]() mutable {
-    if (!up_) return done(std::nullopt);
-    limits_.hold(std::move(ticket), max, std::move(done));
-  });
-  // Destroyed on the session's thread: the release goes to the store's.
-  return {ticket.get(),
-          [this, ticket](void*) { asio::post(io_, [this, ticket] { limits_.release(*ticket); }); }};
+void Fleet::take_releases() {
+  std::vector<std::shared_ptr<FleetLimits::Ticket>> taken;
+  {
+    const std::lock_guard lock(releases_mutex_);
+    taken.swap(releases_);
+  }
+  for (const auto& t : taken) limits_.release(*t);
 }
 
 }  // namespace geomx::state

@@ -3,11 +3,13 @@
 // commands, one subscribed to the fleet's announcements) and what is shared
 // through them. The store is up when both are; each change of that is told
 // once (on_state), and the node serves from its own state meanwhile.
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -55,18 +57,22 @@ class Fleet {
   // The fleet's cache (key, value, TTL) in Redis, and this node's copy.
   FleetCache& cache() { return cache_; }
   const FleetCache& cache() const { return cache_; }
-  // A [[limit]] rate counted fleet-wide (FleetLimits::rate), from any
-  // thread: `done` runs on the io_context's thread, with nullopt when the
-  // store is down or did not answer.
-  void rate(std::string limit, std::string client, std::uint32_t rate, std::uint64_t per_us,
-            std::uint32_t burst, std::function<void(std::optional<bool>)> done);
-  // One of `client`'s connections at once under `limit`'s `max`, counted
-  // fleet-wide (FleetLimits::hold), from any thread: `done` runs on the
-  // io_context's thread (nullopt: the store is down or did not answer).
-  // The connection is given back when the returned handle is destroyed,
-  // from any thread, whatever the answer was.
-  std::shared_ptr<void> hold(const std::string& limit, const std::string& client, std::uint32_t max,
-                             std::function<void(std::optional<bool>)> done);
+  // A [[limit]]'s questions for one connection: its rate (when rate > 0)
+  // and one of the client's connections at once (when concurrent > 0).
+  struct LimitQuestion {
+    std::string limit, client;
+    std::uint32_t rate = 0, burst = 0;
+    std::uint64_t per_us = 0;
+    std::uint32_t concurrent = 0;
+  };
+  // The answers, rate then connections at once: true within, false over,
+  // nullopt not asked, the store down, or no answer.
+  using LimitAnswers = std::array<std::optional<bool>, 2>;
+  // Asks both at once, counted fleet-wide (FleetLimits: one script call),
+  // from any thread: `done` runs once, on the io_context's thread. With
+  // concurrent, the connection is given back when the returned handle is
+  // destroyed, from any thread, whatever the answer was (null without).
+  std::shared_ptr<void> ask(LimitQuestion q, std::function<void(LimitAnswers)> done);
 
   // This node's top talkers of a window (1 or 60 minutes), which the fleet
   // reads from Redis: written every publish_every while the store is up,
@@ -80,7 +86,12 @@ class Fleet {
 
  private:
   void changed();
-  void publish();  // top talkers and the limits' heartbeat, and again in publish_every
+  // Connections given back, from any thread: queued, and taken to the
+  // store's thread with the next question or within release_within (one
+  // wake-up of that thread for many, not one each).
+  void give_back(std::shared_ptr<FleetLimits::Ticket> ticket);
+  void take_releases();  // on the io_context's thread
+  void publish();        // top talkers and the limits' heartbeat, and again in publish_every
   // Sentinel: where the master is, from the first sentinel up that knows
   // (each search from the next one on); waits while none has said whether
   // it is up.
@@ -103,6 +114,10 @@ class Fleet {
   FleetTop top_;
   FleetCache cache_;
   asio::steady_timer publish_;
+  std::mutex releases_mutex_;
+  std::vector<std::shared_ptr<FleetLimits::Ticket>> releases_;  // guarded by releases_mutex_
+  bool releases_posted_ = false;                                // guarded by releases_mutex_
+  asio::steady_timer release_timer_;
   std::atomic<bool> up_{false};
   bool told_ = false, commands_told_ = false, events_told_ = false;
   std::string why_;

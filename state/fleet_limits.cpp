@@ -10,42 +10,47 @@ namespace geomx::state {
 
 namespace {
 
-// KEYS[i]: a client's key; ARGV[2i-1]: microseconds per connection (the
-// emission interval T), ARGV[2i]: the burst. GCRA: the theoretical arrival
-// time moves T on per connection; a connection is allowed while it is at
-// most T * burst ahead of now. For each key in order (the same key twice
-// sees its first answer counted): 1 allowed (and counted), 0 over.
-constexpr const char* rate_lua = R"lua(
+// One call for all the questions of a turn of the loop. KEYS[1]: the
+// processes alive (field: process, value: until, unix seconds); then the
+// keys given back, the rate keys and the hold keys. ARGV[1]: this process,
+// ARGV[2]: the hold keys' TTL (s), ARGV[3], [4], [5]: how many keys of each
+// kind; then per key given back: how many of its connections closed (a
+// count at 0 is deleted, and the key with it); per rate key: microseconds
+// per connection (the emission interval T) and the burst; per hold key: the
+// most at once. Rates are GCRA: the theoretical arrival time moves T on per
+// connection, which is allowed while it is at most T * burst ahead of now.
+// A hold counts the open connections of the processes alive (a dead one's
+// field is deleted); under the most, this one is counted. Returns, for each
+// rate key and then each hold key in order (the same key twice sees its
+// first answer counted): 1 allowed (and counted), 0 over.
+constexpr const char* limits_lua = R"lua(
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local out = {}
-for i, key in ipairs(KEYS) do
-  local interval = tonumber(ARGV[2 * i - 1])
-  local tat = tonumber(redis.call('GET', key)) or now
-  if tat < now then tat = now end
-  local next_tat = tat + interval
-  if next_tat - now > interval * tonumber(ARGV[2 * i]) then
-    out[i] = 0
-  else
-    redis.call('SET', key, string.format('%.0f', next_tat), 'PX', math.max(1, math.ceil((next_tat - now) / 1000)))
-    out[i] = 1
-  end
-end
-return out
-)lua";
-
-// KEYS[1]: the processes alive (field: process, value: until, unix
-// seconds); KEYS[i]: a client's connections by process. ARGV[1]: this
-// process, ARGV[2]: the key's TTL (s), ARGV[i+1]: the most at once. For
-// each key in order: the open connections of the processes alive (a dead
-// one's field is deleted); under the most: 1, and this one counted; else 0.
-constexpr const char* hold_lua = R"lua(
-local now = tonumber(redis.call('TIME')[1])
+local now = tonumber(t[1])
+local now_us = now * 1000000 + tonumber(t[2])
 local me, ttl = ARGV[1], tonumber(ARGV[2])
+local k, a, out = 2, 6, {}
+for _ = 1, tonumber(ARGV[3]) do
+  if redis.call('HINCRBY', KEYS[k], me, -tonumber(ARGV[a])) <= 0 then
+    redis.call('HDEL', KEYS[k], me)
+  end
+  k, a = k + 1, a + 1
+end
+for _ = 1, tonumber(ARGV[4]) do
+  local key, interval = KEYS[k], tonumber(ARGV[a])
+  local tat = tonumber(redis.call('GET', key)) or now_us
+  if tat < now_us then tat = now_us end
+  local next_tat = tat + interval
+  if next_tat - now_us > interval * tonumber(ARGV[a + 1]) then
+    out[#out + 1] = 0
+  else
+    redis.call('SET', key, string.format('%.0f', next_tat), 'PX', math.max(1, math.ceil((next_tat - now_us) / 1000)))
+    out[#out + 1] = 1
+  end
+  k, a = k + 1, a + 2
+end
 local live = {}
-local out = {}
-for i = 2, #KEYS do
-  local key = KEYS[i]
+for _ = 1, tonumber(ARGV[5]) do
+  local key = KEYS[k]
   local fields = redis.call('HGETALL', key)
   local total = 0
   for j = 1, #fields, 2 do
@@ -57,26 +62,16 @@ for i = 2, #KEYS do
     end
     if ok then total = total + tonumber(fields[j + 1]) else redis.call('HDEL', key, who) end
   end
-  if total >= tonumber(ARGV[i + 1]) then
-    out[i - 1] = 0
+  if total >= tonumber(ARGV[a]) then
+    out[#out + 1] = 0
   else
     redis.call('HINCRBY', key, me, 1)
     redis.call('EXPIRE', key, ttl)
-    out[i - 1] = 1
+    out[#out + 1] = 1
   end
+  k, a = k + 1, a + 1
 end
 return out
-)lua";
-
-// KEYS[i]: a client's key; ARGV[1]: this process, ARGV[i+1]: how many of
-// its connections closed. A count at 0 is deleted (and the key with it).
-constexpr const char* release_lua = R"lua(
-for i, key in ipairs(KEYS) do
-  if redis.call('HINCRBY', key, ARGV[1], -tonumber(ARGV[i + 1])) <= 0 then
-    redis.call('HDEL', key, ARGV[1])
-  end
-end
-return #KEYS
 )lua";
 
 // KEYS[1]: the processes alive; KEYS[i]: a client's key. ARGV[1]: this
@@ -118,13 +113,11 @@ FleetLimits::FleetLimits(RedisConnection& commands, std::string key_prefix, std:
     : redis_(commands),
       prefix_(std::move(key_prefix)),
       me_(node + "/" + random_word()),
-      rate_script_{rate_lua, {}},
-      hold_script_{hold_lua, {}},
-      release_script_{release_lua, {}},
+      limits_script_{limits_lua, {}},
       heartbeat_script_{heartbeat_lua, {}} {}
 
 void FleetLimits::connected() {
-  for (Script* s : {&rate_script_, &hold_script_, &release_script_, &heartbeat_script_})
+  for (Script* s : {&limits_script_, &heartbeat_script_})
     redis_.command({"SCRIPT", "LOAD", s->text}, [s](std::optional<RedisReply> r) {
       if (r && r->type == RedisReply::Type::string) s->sha = r->str;
     });
@@ -154,15 +147,11 @@ void FleetLimits::call(Script& script, std::vector<std::string> keys, std::vecto
       });
 }
 
-void FleetLimits::ask(std::vector<Question>& queue, Question q) {
-  queue.push_back(std::move(q));
-  if (queue.size() == 1) {  // the first of this turn: the ones after it join it
-    const bool holds = &queue == &holds_;
-    asio::post(redis_.io(), [this, holds, alive = std::weak_ptr<int>(alive_)] {
-      if (!alive.lock()) return;
-      flush(holds ? holds_ : rates_, holds);
-    });
-  }
+void FleetLimits::soon() {
+  if (std::exchange(flush_posted_, true)) return;  // the ones after the first join it
+  asio::post(redis_.io(), [this, alive = std::weak_ptr<int>(alive_)] {
+    if (alive.lock()) flush();
+  });
 }
 
 void FleetLimits::rate(const std::string& limit, const std::string& client, std::uint32_t rate,
@@ -170,8 +159,9 @@ void FleetLimits::rate(const std::string& limit, const std::string& client, std:
                        std::function<void(std::optional<bool>)> done) {
   ++counts_.asked;
   const auto interval = std::max<std::uint64_t>(1, per_us / std::max<std::uint32_t>(1, rate));
-  ask(rates_, {prefix_ + "rate:" + limit + ":" + client, interval,
-               std::max<std::uint32_t>(1, burst), std::move(done), nullptr});
+  rates_.push_back({prefix_ + "rate:" + limit + ":" + client, interval,
+                    std::max<std::uint32_t>(1, burst), std::move(done), nullptr});
+  soon();
 }
 
 std::shared_ptr<FleetLimits::Ticket> FleetLimits::ticket(const std::string& limit,
@@ -187,65 +177,96 @@ void FleetLimits::hold(std::shared_ptr<Ticket> ticket, std::uint32_t max,
   ++counts_.held_asked;
   ++held_[ticket->key].pending;
   auto key = ticket->key;
-  ask(holds_, {std::move(key), max, 0, std::move(done), std::move(ticket)});
+  holds_.push_back({std::move(key), max, 0, std::move(done), std::move(ticket)});
+  soon();
 }
 
-void FleetLimits::flush(std::vector<Question>& queue, bool holds) {
-  auto questions = std::exchange(queue, {});
-  for (std::size_t first = 0; first < questions.size(); first += max_batch) {
-    const auto n = std::min(max_batch, questions.size() - first);
-    // A hold's script also reads the processes alive, and is told who asks.
-    std::vector<std::string> keys, args;
-    if (holds) {
-      keys = {prefix_ + "conc:alive"};
-      args = {me_, std::to_string(key_ttl.count())};
+void FleetLimits::flush() {
+  flush_posted_ = false;
+  auto releases = std::exchange(releasing_, {});
+  auto rates = std::exchange(rates_, {});
+  auto holds = std::exchange(holds_, {});
+  auto release = releases.begin();
+  std::size_t rate = 0, hold = 0;
+  // Up to max_batch keys a call, releases first (a place given back in this
+  // turn is free for one asked in it).
+  while (release != releases.end() || rate < rates.size() || hold < holds.size()) {
+    Turn turn;
+    std::vector<std::string> keys{prefix_ + "conc:alive"};
+    std::vector<std::string> counts, args;
+    for (; release != releases.end() && keys.size() <= max_batch; ++release) {
+      keys.push_back(release->first);
+      args.push_back(std::to_string(release->second));
+      turn.released.emplace_back(release->first, release->second);
     }
-    for (std::size_t i = first; i < first + n; ++i) {
-      keys.push_back(questions[i].key);
-      args.push_back(std::to_string(questions[i].a));
-      if (!holds) args.push_back(std::to_string(questions[i].b));
+    for (; rate < rates.size() && keys.size() <= max_batch; ++rate) {
+      keys.push_back(rates[rate].key);
+      args.push_back(std::to_string(rates[rate].a));
+      args.push_back(std::to_string(rates[rate].b));
+      turn.rates.push_back(std::move(rates[rate]));
     }
-    auto batch = std::make_shared<std::vector<Question>>(
-        std::make_move_iterator(questions.begin() + first),
-        std::make_move_iterator(questions.begin() + first + n));
-    call(holds ? hold_script_ : rate_script_, std::move(keys), std::move(args),
-         [this, batch, holds](std::optional<RedisReply> r) { answered(*batch, r, holds); });
+    for (; hold < holds.size() && keys.size() <= max_batch; ++hold) {
+      keys.push_back(holds[hold].key);
+      args.push_back(std::to_string(holds[hold].a));
+      turn.holds.push_back(std::move(holds[hold]));
+    }
+    std::vector<std::string> head{
+        me_, std::to_string(key_ttl.count()), std::to_string(turn.released.size()),
+        std::to_string(turn.rates.size()), std::to_string(turn.holds.size())};
+    head.insert(head.end(), std::make_move_iterator(args.begin()),
+                std::make_move_iterator(args.end()));
+    call(limits_script_, std::move(keys), std::move(head),
+         [this, turn = std::make_shared<Turn>(std::move(turn))](std::optional<RedisReply> r) {
+           answered(*turn, r);
+         });
   }
 }
 
-void FleetLimits::answered(const std::vector<Question>& asked, const std::optional<RedisReply>& r,
-                           bool hold) {
-  const bool whole = r && r->type == RedisReply::Type::array && r->elements.size() == asked.size();
-  for (std::size_t i = 0; i < asked.size(); ++i) {
-    const auto& q = asked[i];
-    std::optional<bool> answer;
+void FleetLimits::answered(const Turn& turn, const std::optional<RedisReply>& r) {
+  const bool whole = r && r->type == RedisReply::Type::array &&
+                     r->elements.size() == turn.rates.size() + turn.holds.size();
+  const auto answer = [&](std::size_t i) -> std::optional<bool> {
     if (whole && r->elements[i].type == RedisReply::Type::integer)
-      answer = r->elements[i].integer == 1;
-    if (!hold) {
-      if (answer) {
-        ++counts_.answered;
-        counts_.refused += !*answer;
-      }
-      q.done(answer);
-      continue;
+      return r->elements[i].integer == 1;
+    return std::nullopt;
+  };
+  for (const auto& [key, n] : turn.released) {
+    const auto it = held_.find(key);
+    if (it == held_.end()) continue;  // not erased while a release is out (forget_if_idle)
+    auto& h = it->second;
+    h.releasing -= std::min(h.releasing, n);
+    if (!whole) h.doubt = true;  // the next heartbeat writes what is so
+    forget_if_idle(key);
+  }
+  for (std::size_t i = 0; i < turn.rates.size(); ++i) {
+    const auto allowed = answer(i);
+    if (allowed) {
+      ++counts_.answered;
+      counts_.refused += !*allowed;
     }
+    turn.rates[i].done(allowed);
+  }
+  for (std::size_t i = 0; i < turn.holds.size(); ++i) {
+    const auto& q = turn.holds[i];
+    const auto allowed = answer(turn.rates.size() + i);
     auto& h = held_[q.key];
     --h.pending;
-    if (!answer) {
+    if (!allowed) {
       h.doubt = true;  // it may have been counted: the next heartbeat says what is so
     } else {
       ++counts_.held_answered;
-      counts_.held_refused += !*answer;
-      if (*answer) {
+      counts_.held_refused += !*allowed;
+      if (*allowed) {
         ++h.granted;
         q.ticket->granted = true;
       }
     }
     forget_if_idle(q.key);
-    q.done(answer);
+    q.done(allowed);
     if (q.ticket->granted && q.ticket->released) {  // its session ended meanwhile
       q.ticket->released = false;
       release(*q.ticket);
+      soon();
     }
   }
 }
@@ -255,42 +276,8 @@ void FleetLimits::release(Ticket& ticket) {
   ticket.granted = false;
   auto& h = held_[ticket.key];
   if (h.granted > 0) --h.granted;
-  ++h.releasing;  // kept until the release is answered: a failure must find it
-  if (releasing_[ticket.key]++ == 0 && releasing_.size() == 1)
-    asio::post(redis_.io(), [this, alive = std::weak_ptr<int>(alive_)] {
-      if (alive.lock()) flush_releases();
-    });
-}
-
-void FleetLimits::flush_releases() {
-  std::vector<std::string> keys, args{me_};
-  std::vector<std::pair<std::string, std::uint32_t>> batch;
-  auto send = [&] {
-    call(release_script_, std::exchange(keys, {}), std::exchange(args, {me_}),
-         [this, batch = std::exchange(batch, {})](std::optional<RedisReply> r) {
-           settled(batch, r);
-         });
-  };
-  for (auto& [key, n] : std::exchange(releasing_, {})) {
-    keys.push_back(key);
-    args.push_back(std::to_string(n));
-    batch.emplace_back(key, n);
-    if (keys.size() == max_batch) send();
-  }
-  if (!keys.empty()) send();
-}
-
-void FleetLimits::settled(const std::vector<std::pair<std::string, std::uint32_t>>& released,
-                          const std::optional<RedisReply>& r) {
-  const bool ok = r && r->type == RedisReply::Type::integer;
-  for (const auto& [key, n] : released) {
-    const auto it = held_.find(key);
-    if (it == held_.end()) continue;  // not erased while a release is out (forget_if_idle)
-    auto& h = it->second;
-    h.releasing -= std::min(h.releasing, n);
-    if (!ok) h.doubt = true;  // the next heartbeat writes what is so
-    forget_if_idle(key);
-  }
+  ++h.releasing;             // kept until the release is answered: a failure must find it
+  ++releasing_[ticket.key];  // sent with the next call (soon(), or a question's)
 }
 
 void FleetLimits::forget_if_idle(const std::string& key) {
@@ -301,8 +288,8 @@ void FleetLimits::forget_if_idle(const std::string& key) {
 }
 
 void FleetLimits::heartbeat() {
-  // The releases first: what is written below already counts them.
-  flush_releases();
+  // The questions and releases first: what is written below counts them.
+  flush();
   std::vector<std::string> keys, args;
   auto start = [&] {
     keys = {prefix_ + "conc:alive"};

@@ -16,9 +16,10 @@
 // Redis restarted empty, or a count lost while it was unreachable, is
 // right again at the next heartbeat.
 //
-// The questions asked in one turn of the loop (up to max_batch) go in one
-// script call, answered in order: under load many sessions share a round
-// trip. The scripts are loaded at each connect and called by their SHA.
+// The questions asked in one turn of the loop, and the connections given
+// back since the last call (up to max_batch keys), go in one script call,
+// answered in order: under load many sessions share a round trip. The scripts are loaded at
+// each connect and called by their SHA.
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -57,7 +58,8 @@ class FleetLimits {
   // counted), done(false) when it has `max`, done(nullopt) unanswered.
   void hold(std::shared_ptr<Ticket> ticket, std::uint32_t max,
             std::function<void(std::optional<bool>)> done);
-  void release(Ticket& ticket);
+  void release(Ticket& ticket);  // sent with the next call
+  void soon();                   // a call at the end of this turn of the loop
   // Says this process is alive and rewrites its counts: every heartbeat.
   void heartbeat();
   static constexpr std::chrono::seconds alive_for{20};  // a dead process's holds count this long
@@ -70,7 +72,11 @@ class FleetLimits {
   };
   const Counts& counts() const { return counts_; }
   const std::string& process() const { return me_; }
-  static constexpr std::size_t max_batch = 256;  // questions in one script call
+  static constexpr std::size_t max_batch = 256;  // keys in one script call
+  // The longest a connection given back waits for a question's call to go
+  // with (Fleet's; the fleet counts it that much longer: a place freed on
+  // one node is free on the others within this and a round trip).
+  static constexpr std::chrono::milliseconds release_within{5};
 
  private:
   struct Script {
@@ -86,13 +92,14 @@ class FleetLimits {
     std::function<void(std::optional<bool>)> done;
     std::shared_ptr<Ticket> ticket;  // hold only
   };
-  void ask(std::vector<Question>& queue, Question q);
-  void flush(std::vector<Question>& queue, bool holds);  // rates_ or holds_
-  void flush_releases();
-  void answered(const std::vector<Question>& asked, const std::optional<RedisReply>& r, bool hold);
-  // A release call's answer (each key with how many it gave back).
-  void settled(const std::vector<std::pair<std::string, std::uint32_t>>& released,
-               const std::optional<RedisReply>& r);
+  // What one call asks and gives back: the releases (each key with how
+  // many), the rates and the holds, answered in that order.
+  struct Turn {
+    std::vector<std::pair<std::string, std::uint32_t>> released;
+    std::vector<Question> rates, holds;
+  };
+  void flush();  // everything asked and given back since the last one
+  void answered(const Turn& turn, const std::optional<RedisReply>& r);
   // Drops a key's entry once nothing is held, asked, given back or in doubt.
   void forget_if_idle(const std::string& key);
   struct Held {
@@ -105,9 +112,10 @@ class FleetLimits {
   RedisConnection& redis_;
   std::string prefix_;
   std::string me_;  // this process: node + "/" + a random word
-  Script rate_script_, hold_script_, release_script_, heartbeat_script_;
-  std::vector<Question> rates_, holds_;
+  Script limits_script_, heartbeat_script_;
+  std::vector<Question> rates_, holds_;                       // this turn's
   std::unordered_map<std::string, std::uint32_t> releasing_;  // key: how many, this turn
+  bool flush_posted_ = false;
   // Every key this process holds connections of, and keys whose count in
   // Redis is in doubt (0 granted: deleted at the next heartbeat).
   std::unordered_map<std::string, Held> held_;

@@ -51,6 +51,13 @@ cidrs = ["127.72.0.0/16"]
 name = "fleet-conc"
 concurrent = 2
 if = { list = "concurrent" }
+[lists.both]
+cidrs = ["127.73.0.0/16"]
+[[limit]]
+name = "fleet-both"
+rate = "3/min"
+concurrent = 1
+if = { list = "both" }
 TOML
 }
 
@@ -185,6 +192,34 @@ subtest '2d. a [[limit]] of connections at once counts them across the nodes' =>
     like( banner_for( $a, '127.72.0.2' ), qr/^220 /, 'another client is counted apart' );
     my $l = status($a)->{store}{limits}{concurrent};
     cmp_ok( $l->{over}, '>=', 2, "mx1's store refused $l->{over} of $l->{answered}" );
+};
+
+subtest '2e. a [[limit]] with a rate and connections at once asks both in one round trip' => sub {
+    my $c   = '127.73.0.1';
+    my $key = "geomx:conc:fleet-both:$c/32";
+    my ( $la, $lb ) = ( status($a)->{store}{limits}, status($b)->{store}{limits} );
+    my $s = held( $a, $c );
+    ok( $s, 'one open on mx1: served (rate 1 of 3)' );
+    is( code_for( $b, $c ), 421, 'a second at once on mx2: 421 (the rate allows it, the fleet has 1 open)' );
+    close $s;
+    poll_until( 'the connection given back', 5, sub { redis_cli( 'HLEN', $key ) eq '0' } );
+    is( code_for( $b, $c ), 220, 'closed: one more on mx2 is served (rate 3 of 3)' );
+    # mx2 gives it back within FleetLimits::release_within (5 ms) and a round trip.
+    poll_until( 'the third given back', 5, sub { redis_cli( 'HLEN', $key ) eq '0' } );
+    # Over the rate: the hold asked with it was granted, and is given back.
+    is( code_for( $a, $c ), 421, 'the 4th in a minute: 421 (over 3/min)' );
+    poll_until( 'no connection of it counted in Redis', 5, sub { redis_cli( 'HLEN', $key ) eq '0' } );
+    ok( held( $a, '127.73.0.2' ), 'and the connections counted are right: another client is served' );
+    my ( $ea, $eb ) = ( status($a)->{store}{limits}, status($b)->{store}{limits} );
+    is( $ea->{over} - $la->{over} + $eb->{over} - $lb->{over}, 1, 'the store refused one rate' );
+    is( $ea->{concurrent}{over} - $la->{concurrent}{over} + $eb->{concurrent}{over} - $lb->{concurrent}{over},
+        1, 'and one connection at once' );
+    # Each session's two questions went in one script call: 5 calls, 4
+    # releases (the last one's when it closed before this count), and a
+    # heartbeat of each node at most (14 and more when the rate and the hold
+    # were asked apart).
+    my $calls = $ea->{calls} - $la->{calls} + $eb->{calls} - $lb->{calls};
+    cmp_ok( $calls, '<=', 5 + 4 + 2, "$calls script calls for 5 sessions' 10 questions and 4 releases" );
 };
 
 subtest '2c. geomx top --fleet merges every node\'s counts' => sub {
