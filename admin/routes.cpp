@@ -87,18 +87,19 @@ std::string status_json(const proxy::Runtime& rt, ServerState& state) {
   const auto& l = f.limits().counts();
   const auto& k = f.cache().counts();
   // Never the password: only where, who, and how it goes.
-  return out + fmt::format(
-                   "{{\"redis\":{},\"node\":{},\"key_prefix\":{},\"up\":{},\"since\":{},"
-                   "\"last_error\":{},\"blocks\":{{\"written\":{},\"heard\":{},\"merged\":{},"
-                   "\"refilled\":{}}},\"limits\":{{\"asked\":{},\"answered\":{},\"over\":{},"
-                   "\"concurrent\":{{\"asked\":{},\"answered\":{},\"over\":{}}},"
-                   "\"calls\":{},\"process\":{}}},\"cache\":{{\"gets\":{},\"hits\":{},"
-                   "\"from_this_node\":{},\"puts\":{},\"calls\":{}}}}}}}\n",
-                   json_string(f.address()), json_string(f.options().node),
-                   json_string(f.options().key_prefix), f.up(), f.since(), json_string(f.why()),
-                   c.written, c.heard, c.merged, c.refills, l.asked, l.answered, l.refused,
-                   l.held_asked, l.held_answered, l.held_refused, l.calls,
-                   json_string(f.limits().process()), k.gets, k.hits, k.local, k.puts, k.calls);
+  return out +
+         fmt::format(
+             "{{\"redis\":{},\"node\":{},\"key_prefix\":{},\"up\":{},\"since\":{},"
+             "\"last_error\":{},\"blocks\":{{\"written\":{},\"heard\":{},\"merged\":{},"
+             "\"refilled\":{}}},\"limits\":{{\"asked\":{},\"answered\":{},\"over\":{},"
+             "\"concurrent\":{{\"asked\":{},\"answered\":{},\"over\":{}}},"
+             "\"calls\":{},\"heartbeats\":{},\"process\":{}}},\"cache\":{{\"gets\":{},\"hits\":{},"
+             "\"from_this_node\":{},\"puts\":{},\"calls\":{}}}}}}}\n",
+             json_string(f.address()), json_string(f.options().node),
+             json_string(f.options().key_prefix), f.up(), f.since(), json_string(f.why()),
+             c.written, c.heard, c.merged, c.refills, l.asked, l.answered, l.refused, l.held_asked,
+             l.held_answered, l.held_refused, l.calls, l.heartbeats,
+             json_string(f.limits().process()), k.gets, k.hits, k.local, k.puts, k.calls);
 }
 
 std::string reload_json(const ReloadOutcome& r) {

@@ -198,7 +198,8 @@ Relay::~Relay() {
     state_.session_ended(r);
   } catch (...) {  // a log line is not worth a crash
   }
-  s_.member = {};  // its place at the member
+  s_.member = {};    // its place at the member
+  s_.holds.clear();  // given back before a drain can see the last session gone
   state_.sessions.remove();
 }
 

@@ -82,6 +82,14 @@ void Fleet::start() {
 void Fleet::stop() {
   up_ = false;  // what /metrics says after the drain, and no more questions
   publish_.cancel();
+  // The last connections given back are sent now, not left to the timer.
+  {
+    const std::lock_guard lock(releases_mutex_);
+    releases_posted_ = false;
+  }
+  release_timer_.cancel();
+  take_releases();
+  limits_.flush();
   events_.stop();
   commands_.stop();
   for (auto& s : sentinels_) s->stop();
@@ -202,7 +210,7 @@ std::shared_ptr<void> Fleet::ask(LimitQuestion q, std::function<void(LimitAnswer
       };
     };
     if (q.rate > 0) limits_.rate(q.limit, q.client, q.rate, q.per_us, q.burst, answer(0));
-    if (ticket) limits_.hold(ticket, q.concurrent, answer(1));
+    if (ticket) limits_.hold(ticket, q.concurrent, answer(1), q.rate > 0);
   });
   if (!ticket) return nullptr;
   // Destroyed on the session's thread: the release goes to the store's.

@@ -17,12 +17,15 @@ namespace {
 // kind; then per key given back: how many of its connections closed (a
 // count at 0 is deleted, and the key with it); per rate key: microseconds
 // per connection (the emission interval T) and the burst; per hold key: the
-// most at once. Rates are GCRA: the theoretical arrival time moves T on per
-// connection, which is allowed while it is at most T * burst ahead of now.
-// A hold counts the open connections of the processes alive (a dead one's
-// field is deleted); under the most, this one is counted. Returns, for each
-// rate key and then each hold key in order (the same key twice sees its
-// first answer counted): 1 allowed (and counted), 0 over.
+// most at once, and the rate it goes with (its place among this call's
+// rates, from 1; 0: none). Rates are GCRA: the theoretical arrival time
+// moves T on per connection, which is allowed while it is at most
+// T * burst ahead of now. A hold counts the open connections of the
+// processes alive (a dead one's field is deleted); under the most, this
+// one is counted. Returns, for each rate key and then each hold key in
+// order (the same key twice sees its first answer counted): 1 allowed (and
+// counted), 0 over; 2 for a hold whose rate is over (not counted: the
+// connection is refused anyway).
 constexpr const char* limits_lua = R"lua(
 local t = redis.call('TIME')
 local now = tonumber(t[1])
@@ -50,26 +53,30 @@ for _ = 1, tonumber(ARGV[4]) do
 end
 local live = {}
 for _ = 1, tonumber(ARGV[5]) do
-  local key = KEYS[k]
-  local fields = redis.call('HGETALL', key)
-  local total = 0
-  for j = 1, #fields, 2 do
-    local who = fields[j]
-    local ok = live[who]
-    if ok == nil then
-      ok = who == me or (tonumber(redis.call('HGET', KEYS[1], who)) or 0) >= now
-      live[who] = ok
-    end
-    if ok then total = total + tonumber(fields[j + 1]) else redis.call('HDEL', key, who) end
-  end
-  if total >= tonumber(ARGV[a]) then
-    out[#out + 1] = 0
+  local key, pair = KEYS[k], tonumber(ARGV[a + 1])
+  if pair > 0 and out[pair] == 0 then
+    out[#out + 1] = 2
   else
-    redis.call('HINCRBY', key, me, 1)
-    redis.call('EXPIRE', key, ttl)
-    out[#out + 1] = 1
+    local fields = redis.call('HGETALL', key)
+    local total = 0
+    for j = 1, #fields, 2 do
+      local who = fields[j]
+      local ok = live[who]
+      if ok == nil then
+        ok = who == me or (tonumber(redis.call('HGET', KEYS[1], who)) or 0) >= now
+        live[who] = ok
+      end
+      if ok then total = total + tonumber(fields[j + 1]) else redis.call('HDEL', key, who) end
+    end
+    if total >= tonumber(ARGV[a]) then
+      out[#out + 1] = 0
+    else
+      redis.call('HINCRBY', key, me, 1)
+      redis.call('EXPIRE', key, ttl)
+      out[#out + 1] = 1
+    end
   end
-  k, a = k + 1, a + 1
+  k, a = k + 1, a + 2
 end
 return out
 )lua";
@@ -172,12 +179,13 @@ std::shared_ptr<FleetLimits::Ticket> FleetLimits::ticket(const std::string& limi
 }
 
 void FleetLimits::hold(std::shared_ptr<Ticket> ticket, std::uint32_t max,
-                       std::function<void(std::optional<bool>)> done) {
+                       std::function<void(std::optional<bool>)> done, bool after_rate) {
   if (ticket->released) return done(std::nullopt);  // its session is gone already
   ++counts_.held_asked;
   ++held_[ticket->key].pending;
   auto key = ticket->key;
-  holds_.push_back({std::move(key), max, 0, std::move(done), std::move(ticket)});
+  const std::uint64_t pair = after_rate ? rates_.size() : 0;
+  holds_.push_back({std::move(key), max, pair, std::move(done), std::move(ticket)});
   soon();
 }
 
@@ -193,12 +201,13 @@ void FleetLimits::flush() {
   while (release != releases.end() || rate < rates.size() || hold < holds.size()) {
     Turn turn;
     std::vector<std::string> keys{prefix_ + "conc:alive"};
-    std::vector<std::string> counts, args;
+    std::vector<std::string> args;
     for (; release != releases.end() && keys.size() <= max_batch; ++release) {
       keys.push_back(release->first);
       args.push_back(std::to_string(release->second));
       turn.released.emplace_back(release->first, release->second);
     }
+    const std::size_t rates_from = rate;  // this call's first
     for (; rate < rates.size() && keys.size() <= max_batch; ++rate) {
       keys.push_back(rates[rate].key);
       args.push_back(std::to_string(rates[rate].a));
@@ -208,6 +217,9 @@ void FleetLimits::flush() {
     for (; hold < holds.size() && keys.size() <= max_batch; ++hold) {
       keys.push_back(holds[hold].key);
       args.push_back(std::to_string(holds[hold].a));
+      // Its rate's place in this call (0: none, or in another call).
+      const auto pair = holds[hold].b;
+      args.push_back(pair > rates_from && pair <= rate ? std::to_string(pair - rates_from) : "0");
       turn.holds.push_back(std::move(holds[hold]));
     }
     std::vector<std::string> head{
@@ -225,9 +237,8 @@ void FleetLimits::flush() {
 void FleetLimits::answered(const Turn& turn, const std::optional<RedisReply>& r) {
   const bool whole = r && r->type == RedisReply::Type::array &&
                      r->elements.size() == turn.rates.size() + turn.holds.size();
-  const auto answer = [&](std::size_t i) -> std::optional<bool> {
-    if (whole && r->elements[i].type == RedisReply::Type::integer)
-      return r->elements[i].integer == 1;
+  const auto answer = [&](std::size_t i) -> std::optional<long long> {
+    if (whole && r->elements[i].type == RedisReply::Type::integer) return r->elements[i].integer;
     return std::nullopt;
   };
   for (const auto& [key, n] : turn.released) {
@@ -239,7 +250,8 @@ void FleetLimits::answered(const Turn& turn, const std::optional<RedisReply>& r)
     forget_if_idle(key);
   }
   for (std::size_t i = 0; i < turn.rates.size(); ++i) {
-    const auto allowed = answer(i);
+    const auto n = answer(i);
+    const auto allowed = n ? std::optional<bool>(*n == 1) : std::nullopt;
     if (allowed) {
       ++counts_.answered;
       counts_.refused += !*allowed;
@@ -248,11 +260,14 @@ void FleetLimits::answered(const Turn& turn, const std::optional<RedisReply>& r)
   }
   for (std::size_t i = 0; i < turn.holds.size(); ++i) {
     const auto& q = turn.holds[i];
-    const auto allowed = answer(turn.rates.size() + i);
+    const auto n = answer(turn.rates.size() + i);
+    const auto allowed = n ? std::optional<bool>(*n == 1) : std::nullopt;
     auto& h = held_[q.key];
     --h.pending;
     if (!allowed) {
       h.doubt = true;  // it may have been counted: the next heartbeat says what is so
+    } else if (*n == 2) {
+      // Its rate is over: not counted, and not a refusal of connections at once.
     } else {
       ++counts_.held_answered;
       counts_.held_refused += !*allowed;
@@ -299,6 +314,7 @@ void FleetLimits::heartbeat() {
   std::vector<std::pair<std::string, bool>> batch;
   bool sent = false;
   auto send = [&] {
+    ++counts_.heartbeats;
     call(heartbeat_script_, std::move(keys), std::move(args),
          [this, batch = std::exchange(batch, {})](std::optional<RedisReply> r) {
            if (!r || r->type != RedisReply::Type::integer) return;

@@ -56,10 +56,13 @@ class FleetLimits {
   std::shared_ptr<Ticket> ticket(const std::string& limit, const std::string& client) const;
   // done(true) when the fleet has fewer than `max` open (this one is then
   // counted), done(false) when it has `max`, done(nullopt) unanswered.
+  // With `after_rate`, the hold goes with the rate asked just before it:
+  // when that is over, this one is not counted (done(false), not refused).
   void hold(std::shared_ptr<Ticket> ticket, std::uint32_t max,
-            std::function<void(std::optional<bool>)> done);
+            std::function<void(std::optional<bool>)> done, bool after_rate = false);
   void release(Ticket& ticket);  // sent with the next call
   void soon();                   // a call at the end of this turn of the loop
+  void flush();                  // a call now: everything asked and given back since the last
   // Says this process is alive and rewrites its counts: every heartbeat.
   void heartbeat();
   static constexpr std::chrono::seconds alive_for{20};  // a dead process's holds count this long
@@ -68,7 +71,8 @@ class FleetLimits {
   struct Counts {
     std::uint64_t asked = 0, answered = 0, refused = 0;  // rates; refused: over the fleet's
     std::uint64_t held_asked = 0, held_answered = 0, held_refused = 0;  // connections at once
-    std::uint64_t calls = 0;  // script calls made for all of them
+    std::uint64_t calls = 0;       // script calls made for all of them
+    std::uint64_t heartbeats = 0;  // of which the heartbeat's
   };
   const Counts& counts() const { return counts_; }
   const std::string& process() const { return me_; }
@@ -88,7 +92,8 @@ class FleetLimits {
             RedisConnection::Done done);
   struct Question {
     std::string key;
-    std::uint64_t a, b;  // rate: interval (µs) and burst; hold: max and unused
+    std::uint64_t a, b;  // rate: interval (µs) and burst; hold: max, and 1 + the index in
+                         // rates_ of the rate it goes with (0: none)
     std::function<void(std::optional<bool>)> done;
     std::shared_ptr<Ticket> ticket;  // hold only
   };
@@ -98,7 +103,6 @@ class FleetLimits {
     std::vector<std::pair<std::string, std::uint32_t>> released;
     std::vector<Question> rates, holds;
   };
-  void flush();  // everything asked and given back since the last one
   void answered(const Turn& turn, const std::optional<RedisReply>& r);
   // Drops a key's entry once nothing is held, asked, given back or in doubt.
   void forget_if_idle(const std::string& key);

@@ -88,6 +88,9 @@ void RedisConnection::stop() {
   retry_.cancel();
   ping_.cancel();
   connect_deadline_.cancel();
+  // What is queued goes out first (one write, not waited for: the free
+  // below would drop it).
+  if (ac_ && (ac_->c.flags & REDIS_CONNECTED)) redisAsyncHandleWrite(ac_);
   if (ac_) drop("stopped");
   // Commands queued while down were never sent.
   for (auto& [id, p] : std::exchange(pending_, {})) p.done(std::nullopt);
