@@ -201,7 +201,8 @@ void FleetLimits::flush() {
   while (release != releases.end() || rate < rates.size() || hold < holds.size()) {
     Turn turn;
     std::vector<std::string> keys{prefix_ + "conc:alive"};
-    std::vector<std::string> args;
+    // The process, the TTL, then how many of each kind (set below).
+    std::vector<std::string> args{me_, std::to_string(key_ttl.count()), "", "", ""};
     for (; release != releases.end() && keys.size() <= max_batch; ++release) {
       keys.push_back(release->first);
       args.push_back(std::to_string(release->second));
@@ -222,12 +223,10 @@ void FleetLimits::flush() {
       args.push_back(pair > rates_from && pair <= rate ? std::to_string(pair - rates_from) : "0");
       turn.holds.push_back(std::move(holds[hold]));
     }
-    std::vector<std::string> head{
-        me_, std::to_string(key_ttl.count()), std::to_string(turn.released.size()),
-        std::to_string(turn.rates.size()), std::to_string(turn.holds.size())};
-    head.insert(head.end(), std::make_move_iterator(args.begin()),
-                std::make_move_iterator(args.end()));
-    call(limits_script_, std::move(keys), std::move(head),
+    args[2] = std::to_string(turn.released.size());
+    args[3] = std::to_string(turn.rates.size());
+    args[4] = std::to_string(turn.holds.size());
+    call(limits_script_, std::move(keys), std::move(args),
          [this, turn = std::make_shared<Turn>(std::move(turn))](std::optional<RedisReply> r) {
            answered(*turn, r);
          });
