@@ -3,6 +3,9 @@
 #include <iostream>
 #include <memory>
 
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+
 #include <fmt/format.h>
 #include <fmt/ostream.h>
 #include <fmt/ranges.h>
@@ -11,6 +14,7 @@
 #include "daemon/load.hpp"
 #include "geo/range.hpp"
 #include "policy/decide.hpp"
+#include "proxy/dns_check.hpp"
 
 namespace geomx::cli {
 
@@ -166,8 +170,37 @@ struct ExplainOptions {
   std::string config;
   std::string listener;
   bool json = false;
+  bool dns = false;
   std::vector<std::string> addresses;
 };
+
+// --dns: the reputation checks asked live, as a session would (the whole
+// dns.timeout at most), with each site's answer and the PTR check.
+struct LiveDns {
+  policy::Reputation reputation;
+  std::string sites;  // "zen.spamhaus.org:listed*3,bl.spamcop.net:not_listed"
+  std::string ptr;
+};
+
+LiveDns ask_dns(const std::shared_ptr<const policy::Snapshot>& s, const geo::Address& address) {
+  asio::io_context io;
+  proxy::Log log(conf::LogFormat::logfmt);
+  proxy::ServerState state(s, log);
+  auto check = std::make_shared<proxy::DnsCheck>(io.get_executor(), s, state, address);
+  const auto all = static_cast<std::uint8_t>(policy::needs_dnsbl | policy::needs_fcrdns);
+  check->start(all);
+  asio::co_spawn(io, check->wait(all, std::chrono::steady_clock::now() + s->config.dns.timeout),
+                 asio::detached);
+  io.run();
+  LiveDns out{check->reputation(), "", check->ptr()};
+  for (std::size_t i = 0; i < check->sites().size(); ++i) {
+    const auto& site = s->config.dnsbl_sites[i];
+    const auto r = check->sites()[i].value_or(policy::SiteResult::timeout);
+    out.sites += fmt::format("{}{}:{}", out.sites.empty() ? "" : ",", site.domain, to_string(r));
+    if (r == policy::SiteResult::listed) out.sites += fmt::format("*{}", site.weight);
+  }
+  return out;
+}
 
 int run_explain(const ExplainOptions& o) {
   const auto s = load_snapshot(o.config);
@@ -189,8 +222,26 @@ int run_explain(const ExplainOptions& o) {
       continue;
     }
     client.address = *address;
-    const auto d = policy::decide(client, *s, policy::AllUp{}, 0);
+    auto d = policy::decide(client, *s, policy::AllUp{}, 0);
+    std::optional<LiveDns> dns;
+    if (o.dns && s->lookups) {
+      dns = ask_dns(s, *address);
+      d = policy::decide(client, *s, policy::AllUp{}, 0, &dns->reputation);
+    }
     const conf::Rule& rule = c.rules[d.rule];
+    if (d.waits) {  // without --dns: say where the DNS would decide
+      const std::string_view reads = d.waits == policy::needs_fcrdns ? "the reverse DNS check"
+                                     : d.waits == policy::needs_dnsbl
+                                         ? "the [dnsbl] score"
+                                         : "the [dnsbl] score and the reverse DNS check";
+      if (o.json)
+        fmt::print(std::cout, "{{\"ip\":{:?},\"country\":{:?},\"rule\":{:?},\"waits_for\":{:?}}}\n",
+                   text, d.country.code(), rule.name, reads);
+      else
+        fmt::print(std::cout, "{} country={} rule={} waits_for=\"{}\" (--dns asks it)\n", text,
+                   d.country.code(), rule.name, reads);
+      continue;
+    }
     std::vector<std::string> lists, order;
     for (std::size_t i = 0; i < c.lists.size(); ++i)
       if ((d.lists >> i) & 1) lists.push_back(c.lists[i].name);
@@ -202,10 +253,13 @@ int run_explain(const ExplainOptions& o) {
       fmt::print(
           std::cout,
           "{{\"ip\":{:?},\"country\":{:?},\"lists\":[{}],\"rule\":{:?},\"why\":{:?},"
-          "\"action\":{:?},\"pool\":{:?},\"member\":{:?},\"fallback\":[{}],\"reply\":{:?}}}\n",
+          "\"action\":{:?},\"pool\":{:?},\"member\":{:?},\"fallback\":[{}],\"reply\":{:?}{}}}\n",
           text, d.country.code(), fmt::join(quoted(lists), ","), rule.name, why,
           conf::to_string(d.action), pool ? pool->name : "", member, fmt::join(quoted(order), ","),
-          rule.reply);
+          rule.reply,
+          dns ? fmt::format(",\"dnsbl\":{},\"sites\":{:?},\"ptr\":{:?}", dns->reputation.score,
+                            dns->sites, dns->ptr)
+              : "");
     } else {
       fmt::print(std::cout, "{} country={} lists={} rule={} why=\"{}\" action={}", text,
                  d.country.code(), lists.empty() ? "-" : fmt::format("{}", fmt::join(lists, ",")),
@@ -214,6 +268,9 @@ int run_explain(const ExplainOptions& o) {
         fmt::print(std::cout, " pool={} member={} fallback={}", pool->name, member,
                    fmt::join(order, ","));
       if (!rule.reply.empty()) fmt::print(std::cout, " reply=\"{}\"", rule.reply);
+      if (dns)
+        fmt::print(std::cout, " dnsbl={} sites={} ptr={}", dns->reputation.score,
+                   dns->sites.empty() ? "-" : dns->sites, dns->ptr.empty() ? "-" : dns->ptr);
       std::cout << '\n';
     }
   }
@@ -237,6 +294,9 @@ void add_config_tools(CLI::App& app, Command& command) {
   explain->add_option("--listener", o->listener,
                       "The listener the client connects to [default: the first]");
   explain->add_flag("--json", o->json, "One JSON object per line");
+  explain->add_flag("--dns", o->dns,
+                    "Ask the [dnsbl] sites and the reverse DNS live (dns.timeout at most), as a "
+                    "session does");
   explain->add_option("address", o->addresses, "Client addresses")->required();
   explain->callback([&command, o] { command = [o] { return run_explain(*o); }; });
 }

@@ -2,6 +2,8 @@
 // The validated, immutable configuration: plain data. conf/loader.hpp builds
 // it from TOML; nothing here does I/O.
 #include <algorithm>
+#include <array>
+#include <bitset>
 #include <chrono>
 #include <cstdint>
 #include <optional>
@@ -118,9 +120,15 @@ struct Match {
   std::vector<geo::Country> countries;  // any of them
   std::vector<geo::Prefix> cidrs;       // any of them
   std::vector<std::string> listeners;   // any of them
+  // DNS reputation (the [dnsbl] sites' summed weights; forward-confirmed
+  // reverse DNS): a rule with one of these waits for the answers it needs.
+  std::optional<int> dnsbl_score_min, dnsbl_score_max;
+  std::optional<bool> fcrdns;
+  bool needs_dnsbl() const { return dnsbl_score_min || dnsbl_score_max; }
+  bool needs_dns() const { return needs_dnsbl() || fcrdns; }
   bool empty() const {
     return lists.empty() && not_lists.empty() && countries.empty() && cidrs.empty() &&
-           listeners.empty();
+           listeners.empty() && !needs_dns();
   }
 };
 
@@ -162,6 +170,12 @@ struct Pool {
   Duration greet_delay{0};                            // 0: connect at once
   std::string greet_banner;                           // "220-..." teaser, optional
   Pregreet pregreet = Pregreet::drop;
+  // The greeting-pass cache (the [store]'s, so the fleet's when it is on): a
+  // client that waited out greet_delay without a pregreet skips the delay
+  // for greet_ttl (postscreen_greet_ttl); one that talked first is refused
+  // at once for pregreet_ttl (pregreet "drop" or "reject"). 0: not kept.
+  Duration greet_ttl = std::chrono::hours(24);
+  Duration pregreet_ttl = std::chrono::hours(1);
   Health health;
   // Members' max_connections unless a member sets its own (0: no limit).
   std::uint32_t member_max_connections = 0;
@@ -251,6 +265,39 @@ struct Store {
   friend bool operator==(const Store&, const Store&) = default;
 };
 
+// [dns]: the resolver of the reputation checks (c-ares).
+struct Dns {
+  std::vector<Endpoint> servers;                // empty: the system's (/etc/resolv.conf)
+  Duration timeout = std::chrono::seconds(2);   // per query; then it counts as unanswered
+  std::uint32_t max_in_flight = 10000;          // beyond it queries are not started (counted)
+  Duration min_ttl = std::chrono::seconds(60);  // answers are cached this long at least,
+  Duration max_ttl = std::chrono::hours(1);     // and at most (postscreen's clamp)
+  friend bool operator==(const Dns&, const Dns&) = default;
+};
+
+// One of [dnsbl] sites, in postscreen_dnsbl_sites syntax:
+// domain[=filter][*weight]. The filter is a reply address d.d.d.d whose
+// octets are numbers or [..] sets of numbers and n..m ranges, separated
+// by ';' ("127.0.0.[2..11]", "127.0.[0..255].[1;3]"); no filter: any reply
+// lists. A negative weight allowlists (a DNSWL).
+struct DnsblSite {
+  std::string text;    // as written, for logs and metrics
+  std::string domain;  // the zone queried: reversed client + "." + domain
+  bool filtered = false;
+  std::array<std::bitset<256>, 4> octets;  // the filter: octet i of a reply in octets[i]
+  int weight = 1;
+  // Whether a reply (an IPv4 address) is a listing by this site's filter.
+  bool lists(std::uint32_t reply) const {
+    if (!filtered) return true;
+    for (int i = 0; i < 4; ++i)
+      if (!octets[i].test((reply >> (24 - 8 * i)) & 0xff)) return false;
+    return true;
+  }
+  friend bool operator==(const DnsblSite&, const DnsblSite&) = default;
+};
+// Parses one site; throws std::invalid_argument saying what is wrong.
+DnsblSite parse_dnsbl_site(std::string_view text);
+
 struct Config {
   std::string path;
   Server server;
@@ -262,6 +309,8 @@ struct Config {
   std::vector<Limit> limits;
   Admin admin;
   Store store;
+  Dns dns;
+  std::vector<DnsblSite> dnsbl_sites;  // [dnsbl] sites
 
   const Pool* find_pool(std::string_view name) const;
   const List* find_list(std::string_view name) const;

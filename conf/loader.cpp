@@ -217,6 +217,11 @@ void parse_pool(TableReader& t, Pool& p, const Server& server) {
       t.error("greet_banner", "a teaser banner needs greet_delay");
   }
   t.choice("pregreet", p.pregreet, {Pregreet::drop, Pregreet::reject, Pregreet::log});
+  for (auto [key, out] :
+       {std::pair{"greet_ttl", &p.greet_ttl}, std::pair{"pregreet_ttl", &p.pregreet_ttl}})
+    if (t.duration(key, *out, Duration(0), std::chrono::hours(24 * 30)) && delay_ok &&
+        p.greet_delay == Duration(0))
+      t.error(key, "only applies with a greet_delay");
   t.integer("member_max_connections", p.member_max_connections, 1, 1'000'000);
   for (auto& m : p.members)
     if (m.max_connections == 0) m.max_connections = p.member_max_connections;
@@ -231,6 +236,7 @@ void parse_pool(TableReader& t, Pool& p, const Server& server) {
 
 struct Names {
   std::set<std::string> pools, lists, listeners, transparent;
+  bool dnsbl = false;  // [dnsbl] has sites to score
 };
 
 void parse_match(TableReader& t, Match& m, const Names& names) {
@@ -248,6 +254,53 @@ void parse_match(TableReader& t, Match& m, const Names& names) {
   t.each_string("listener", known(names.listeners, "listener", m.listeners));
   each_country(t, "country", [&](geo::Country c) { m.countries.push_back(c); });
   each_prefix(t, "cidr", [&](const geo::Prefix& p) { m.cidrs.push_back(p); });
+  for (auto [key, out] : {std::pair{"dnsbl_score_min", &m.dnsbl_score_min},
+                          std::pair{"dnsbl_score_max", &m.dnsbl_score_max}}) {
+    int score = 0;
+    if (!t.integer(key, score, -100'000, 100'000)) continue;
+    *out = score;
+    if (!names.dnsbl) t.error(key, "there is no score without [dnsbl] sites");
+  }
+  bool fcrdns = false;
+  if (t.boolean("fcrdns", fcrdns)) m.fcrdns = fcrdns;
+}
+
+void parse_dns(TableReader& t, Dns& dns) {
+  t.each_string("servers",
+                [&](const std::string& text, const toml::node& n, const std::string& path) {
+                  try {
+                    // A bare address is the DNS port.
+                    if (const auto a = geo::try_parse_address(text))
+                      dns.servers.push_back({*a, 53});
+                    else
+                      dns.servers.push_back(parse_endpoint(text));
+                    if (dns.servers.back().port == 0)
+                      t.error_at(n, path, "port 0 is not a DNS server's port");
+                  } catch (const std::invalid_argument& e) {
+                    t.error_at(n, path, e.what());
+                  }
+                });
+  t.duration("timeout", dns.timeout, std::chrono::milliseconds(10), std::chrono::seconds(60));
+  t.integer("max_in_flight", dns.max_in_flight, 1, 10'000'000);
+  t.duration("min_ttl", dns.min_ttl, Duration(0), std::chrono::hours(24));
+  t.duration("max_ttl", dns.max_ttl, Duration(0), std::chrono::hours(24 * 7));
+  if (dns.max_ttl < dns.min_ttl) t.error("max_ttl", "is less than min_ttl");
+}
+
+void parse_dnsbl(TableReader& t, std::vector<DnsblSite>& sites) {
+  std::set<std::string> domains;
+  t.each_string(
+      "sites", [&](const std::string& text, const toml::node& n, const std::string& path) {
+        try {
+          sites.push_back(parse_dnsbl_site(text));
+          // One weight per zone, as the score counts each site once.
+          if (!domains.insert(sites.back().domain).second)
+            t.error_at(n, path, fmt::format("\"{}\" is listed twice", sites.back().domain));
+        } catch (const std::invalid_argument& e) {
+          t.error_at(n, path, e.what());
+        }
+      });
+  if (sites.size() > 64) t.error("sites", "at most 64 sites");
 }
 
 void parse_rule(TableReader& t, Rule& rule, std::set<std::string>& rule_names, const Names& names,
@@ -343,6 +396,11 @@ void parse_limit(TableReader& t, Limit& l, std::set<std::string>& limit_names, c
     parse_match(ct, l.match, names);
     if (!l.match.cidrs.empty())
       ct.error("cidr", "a limit's scope takes lists, listeners and countries; put CIDRs in a list");
+    for (const auto* key : {"dnsbl_score_min", "dnsbl_score_max", "fcrdns"})
+      if (ct.node(key))
+        ct.error(key,
+                 "a limit counts a connection at accept, before DNS answers: its scope "
+                 "takes lists, listeners and countries");
     if (cond->empty()) t.error("if", "empty; leave `if` out to limit every connection");
   }
   parse_rate(t, l);
@@ -574,6 +632,15 @@ Config parse_table(const toml::table& root, const std::string& path, const Defau
     TableReader t(r, *st, "store");
     parse_store(t, c.store, c.server, base_dir);
   }
+  if (auto* d = top.typed<toml::table>("dns", "a table")) {
+    TableReader t(r, *d, "dns");
+    parse_dns(t, c.dns);
+  }
+  if (auto* d = top.typed<toml::table>("dnsbl", "a table")) {
+    TableReader t(r, *d, "dnsbl");
+    parse_dnsbl(t, c.dnsbl_sites);
+  }
+  names.dnsbl = !c.dnsbl_sites.empty();
   check_addresses(r, root, c);
   std::set<std::string> limit_names;
   top.each_array_table("limit", [&](std::size_t, TableReader& t) {

@@ -125,3 +125,90 @@ bool is_country_code(geo::Country c) {
 }
 
 }  // namespace geomx::conf
+
+namespace geomx::conf {
+namespace {
+
+// A number of a filter octet, 0-255, all of `text`.
+unsigned octet_number(std::string_view text, std::string_view site) {
+  unsigned v = 256;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || end != text.data() + text.size() || text.empty() || v > 255)
+    throw std::invalid_argument(
+        fmt::format("\"{}\": \"{}\" is not a reply octet (0-255)", site, text));
+  return v;
+}
+
+// One octet of a filter: "2", or "[2..11]", "[1;3;5..7]".
+std::bitset<256> octet_set(std::string_view text, std::string_view site) {
+  std::bitset<256> set;
+  if (text.size() < 2 || text.front() != '[' || text.back() != ']') {
+    set.set(octet_number(text, site));
+    return set;
+  }
+  text = text.substr(1, text.size() - 2);
+  while (true) {
+    const auto semi = text.find(';');
+    const auto item = text.substr(0, semi);
+    const auto dots = item.find("..");
+    const unsigned lo = octet_number(item.substr(0, dots), site);
+    const unsigned hi =
+        dots == std::string_view::npos ? lo : octet_number(item.substr(dots + 2), site);
+    if (hi < lo)
+      throw std::invalid_argument(fmt::format("\"{}\": the range {} is backwards", site, item));
+    for (unsigned v = lo; v <= hi; ++v) set.set(v);
+    if (semi == std::string_view::npos) break;
+    text = text.substr(semi + 1);
+  }
+  return set;
+}
+
+}  // namespace
+
+DnsblSite parse_dnsbl_site(std::string_view text) {
+  DnsblSite site;
+  site.text = std::string(text);
+  std::string_view rest = text;
+  if (const auto star = rest.rfind('*'); star != std::string_view::npos) {
+    const auto w = rest.substr(star + 1);
+    const auto [end, ec] = std::from_chars(w.data(), w.data() + w.size(), site.weight);
+    if (ec != std::errc() || end != w.data() + w.size() || w.empty() || site.weight < -1000 ||
+        site.weight > 1000)
+      throw std::invalid_argument(
+          fmt::format("\"{}\": the weight after '*' must be a whole number, -1000 to 1000", text));
+    rest = rest.substr(0, star);
+  }
+  const auto eq = rest.find('=');
+  site.domain = std::string(rest.substr(0, eq));
+  if (site.domain.empty() || site.domain.size() > 200 || site.domain.front() == '.' ||
+      site.domain.back() == '.' || site.domain.find("..") != std::string::npos ||
+      !std::all_of(site.domain.begin(), site.domain.end(), [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+               c == '-' || c == '.' || c == '_';
+      }))
+    throw std::invalid_argument(
+        fmt::format("\"{}\": \"{}\" is not a DNS zone (letters, digits, '-', '_' and inner dots)",
+                    text, site.domain));
+  if (eq == std::string_view::npos) return site;
+  std::string_view filter = rest.substr(eq + 1);
+  site.filtered = true;
+  for (int i = 0; i < 4; ++i) {
+    // An octet's set may hold dots of its own ("[2..11]"): split outside brackets.
+    std::size_t end = 0;
+    for (int depth = 0; end < filter.size(); ++end) {
+      if (filter[end] == '[') ++depth;
+      if (filter[end] == ']') --depth;
+      if (filter[end] == '.' && depth == 0) break;
+    }
+    if ((end == filter.size()) != (i == 3))
+      throw std::invalid_argument(
+          fmt::format("\"{}\": the filter after '=' is a reply address of four octets, e.g. "
+                      "127.0.0.[2..11]",
+                      text));
+    site.octets[i] = octet_set(filter.substr(0, end), text);
+    filter = end == filter.size() ? std::string_view() : filter.substr(end + 1);
+  }
+  return site;
+}
+
+}  // namespace geomx::conf

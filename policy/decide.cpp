@@ -19,10 +19,20 @@ bool matches(const CompiledRule& r, const Client& client, const geo::GeoValue& v
   return true;
 }
 
+// The DNS matchers of a rule whose other matchers hold.
+bool reputation_matches(const conf::Match& m, const Reputation& r) {
+  if (m.dnsbl_score_min && r.score < *m.dnsbl_score_min) return false;
+  if (m.dnsbl_score_max && r.score > *m.dnsbl_score_max) return false;
+  if (m.fcrdns && r.fcrdns != *m.fcrdns) return false;
+  return true;
+}
+
 }  // namespace
 
 Decision decide(const Client& client, const Snapshot& snapshot, const MemberStates& states,
-                std::uint64_t sequence) {
+                std::uint64_t sequence, const Reputation* reputation) {
+  static const Reputation nothing;
+  const Reputation& known = reputation ? *reputation : nothing;
   const geo::GeoValue& v = snapshot.table.lookup(client.address);
   Decision d;
   d.country = v.country;
@@ -33,6 +43,17 @@ Decision decide(const Client& client, const Snapshot& snapshot, const MemberStat
   for (std::size_t i = 0; i < snapshot.rules.size(); ++i) {
     if (!matches(snapshot.rules[i], client, v)) continue;
     const conf::Rule& rule = snapshot.config.rules[i];
+    if (const auto wants = needs(rule.match)) {
+      const auto missing =
+          static_cast<std::uint8_t>(wants & ~((known.dnsbl_known ? needs_dnsbl : 0) |
+                                              (known.fcrdns_known ? needs_fcrdns : 0)));
+      if (missing) {
+        d.rule = i;
+        d.waits = missing;
+        return d;
+      }
+      if (!reputation_matches(rule.match, known)) continue;
+    }
     d.rule = i;
     d.action = rule.action;
     if (rule.action == conf::Action::route) {
@@ -62,6 +83,9 @@ std::string explain_match(const Decision& d, const Snapshot& snapshot) {
   if (!m.cidrs.empty()) why.push_back("in the rule's cidr");
   if (!m.listeners.empty())
     why.push_back("on listener " + fmt::format("{}", fmt::join(m.listeners, ", ")));
+  if (m.dnsbl_score_min) why.push_back(fmt::format("dnsbl score >= {}", *m.dnsbl_score_min));
+  if (m.dnsbl_score_max) why.push_back(fmt::format("dnsbl score <= {}", *m.dnsbl_score_max));
+  if (m.fcrdns) why.push_back(*m.fcrdns ? "reverse DNS confirmed" : "reverse DNS not confirmed");
   return fmt::format("{}", fmt::join(why, "; "));
 }
 

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "policy/balance.hpp"
+#include "policy/reputation.hpp"
 #include "policy/snapshot.hpp"
 
 namespace geomx::policy {
@@ -25,10 +26,15 @@ struct Decision {
   std::vector<std::size_t> order;     // members in fallback order
   std::optional<std::size_t> member;  // the first member in `order` that is up; none: 421
   std::vector<std::size_t> limits;    // config.limits whose scope the client is in
+  // Not decided yet: rule `rule` reads DNS answers `reputation` does not
+  // have (Needs bits). Decide again once they are in.
+  std::uint8_t waits = 0;
 };
 
+// Rules are tried in order; one with a DNS matcher is tried only when
+// reached, with what `reputation` knows (nullptr: nothing yet).
 Decision decide(const Client& client, const Snapshot& snapshot, const MemberStates& states,
-                std::uint64_t sequence);
+                std::uint64_t sequence, const Reputation* reputation = nullptr);
 
 // Why the rule matched, in words ("country US; in list english").
 std::string explain_match(const Decision& d, const Snapshot& snapshot);

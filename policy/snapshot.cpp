@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cassert>
 
+#include "policy/reputation.hpp"
+
 namespace geomx::policy {
 
 std::optional<std::size_t> Snapshot::listener_index(std::string_view name) const {
@@ -56,7 +58,11 @@ std::shared_ptr<const Snapshot> build_snapshot(conf::Config config, conf::Data d
     builder.add_list(c.lists[i].name, std::move(data.lists.at(i)), c.lists[i].countries);
     snap->list_mask |= std::uint64_t{1} << lists++;
   }
-  for (const auto& rule : c.rules) snap->rules.push_back(compile_rule(*snap, rule, builder, lists));
+  for (const auto& rule : c.rules) {
+    snap->rules.push_back(compile_rule(*snap, rule, builder, lists));
+    snap->lookups |= needs(rule.match) & needs_fcrdns;
+  }
+  if (!c.dnsbl_sites.empty()) snap->lookups |= needs_dnsbl;
   for (const auto& limit : c.limits) {  // no CIDRs in a scope: no hidden list
     conf::Rule scope{limit.name, limit.match, conf::Action::reject, {}, {}};
     snap->limit_scopes.push_back(compile_rule(*snap, scope, builder, lists));

@@ -27,6 +27,9 @@ struct Snapshot {
   std::vector<CompiledRule> rules;         // parallel to config.rules
   std::vector<CompiledRule> limit_scopes;  // parallel to config.limits
   std::uint64_t list_mask = 0;             // bits of config.lists (the rest are rule CIDRs)
+  // What a session asks the DNS at accept (policy::Needs bits): the [dnsbl]
+  // sites when there are any, the PTR check when a rule reads it.
+  std::uint8_t lookups = 0;
 
   std::optional<std::size_t> listener_index(std::string_view name) const;
 };

@@ -7,6 +7,7 @@
 
 #include <fmt/format.h>
 #include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 
@@ -115,7 +116,61 @@ asio::awaitable<bool> Session::read_original_destination() {
 
 // The delayed greeting: an optional 220- teaser now, then greet_delay of
 // silence from the client. Anything it sends before is a pregreet.
+asio::awaitable<std::optional<std::string>> Session::cached(const std::string& key) {
+  struct Answer {
+    explicit Answer(asio::any_io_executor ex) : done(ex) {}
+    asio::steady_timer done;  // expires at store.timeout, cancelled by the answer
+    std::optional<std::string> value;
+  };
+  const auto ex = client_.get_executor();
+  auto answer = std::make_shared<Answer>(ex);
+  answer->done.expires_after(snap_->config.store.timeout);
+  state_.cache.load()->get(
+      key, [weak = std::weak_ptr<Answer>(answer), ex](std::optional<std::string> v) {
+        asio::post(ex, [weak, v = std::move(v)]() mutable {
+          if (const auto answer = weak.lock()) {
+            answer->value = std::move(v);
+            answer->done.cancel();
+          }
+        });
+      });
+  co_await answer->done.async_wait(nothrow);
+  co_return std::move(answer->value);
+}
+
 asio::awaitable<bool> Session::greet_delay(const conf::Pool& pool) {
+  // The greeting-pass cache: a pass skips the delay, a pregreet is refused at once.
+  const auto key = fmt::format("greet:{}:{}", pool.name, rec_.client.address.to_string());
+  if (pool.greet_ttl.count() > 0 || pool.pregreet_ttl.count() > 0) {
+    const auto seen = co_await cached(key);
+    if (seen == "pass" && pool.greet_ttl.count() > 0) {
+      state_.metrics.greet_cache("pass");
+      rec_.greet = "cached";
+      co_return true;
+    }
+    if (seen == "pregreet" && pool.pregreet != conf::Pregreet::log) {
+      state_.metrics.greet_cache("pregreet");
+      rec_.pregreet = true;
+      rec_.error = fmt::format("talked before the greeting within pregreet_ttl ({})",
+                               conf::format_duration(pool.pregreet_ttl));
+      if (pool.pregreet == conf::Pregreet::drop) {
+        finish(EndReason::pregreet);
+        co_return false;
+      }
+      co_await reply_and_close(fmt::format("554 5.5.1 {} protocol error", hostname()),
+                               EndReason::pregreet);
+      co_return false;
+    }
+  }
+  const bool passed = co_await wait_greeting(pool);
+  if (rec_.pregreet && pool.pregreet_ttl.count() > 0)
+    state_.cache.load()->put(key, "pregreet", pool.pregreet_ttl);
+  else if (passed && pool.greet_ttl.count() > 0)
+    state_.cache.load()->put(key, "pass", pool.greet_ttl);
+  co_return passed;
+}
+
+asio::awaitable<bool> Session::wait_greeting(const conf::Pool& pool) {
   if (!pool.greet_banner.empty()) {
     const std::string teaser = pool.greet_banner + "\r\n";
     auto [ec, n] = co_await asio::async_write(client_, asio::buffer(teaser), nothrow);

@@ -101,9 +101,17 @@ std::string Log::session_line(const SessionRecord& r, std::string_view ts) const
   append(line, f, "country", r.country ? r.country->code() : "-");
   append(line, f, "rule", r.rule);
   append(line, f, "action", r.action);
+  if (r.dnsbl) {
+    append(line, f, "dnsbl", std::to_string(*r.dnsbl));
+    if (!r.dnsbl_sites.empty()) append(line, f, "sites", r.dnsbl_sites);
+    if (!r.dnsbl_timeout.empty()) append(line, f, "dnsbl_timeout", r.dnsbl_timeout);
+    if (!r.dnsbl_error.empty()) append(line, f, "dnsbl_error", r.dnsbl_error);
+  }
+  if (!r.ptr.empty()) append(line, f, "ptr", r.ptr);
   append(line, f, "pool", r.pool);
   append(line, f, "member", r.member);
   append(line, f, "pregreet", r.pregreet ? "yes" : "no");
+  if (!r.greet.empty()) append(line, f, "greet", r.greet);
   append(line, f, "bytes_in", std::to_string(r.bytes_in));
   append(line, f, "bytes_out", std::to_string(r.bytes_out));
   append(line, f, "ms", std::to_string(r.duration.count()));

@@ -44,6 +44,45 @@ void Metrics::session(const SessionRecord& r) {
   pregreet_ += r.pregreet;
 }
 
+void Metrics::dns_site(std::string_view site, policy::SiteResult r, bool cached) {
+  const auto labels =
+      fmt::format("check=\"dnsbl\",site={},result=\"{}\"", quoted(site), to_string(r));
+  std::lock_guard lock(mutex_);
+  ++dns_[labels];
+  ++(cached ? dns_cache_hits_ : dns_cache_misses_);
+}
+
+void Metrics::dns_ptr(std::string_view result, bool cached) {
+  const auto labels = fmt::format("check=\"fcrdns\",site=\"\",result=\"{}\"", result);
+  std::lock_guard lock(mutex_);
+  ++dns_[labels];
+  ++(cached ? dns_cache_hits_ : dns_cache_misses_);
+}
+
+void Metrics::greet_cache(std::string_view result) {
+  std::lock_guard lock(mutex_);
+  auto it = greet_cache_.find(result);
+  if (it == greet_cache_.end()) it = greet_cache_.emplace(std::string(result), 0).first;
+  ++it->second;
+}
+
+void Metrics::dns_not_started() {
+  std::lock_guard lock(mutex_);
+  ++dns_not_started_;
+}
+
+bool Metrics::dns_refusal_due(std::string_view site, std::chrono::steady_clock::time_point now) {
+  std::lock_guard lock(mutex_);
+  auto it = dns_refusal_logged_.find(site);
+  if (it == dns_refusal_logged_.end()) {
+    dns_refusal_logged_.emplace(std::string(site), now);
+    return true;
+  }
+  if (now - it->second < std::chrono::minutes(1)) return false;
+  it->second = now;
+  return true;
+}
+
 void Metrics::decision(std::chrono::nanoseconds took) {
   const double s = std::chrono::duration<double>(took).count();
   std::size_t i = 0;
@@ -87,6 +126,31 @@ void Metrics::render_counters(std::string& out) const {
            "Bytes from clients (in) and to clients (out).");
     out += fmt::format("geomx_relayed_bytes_total{{direction=\"in\"}} {}\n", bytes_in_);
     out += fmt::format("geomx_relayed_bytes_total{{direction=\"out\"}} {}\n", bytes_out_);
+    header(out, "geomx_greet_cache_total", "counter",
+           "Greet delays the greeting-pass cache decided: pass (skipped the delay), pregreet "
+           "(refused at once).");
+    for (const char* r : {"pass", "pregreet"}) {
+      const auto it = greet_cache_.find(std::string_view(r));
+      out += fmt::format("geomx_greet_cache_total{{result=\"{}\"}} {}\n", r,
+                         it == greet_cache_.end() ? 0 : it->second);
+    }
+    if (!dns_.empty() || dns_cache_hits_ || dns_not_started_) {
+      header(out, "geomx_dns_answers_total", "counter",
+             "DNS reputation answers per session: [dnsbl] sites and the PTR check, by result "
+             "(listed, not_listed, refused: the list refuses this resolver, error, timeout; "
+             "confirmed, unconfirmed).");
+      for (const auto& [labels, n] : dns_)
+        out += fmt::format("geomx_dns_answers_total{{{}}} {}\n", labels, n);
+      header(out, "geomx_dns_cache_total", "counter",
+             "DNS answers from the cache (hit) or the wire (miss).");
+      out += fmt::format("geomx_dns_cache_total{{result=\"hit\"}} {}\n", dns_cache_hits_);
+      out += fmt::format("geomx_dns_cache_total{{result=\"miss\"}} {}\n", dns_cache_misses_);
+      header(out, "geomx_dns_not_started_total", "counter",
+             "DNS questions not asked: dns.max_in_flight were on the wire.");
+      out += fmt::format("geomx_dns_not_started_total {}\n", dns_not_started_);
+      header(out, "geomx_dns_in_flight", "gauge", "DNS questions on the wire now.");
+      out += fmt::format("geomx_dns_in_flight {}\n", dns_in_flight.load());
+    }
     header(out, "geomx_decision_seconds", "histogram",
            "Time of the policy decision (lookup, rules, balancer).");
     std::uint64_t cumulative = 0;

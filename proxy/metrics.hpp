@@ -10,6 +10,7 @@
 #include <string>
 
 #include "policy/health_board.hpp"
+#include "policy/reputation.hpp"
 #include "policy/snapshot.hpp"
 #include "proxy/session_record.hpp"
 
@@ -25,6 +26,16 @@ class Metrics {
   void config_loaded(std::uint64_t generation);
   // A reload ended: a success also calls config_loaded.
   void reloaded(bool ok);
+  // DNS reputation: a [dnsbl] site's answer for one session, the PTR check's,
+  // from the cache or not (`cached`); questions not started at dns.max_in_flight.
+  void dns_site(std::string_view site, policy::SiteResult r, bool cached);
+  void dns_ptr(std::string_view result, bool cached);
+  void dns_not_started();
+  // The greeting-pass cache answered: "pass" (no delay) or "pregreet" (refused at once).
+  void greet_cache(std::string_view result);
+  // Whether a site's refusal of this resolver is to be logged now: once a minute.
+  bool dns_refusal_due(std::string_view site, std::chrono::steady_clock::time_point now);
+  std::atomic<std::uint32_t> dns_in_flight{0};  // queries on the wire, every thread's
 
   struct Gauges {
     std::uint32_t active_connections = 0;
@@ -48,7 +59,11 @@ class Metrics {
   double decision_sum_ = 0;
   std::uint64_t generation_ = 0;
   std::uint64_t reloads_ok_ = 0, reloads_failed_ = 0;
-  double loaded_at_ = 0;  // unix time
+  double loaded_at_ = 0;                      // unix time
+  std::map<std::string, std::uint64_t> dns_;  // by rendered labels
+  std::map<std::string, std::uint64_t, std::less<>> greet_cache_;
+  std::uint64_t dns_cache_hits_ = 0, dns_cache_misses_ = 0, dns_not_started_ = 0;
+  std::map<std::string, std::chrono::steady_clock::time_point, std::less<>> dns_refusal_logged_;
 };
 
 }  // namespace geomx::proxy

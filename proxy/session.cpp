@@ -40,6 +40,7 @@ Session::Session(Socket client, const tcp::endpoint& peer, const Runtime& runtim
 void Session::finish(EndReason end) {
   rec_.end = shutdown_ ? EndReason::shutdown : end;
   rec_.duration = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start_);
+  if (dns_) dns_->describe(rec_);
   close_both();
   state_.session_ended(rec_);
 }
@@ -219,13 +220,31 @@ asio::awaitable<bool> Session::admit() {
   co_return false;
 }
 
+asio::awaitable<policy::Decision> Session::decide() {
+  // The questions go out now, whatever the rules: a greet delay hides
+  // their latency, and the log line has their answers.
+  if (snap_->lookups) {
+    dns_ = std::make_shared<DnsCheck>(client_.get_executor(), snap_, state_, rec_.client.address);
+    dns_->start(snap_->lookups);
+  }
+  const auto sequence = state_.sequence.fetch_add(1, std::memory_order_relaxed);
+  const policy::Client client{rec_.client.address, listener_index_};
+  auto decide_start = Clock::now();
+  policy::Decision d = policy::decide(client, *snap_, *view_, sequence);
+  state_.metrics.decision(Clock::now() - decide_start);
+  // A rule reached reads DNS answers (a rule before it never waits).
+  while (d.waits) {
+    co_await dns_->wait(d.waits, start_ + snap_->config.dns.timeout);
+    decide_start = Clock::now();
+    d = policy::decide(client, *snap_, *view_, sequence, &dns_->reputation());
+    state_.metrics.decision(Clock::now() - decide_start);
+  }
+  co_return d;
+}
+
 asio::awaitable<void> Session::run() {
   if (!co_await admit()) co_return;
-  const auto sequence = state_.sequence.fetch_add(1, std::memory_order_relaxed);
-  const auto decide_start = Clock::now();
-  policy::Decision d =
-      policy::decide({rec_.client.address, listener_index_}, *snap_, *view_, sequence);
-  state_.metrics.decision(Clock::now() - decide_start);
+  policy::Decision d = co_await decide();
   const conf::Rule& rule = snap_->config.rules[d.rule];
   rec_.country = d.country;
   rec_.rule = rule.name;

@@ -17,6 +17,8 @@
 
 #include <boost/asio/steady_timer.hpp>
 
+#include "policy/decide.hpp"
+#include "proxy/dns_check.hpp"
 #include "proxy/io.hpp"
 #include "proxy/registry.hpp"
 #include "proxy/server_state.hpp"
@@ -65,10 +67,16 @@ class Session final : public SessionRegistry::Live {
   asio::awaitable<state::Fleet::LimitAnswers> ask_fleet(state::Fleet::LimitQuestion q,
                                                         std::shared_ptr<void>& fleet_hold);
   asio::awaitable<void> tarpit(std::string_view reply);
+  // The decision, waiting for the DNS answers a rule reads (dns.timeout after accept at most).
+  asio::awaitable<policy::Decision> decide();
   // inbound.cpp: the client's side before the relay.
   asio::awaitable<bool> read_proxy_header();
   asio::awaitable<bool> read_original_destination();
   asio::awaitable<bool> greet_delay(const conf::Pool& pool);
+  asio::awaitable<bool> wait_greeting(const conf::Pool& pool);  // the delay itself
+  // The value of `key` in the cache ([store]: the fleet's), or nullopt when
+  // it has none or has not answered within store.timeout.
+  asio::awaitable<std::optional<std::string>> cached(const std::string& key);
   // upstream.cpp: the member's side, and the hand-over to the relay.
   asio::awaitable<DialResult> dial(const conf::Endpoint& endpoint, conf::Duration timeout);
   asio::awaitable<bool> connect(std::vector<std::size_t> order, std::size_t pool_index,
@@ -103,6 +111,7 @@ class Session final : public SessionRegistry::Live {
   policy::MemberSlot member_;                                    // the one connected to
   std::vector<policy::LimitTable::Hold> holds_;                  // [[limit]] concurrent counts
   std::unique_ptr<OwnConnections::Entry> own_;  // action "pass": our end, while it lasts
+  std::shared_ptr<DnsCheck> dns_;               // the reputation checks, when configured
 };
 
 }  // namespace geomx::proxy

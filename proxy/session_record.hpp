@@ -51,6 +51,12 @@ struct SessionRecord {
   std::string_view pool = "-";
   std::string member = "-";
   bool pregreet = false;
+  std::string_view greet;  // "cached": the greeting-pass cache skipped the delay
+  // DNS reputation, when asked: the score of the [dnsbl] sites that answered,
+  // the ones that list the client, the ones given up on or in error (each
+  // "a,b"); the PTR name that resolves back to the client ("unknown": none).
+  std::optional<int> dnsbl;
+  std::string dnsbl_sites, dnsbl_timeout, dnsbl_error, ptr;
   std::uint64_t bytes_in = 0, bytes_out = 0;  // from the client, to the client
   std::chrono::milliseconds duration{0};
   EndReason end = EndReason::error;

@@ -286,6 +286,7 @@ void Session::relay(const conf::Pool& pool) {
   boost::system::error_code ignored;
   client_.set_option(tcp::no_delay(true), ignored);
   backend_.set_option(tcp::no_delay(true), ignored);
+  if (dns_) dns_->describe(rec_);  // what has answered by now
   start_relay({std::move(client_), std::move(backend_), std::move(rec_), std::move(snap_), pool,
                start_, std::move(slot_), std::move(ip_slot_), std::move(member_), std::move(holds_),
                std::move(own_)},
