@@ -79,26 +79,22 @@ struct Resolver::Channel {
 
   void arm(const std::shared_ptr<Watch>& w) {
     if (w->closed) return;
-    if (w->want_read && !w->reading) {
-      w->reading = true;
-      w->descriptor.async_wait(asio::posix::stream_descriptor::wait_read,
-                               [this, w](const boost::system::error_code& ec) {
-                                 w->reading = false;
-                                 if (ec || w->closed) return;
-                                 process(w->fd, ARES_SOCKET_BAD);
-                                 arm(w);
-                               });
-    }
-    if (w->want_write && !w->writing) {
-      w->writing = true;
-      w->descriptor.async_wait(asio::posix::stream_descriptor::wait_write,
-                               [this, w](const boost::system::error_code& ec) {
-                                 w->writing = false;
-                                 if (ec || w->closed) return;
-                                 process(ARES_SOCKET_BAD, w->fd);
-                                 arm(w);
-                               });
-    }
+    if (w->want_read && !w->reading) wait(w, false);
+    if (w->want_write && !w->writing) wait(w, true);
+  }
+
+  // One readiness wait; c-ares is told which one came.
+  void wait(const std::shared_ptr<Watch>& w, bool write) {
+    (write ? w->writing : w->reading) = true;
+    w->descriptor.async_wait(write ? asio::posix::stream_descriptor::wait_write
+                                   : asio::posix::stream_descriptor::wait_read,
+                             [this, w, write](const boost::system::error_code& ec) {
+                               (write ? w->writing : w->reading) = false;
+                               if (ec || w->closed) return;
+                               process(write ? ARES_SOCKET_BAD : w->fd,
+                                       write ? w->fd : ARES_SOCKET_BAD);
+                               arm(w);
+                             });
   }
 
   void process(ares_socket_t read_fd, ares_socket_t write_fd) {
