@@ -172,10 +172,11 @@ struct Pool {
   Pregreet pregreet = Pregreet::drop;
   // The greeting-pass cache (the [store]'s, so the fleet's when it is on): a
   // client that waited out greet_delay without a pregreet skips the delay
-  // for greet_ttl (postscreen_greet_ttl); one that talked first is refused
-  // at once for pregreet_ttl (pregreet "drop" or "reject"). 0: not kept.
+  // for greet_ttl (postscreen_greet_ttl); with pregreet_ttl set, one that
+  // talked first is refused at once that long (pregreet "drop" or
+  // "reject"; postscreen keeps only passes, so it is opt-in). 0: not kept.
   Duration greet_ttl = std::chrono::hours(24);
-  Duration pregreet_ttl = std::chrono::hours(1);
+  Duration pregreet_ttl{0};
   Health health;
   // Members' max_connections unless a member sets its own (0: no limit).
   std::uint32_t member_max_connections = 0;

@@ -288,18 +288,17 @@ void parse_dns(TableReader& t, Dns& dns) {
 }
 
 void parse_dnsbl(TableReader& t, std::vector<DnsblSite>& sites) {
-  std::set<std::string> domains;
-  t.each_string(
-      "sites", [&](const std::string& text, const toml::node& n, const std::string& path) {
-        try {
-          sites.push_back(parse_dnsbl_site(text));
-          // One weight per zone, as the score counts each site once.
-          if (!domains.insert(sites.back().domain).second)
-            t.error_at(n, path, fmt::format("\"{}\" is listed twice", sites.back().domain));
-        } catch (const std::invalid_argument& e) {
-          t.error_at(n, path, e.what());
-        }
-      });
+  // A zone may come more than once with other filters and weights, as in
+  // postscreen (zen.spamhaus.org=127.0.0.[10;11]*8 and =127.0.0.[4..7]*6):
+  // each entry scores on its own; the zone is asked once.
+  t.each_string("sites",
+                [&](const std::string& text, const toml::node& n, const std::string& path) {
+                  try {
+                    sites.push_back(parse_dnsbl_site(text));
+                  } catch (const std::invalid_argument& e) {
+                    t.error_at(n, path, e.what());
+                  }
+                });
   if (sites.size() > 64) t.error("sites", "at most 64 sites");
 }
 

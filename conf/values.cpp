@@ -180,7 +180,8 @@ DnsblSite parse_dnsbl_site(std::string_view text) {
   }
   const auto eq = rest.find('=');
   site.domain = std::string(rest.substr(0, eq));
-  if (site.domain.empty() || site.domain.size() > 200 || site.domain.front() == '.' ||
+  // The query name adds 64 octets for an IPv6 client (DNS names end at 253).
+  if (site.domain.empty() || site.domain.size() > 189 || site.domain.front() == '.' ||
       site.domain.back() == '.' || site.domain.find("..") != std::string::npos ||
       !std::all_of(site.domain.begin(), site.domain.end(), [](char c) {
         return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
@@ -189,6 +190,13 @@ DnsblSite parse_dnsbl_site(std::string_view text) {
     throw std::invalid_argument(
         fmt::format("\"{}\": \"{}\" is not a DNS zone (letters, digits, '-', '_' and inner dots)",
                     text, site.domain));
+  for (std::string_view labels = site.domain; !labels.empty();) {
+    const auto dot = labels.find('.');
+    if (labels.substr(0, dot).size() > 63)
+      throw std::invalid_argument(
+          fmt::format("\"{}\": a label of \"{}\" is longer than 63 octets", text, site.domain));
+    labels = dot == std::string_view::npos ? std::string_view() : labels.substr(dot + 1);
+  }
   if (eq == std::string_view::npos) return site;
   std::string_view filter = rest.substr(eq + 1);
   site.filtered = true;

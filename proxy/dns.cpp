@@ -113,9 +113,11 @@ struct Resolver::Channel {
       return;
     }
     timer.expires_after(std::chrono::seconds(tv.tv_sec) + std::chrono::microseconds(tv.tv_usec));
-    timer.async_wait([this](const boost::system::error_code& ec) {
-      if (!ec) process(ARES_SOCKET_BAD, ARES_SOCKET_BAD);
-    });
+    // A completion already queued when the channel goes: `alive` says so.
+    timer.async_wait(
+        [this, alive = std::weak_ptr<int>(alive)](const boost::system::error_code& ec) {
+          if (!ec && !alive.expired()) process(ARES_SOCKET_BAD, ARES_SOCKET_BAD);
+        });
   }
 
   Resolver& resolver;
@@ -127,6 +129,7 @@ struct Resolver::Channel {
   std::map<ares_socket_t, std::shared_ptr<Watch>> watches;
   std::size_t pending = 0;  // questions on the wire
   bool retired = false;
+  std::shared_ptr<int> alive = std::make_shared<int>();
 };
 
 struct Resolver::Pending {
@@ -168,7 +171,11 @@ bool Resolver::query(const asio::any_io_executor& executor, const conf::Dns& dns
   }
   // A reload changed [dns]: new questions go to a new channel (never made
   // or freed inside c-ares's callbacks); the old one answers its own.
-  if (current_ && !(current_->dns == dns) && answering_ == 0) {
+  // Only what the channel is made of: servers and timeout.
+  const auto same = [](const conf::Dns& a, const conf::Dns& b) {
+    return a.servers == b.servers && a.timeout == b.timeout;
+  };
+  if (current_ && !same(current_->dns, dns) && answering_ == 0) {
     current_->retired = true;
     if (current_->pending == 0)
       current_.reset();

@@ -148,7 +148,8 @@ asio::awaitable<bool> Session::greet_delay(const conf::Pool& pool) {
       rec_.greet = "cached";
       co_return true;
     }
-    if (seen == "pregreet" && pool.pregreet != conf::Pregreet::log) {
+    if (seen == "pregreet" && pool.pregreet_ttl.count() > 0 &&
+        pool.pregreet != conf::Pregreet::log) {
       state_.metrics.greet_cache("pregreet");
       rec_.pregreet = true;
       rec_.error = fmt::format("talked before the greeting within pregreet_ttl ({})",

@@ -115,6 +115,7 @@ members = ["$quar"]
 members = ["$quar"]
 greet_delay = "1500ms"
 pregreet = "reject"
+pregreet_ttl = "1h"
 [[rule]]
 name = "greeted"
 if = { cidr = ["127.1.98.0/24"] }

@@ -163,7 +163,7 @@ members = ["127.0.0.1:2501"]
             .find("without [dnsbl] sites") != std::string::npos);
   CHECK(config_error(base + "[dnsbl]\nsites = [\"a.test\", \"a.test*2\"]\n[[rule]]\nname = "
                             "\"all\"\npool = \"p\"\n")
-            .find("listed twice") != std::string::npos);
+            .empty());  // postscreen's repeated zones, each with its own filter and weight
   CHECK(config_error(base + "[dnsbl]\nsites = [\"a.test=127.0.0.[9..2]\"]\n[[rule]]\nname = "
                             "\"all\"\npool = \"p\"\n")
             .find("dnsbl.sites[0]") != std::string::npos);
