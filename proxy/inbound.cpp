@@ -11,6 +11,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 
+#include "proxy/answer_within.hpp"
 #include "proxy/endpoint.hpp"
 #include "proxy/original_dst.hpp"
 #include "proxy/proxy_protocol.hpp"
@@ -114,28 +115,19 @@ asio::awaitable<bool> Session::read_original_destination() {
   co_return false;
 }
 
-// The delayed greeting: an optional 220- teaser now, then greet_delay of
-// silence from the client. Anything it sends before is a pregreet.
 asio::awaitable<std::optional<std::string>> Session::cached(const std::string& key) {
-  struct Answer {
-    explicit Answer(asio::any_io_executor ex) : done(ex) {}
-    asio::steady_timer done;  // expires at store.timeout, cancelled by the answer
-    std::optional<std::string> value;
-  };
-  const auto ex = client_.get_executor();
-  auto answer = std::make_shared<Answer>(ex);
-  answer->done.expires_after(snap_->config.store.timeout);
-  state_.cache.load()->get(
-      key, [weak = std::weak_ptr<Answer>(answer), ex](std::optional<std::string> v) {
-        asio::post(ex, [weak, v = std::move(v)]() mutable {
-          if (const auto answer = weak.lock()) {
-            answer->value = std::move(v);
-            answer->done.cancel();
-          }
-        });
-      });
-  co_await answer->done.async_wait(nothrow);
-  co_return std::move(answer->value);
+  co_return co_await answer_within<std::optional<std::string>>(
+      client_.get_executor(), snap_->config.store.timeout,
+      [&](auto reply) { state_.cache.load()->get(key, std::move(reply)); });
+}
+
+asio::awaitable<void> Session::refuse_pregreet(const conf::Pool& pool) {
+  if (pool.pregreet == conf::Pregreet::drop) {
+    finish(EndReason::pregreet);
+    co_return;
+  }
+  co_await reply_and_close(fmt::format("554 5.5.1 {} protocol error", hostname()),
+                           EndReason::pregreet);
 }
 
 asio::awaitable<bool> Session::greet_delay(const conf::Pool& pool) {
@@ -154,12 +146,7 @@ asio::awaitable<bool> Session::greet_delay(const conf::Pool& pool) {
       rec_.pregreet = true;
       rec_.error = fmt::format("talked before the greeting within pregreet_ttl ({})",
                                conf::format_duration(pool.pregreet_ttl));
-      if (pool.pregreet == conf::Pregreet::drop) {
-        finish(EndReason::pregreet);
-        co_return false;
-      }
-      co_await reply_and_close(fmt::format("554 5.5.1 {} protocol error", hostname()),
-                               EndReason::pregreet);
+      co_await refuse_pregreet(pool);
       co_return false;
     }
   }
@@ -171,6 +158,8 @@ asio::awaitable<bool> Session::greet_delay(const conf::Pool& pool) {
   co_return passed;
 }
 
+// The delayed greeting: an optional 220- teaser now, then greet_delay of
+// silence from the client. Anything it sends before is a pregreet.
 asio::awaitable<bool> Session::wait_greeting(const conf::Pool& pool) {
   if (!pool.greet_banner.empty()) {
     const std::string teaser = pool.greet_banner + "\r\n";
@@ -186,13 +175,8 @@ asio::awaitable<bool> Session::wait_greeting(const conf::Pool& pool) {
   for (bool talked = !pending_.empty();;) {
     if (talked && !rec_.pregreet) {
       rec_.pregreet = true;
-      if (pool.pregreet == conf::Pregreet::drop) {
-        finish(EndReason::pregreet);
-        co_return false;
-      }
-      if (pool.pregreet == conf::Pregreet::reject) {
-        co_await reply_and_close(fmt::format("554 5.5.1 {} protocol error", hostname()),
-                                 EndReason::pregreet);
+      if (pool.pregreet != conf::Pregreet::log) {
+        co_await refuse_pregreet(pool);
         co_return false;
       }
     }

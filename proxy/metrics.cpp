@@ -45,15 +45,15 @@ void Metrics::session(const SessionRecord& r) {
 }
 
 void Metrics::dns_site(std::string_view site, policy::SiteResult r, bool cached) {
-  const auto labels =
-      fmt::format("check=\"dnsbl\",site={},result=\"{}\"", quoted(site), to_string(r));
-  std::lock_guard lock(mutex_);
-  ++dns_[labels];
-  ++(cached ? dns_cache_hits_ : dns_cache_misses_);
+  count_dns(fmt::format("check=\"dnsbl\",site={},result=\"{}\"", quoted(site), to_string(r)),
+            cached);
 }
 
 void Metrics::dns_ptr(std::string_view result, bool cached) {
-  const auto labels = fmt::format("check=\"fcrdns\",site=\"\",result=\"{}\"", result);
+  count_dns(fmt::format("check=\"fcrdns\",site=\"\",result=\"{}\"", result), cached);
+}
+
+void Metrics::count_dns(const std::string& labels, bool cached) {
   std::lock_guard lock(mutex_);
   ++dns_[labels];
   ++(cached ? dns_cache_hits_ : dns_cache_misses_);

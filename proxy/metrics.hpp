@@ -51,6 +51,7 @@ class Metrics {
 
  private:
   void render_counters(std::string& out) const;
+  void count_dns(const std::string& labels, bool cached);  // an answer of either check
   mutable std::mutex mutex_;
   std::map<std::string, std::uint64_t> connections_;  // by rendered labels
   std::map<std::string, std::uint64_t> ends_;         // by end reason

@@ -12,6 +12,7 @@
 #include <boost/asio/write.hpp>
 
 #include "policy/decide.hpp"
+#include "proxy/answer_within.hpp"
 #include "proxy/clock.hpp"
 #include "proxy/endpoint.hpp"
 
@@ -47,27 +48,9 @@ void Session::finish(EndReason end) {
 
 asio::awaitable<state::Fleet::LimitAnswers> Session::ask_fleet(state::Fleet::LimitQuestion q,
                                                                std::shared_ptr<void>& fleet_hold) {
-  struct Answers {
-    explicit Answers(asio::any_io_executor ex) : done(ex) {}
-    asio::steady_timer done;  // expires at store.timeout, cancelled by the answers
-    state::Fleet::LimitAnswers allowed;
-  };
-  const auto ex = co_await asio::this_coro::executor;
-  auto answers = std::make_shared<Answers>(ex);
-  answers->done.expires_after(snap_->config.store.timeout);
-  // Weak: a reply still queued at shutdown must not outlive this session's
-  // io_context with its timer.
-  fleet_hold = state_.fleet->ask(
-      std::move(q), [weak = std::weak_ptr<Answers>(answers), ex](state::Fleet::LimitAnswers a) {
-        asio::post(ex, [weak, a] {
-          if (const auto answers = weak.lock()) {
-            answers->allowed = a;
-            answers->done.cancel();
-          }
-        });
-      });
-  co_await answers->done.async_wait(nothrow);
-  co_return answers->allowed;
+  co_return co_await answer_within<state::Fleet::LimitAnswers>(
+      client_.get_executor(), snap_->config.store.timeout,
+      [&](auto reply) { fleet_hold = state_.fleet->ask(std::move(q), std::move(reply)); });
 }
 
 // The [[limit]]s whose scope the client is in, in config order; the first
@@ -229,15 +212,17 @@ asio::awaitable<policy::Decision> Session::decide() {
   }
   const auto sequence = state_.sequence.fetch_add(1, std::memory_order_relaxed);
   const policy::Client client{rec_.client.address, listener_index_};
-  auto decide_start = Clock::now();
-  policy::Decision d = policy::decide(client, *snap_, *view_, sequence);
-  state_.metrics.decision(Clock::now() - decide_start);
+  auto timed = [&](const policy::Reputation* reputation) {
+    const auto begin = Clock::now();
+    auto d = policy::decide(client, *snap_, *view_, sequence, reputation);
+    state_.metrics.decision(Clock::now() - begin);
+    return d;
+  };
+  policy::Decision d = timed(nullptr);
   // A rule reached reads DNS answers (a rule before it never waits).
   while (d.waits) {
     co_await dns_->wait(d.waits, start_ + snap_->config.dns.timeout);
-    decide_start = Clock::now();
-    d = policy::decide(client, *snap_, *view_, sequence, &dns_->reputation());
-    state_.metrics.decision(Clock::now() - decide_start);
+    d = timed(&dns_->reputation());
   }
   co_return d;
 }

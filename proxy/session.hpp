@@ -56,11 +56,6 @@ class Session final : public SessionRegistry::Live {
   asio::awaitable<bool> admit();
   asio::awaitable<void> reply_and_close(std::string_view line, EndReason end);
   asio::awaitable<bool> within_limits(const std::vector<std::size_t>& limits);
-  // [store]: whether the fleet's count of this client is within the limit's
-  // rate; nullopt when the store is down or slower than store.timeout (the
-  // local count decides).
-  // Asks the fleet (`ask` passes the answer on); nullopt when it has not
-  // answered within store.timeout.
   // Asks the fleet's store a [[limit]]'s questions and waits for the
   // answers, at most store.timeout (then all are nullopt); `fleet_hold`
   // is the connection's handle when one at once was asked for.
@@ -74,6 +69,8 @@ class Session final : public SessionRegistry::Live {
   asio::awaitable<bool> read_original_destination();
   asio::awaitable<bool> greet_delay(const conf::Pool& pool);
   asio::awaitable<bool> wait_greeting(const conf::Pool& pool);  // the delay itself
+  // A pregreet refused: closed (pregreet "drop"), or 554 5.5.1 ("reject").
+  asio::awaitable<void> refuse_pregreet(const conf::Pool& pool);
   // The value of `key` in the cache ([store]: the fleet's), or nullopt when
   // it has none or has not answered within store.timeout.
   asio::awaitable<std::optional<std::string>> cached(const std::string& key);
