@@ -65,6 +65,40 @@ std::string_view to_string(Balance v) {
   return "?";
 }
 
+std::string_view to_string(ScreenMode v) {
+  return v == ScreenMode::smtp ? "smtp" : "none";
+}
+
+std::string_view to_string(ScreenTest v) {
+  switch (v) {
+    case ScreenTest::pipelining:
+      return "pipelining";
+    case ScreenTest::non_smtp:
+      return "non_smtp";
+    case ScreenTest::bare_newline:
+      return "bare_newline";
+    case ScreenTest::no_helo:
+      return "no_helo";
+    case ScreenTest::long_line:
+      return "long_line";
+    case ScreenTest::too_many_commands:
+      return "too_many_commands";
+  }
+  return "?";
+}
+
+std::string_view to_string(ScreenAction v) {
+  switch (v) {
+    case ScreenAction::drop:
+      return "drop";
+    case ScreenAction::reject:
+      return "reject";
+    case ScreenAction::log:
+      return "log";
+  }
+  return "?";
+}
+
 std::string_view to_string(Pregreet v) {
   switch (v) {
     case Pregreet::drop:

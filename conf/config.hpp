@@ -45,6 +45,23 @@ enum class Balance { source_split, hash, round_robin, least_conn, first };
 enum class Pregreet { drop, reject, log };
 enum class Probe { smtp, tcp };
 enum class LimitAction { tempfail, tarpit, ban };
+// A pool's screen: "none" relays bytes; "smtp" speaks SMTP to the client
+// itself and hands the session to a member at the first MAIL, STARTTLS or
+// AUTH (policy/smtp_screen.hpp). Not read from the config yet: the
+// session's half (the hand-off) comes with it.
+enum class ScreenMode { none, smtp };
+// The screen's tests, postscreen's deep protocol tests and two of ours;
+// each has an action. One log word each (to_string).
+enum class ScreenTest : std::uint8_t {
+  pipelining,         // a command sent before the reply to the one before it
+  non_smtp,           // CONNECT, GET, POST, USER, a header line, screen_non_smtp
+  bare_newline,       // LF without CR
+  no_helo,            // a command other than NOOP/RSET/QUIT before EHLO/HELO
+  long_line,          // a line longer than screen_max_line octets
+  too_many_commands,  // more than screen_max_commands before MAIL
+};
+inline constexpr std::size_t screen_tests = 6;
+enum class ScreenAction { drop, reject, log };
 
 std::string_view to_string(LogFormat);
 std::string_view to_string(ProxyProtocol);
@@ -54,6 +71,24 @@ std::string_view to_string(Balance);
 std::string_view to_string(Pregreet);
 std::string_view to_string(Probe);
 std::string_view to_string(LimitAction);
+std::string_view to_string(ScreenMode);
+std::string_view to_string(ScreenTest);
+std::string_view to_string(ScreenAction);
+
+// A pool's SMTP screen, defaults as postscreen's (pipelining enforced,
+// non-SMTP commands dropped, bare newlines logged).
+struct Screen {
+  ScreenMode mode = ScreenMode::none;
+  std::array<ScreenAction, screen_tests> actions{ScreenAction::reject, ScreenAction::drop,
+                                                 ScreenAction::log,    ScreenAction::log,
+                                                 ScreenAction::reject, ScreenAction::reject};
+  std::vector<std::string> non_smtp;  // more forbidden verbs; "X*": any verb beginning "X"
+  std::uint32_t max_line = 512;       // octets with the CRLF (RFC 5321)
+  std::uint32_t max_commands = 20;    // before MAIL (postscreen_command_count_limit)
+  // A client that passed goes straight to the byte relay this long (the
+  // store's cache: the fleet's with [store]); 0: not kept.
+  Duration ttl = std::chrono::hours(24 * 30);
+};
 
 // The [server] settings a running process keeps until it restarts (threads,
 // identity, log format, where the state is, the log sampler's tables): a
