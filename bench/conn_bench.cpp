@@ -1,16 +1,21 @@
 // Client side of the proxy benchmark (bench/proxy.pl), for what smtp-source
 // does not measure:
 //
-//   conn_bench idle PORT COUNT PID
+//   conn_bench idle PORT COUNT PID [--proxy FIRST SPAN]
 //       opens COUNT connections to 127.0.0.1:PORT, reads the SMTP banner on
 //       each and holds them; prints the VmRSS of process PID before and with
 //       all COUNT held, and kB per connection.
-//   conn_bench latency PORT CONCURRENCY COUNT INTERVAL_MS
+//   conn_bench latency PORT CONCURRENCY COUNT INTERVAL_MS [--proxy FIRST SPAN]
 //       CONCURRENCY clients, each starting a session every INTERVAL_MS
 //       (connect, read the banner, QUIT, close), COUNT sessions in all;
-//       prints p50/p99 of connect-to-banner in microseconds. The pacing
-//       keeps the load below every path's capacity: it measures latency,
-//       not queueing.
+//       prints p50/p99 of connect-to-banner in microseconds, and sessions/s
+//       over the run. The pacing keeps the load below every path's
+//       capacity: it measures latency, not queueing. INTERVAL_MS 0 runs
+//       each client flat out (a connection rate).
+//   --proxy FIRST SPAN: each connection starts with a PROXY v1 header whose
+//       source is FIRST + (n mod SPAN), n the connection's number: clients
+//       from SPAN distinct IPv4 addresses (the DNS benchmark's cold and
+//       warm caches). The proxy must trust 127.0.0.1 as a PROXY sender.
 //   conn_bench serve PORT
 //       a backend for the idle scenario (smtp-sink holds only a few hundred
 //       connections): sends a banner, answers QUIT with 221, holds the rest.
@@ -18,8 +23,11 @@
 // Loopback only; every wait is bounded (60 s per step).
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <fstream>
+#include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <fmt/format.h>
@@ -73,7 +81,29 @@ tcp::endpoint target(const char* port) {
   return {asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(std::stoi(port))};
 }
 
-int idle(const char* port, int count, int pid) {
+// The PROXY v1 header of connection n, or nothing without --proxy.
+struct Sources {
+  std::uint32_t first = 0, span = 0;
+  std::string header(int n) const {
+    if (span == 0) return {};
+    const auto a = asio::ip::address_v4(first + static_cast<std::uint32_t>(n) % span);
+    return fmt::format("PROXY TCP4 {} 127.0.0.1 {} 25\r\n", a.to_string(), 1024 + n % 60000);
+  }
+};
+
+// Connects, sends connection n's PROXY header (if any) and reads the banner.
+asio::awaitable<bool> open_session(tcp::socket& s, const tcp::endpoint& to, const Sources& from,
+                                   int n, std::string& buf) {
+  auto [ec] = co_await s.async_connect(to, nothrow);
+  if (ec) co_return false;
+  if (const auto h = from.header(n); !h.empty()) {
+    auto [wec, w] = co_await asio::async_write(s, asio::buffer(h), nothrow);
+    if (wec) co_return false;
+  }
+  co_return co_await read_banner(s, buf);
+}
+
+int idle(const char* port, int count, int pid, const Sources& from) {
   asio::io_context io;
   const auto to = target(port);
   std::vector<tcp::socket> held;
@@ -83,14 +113,10 @@ int idle(const char* port, int count, int pid) {
   // 100 connects in flight at a time: the accept queue never overflows.
   auto opener = [&]() -> asio::awaitable<void> {
     while (next < count) {
-      ++next;
+      const int n = next++;
       tcp::socket s(io);
       std::string buf;
-      auto one = [&]() -> asio::awaitable<bool> {
-        auto [ec] = co_await s.async_connect(to, nothrow);
-        co_return !ec && co_await read_banner(s, buf);
-      };
-      if (co_await bounded(one())) {
+      if (co_await bounded(open_session(s, to, from, n, buf))) {
         ++ok;
         held.push_back(std::move(s));
       } else {
@@ -109,7 +135,7 @@ int idle(const char* port, int count, int pid) {
   return failed == 0 ? 0 : 1;
 }
 
-int latency(const char* port, int concurrency, int count, int interval_ms) {
+int latency(const char* port, int concurrency, int count, int interval_ms, const Sources& from) {
   asio::io_context io;
   const auto to = target(port);
   std::vector<double> us;
@@ -122,16 +148,12 @@ int latency(const char* port, int concurrency, int count, int interval_ms) {
                                std::chrono::microseconds(1000L * interval_ms * i / concurrency));
     co_await stagger.async_wait(nothrow);
     while (next < count) {
-      ++next;
+      const int n = next++;
       tcp::socket s(io);
       std::string buf;
       const auto start = Clock::now();
       asio::steady_timer pace(io, start + std::chrono::milliseconds(interval_ms));
-      auto one = [&]() -> asio::awaitable<bool> {
-        auto [ec] = co_await s.async_connect(to, nothrow);
-        co_return !ec && co_await read_banner(s, buf);
-      };
-      if (!co_await bounded(one())) {
+      if (!co_await bounded(open_session(s, to, from, n, buf))) {
         ++failed;
         continue;
       }
@@ -146,14 +168,16 @@ int latency(const char* port, int concurrency, int count, int interval_ms) {
       co_await pace.async_wait(nothrow);
     }
   };
+  const auto began = Clock::now();
   for (int i = 0; i < concurrency; ++i) asio::co_spawn(io, client(i), asio::detached);
   io.run();
+  const double seconds = std::chrono::duration<double>(Clock::now() - began).count();
   std::sort(us.begin(), us.end());
   auto pct = [&](double p) {
     return us.empty() ? 0.0 : us[std::min(us.size() - 1, static_cast<std::size_t>(p * us.size()))];
   };
-  fmt::print("sessions={} failed={} p50_us={:.1f} p99_us={:.1f}\n", us.size(), failed, pct(0.50),
-             pct(0.99));
+  fmt::print("sessions={} failed={} p50_us={:.1f} p99_us={:.1f} per_s={:.1f}\n", us.size(), failed,
+             pct(0.50), pct(0.99), seconds > 0 ? double(us.size()) / seconds : 0.0);
   return failed == 0 ? 0 : 1;
 }
 
@@ -193,15 +217,24 @@ int serve(const char* port) {
 int main(int argc, char** argv) {
   try {
     const std::string mode = argc > 1 ? argv[1] : "";
-    if (mode == "idle" && argc == 5) return idle(argv[2], std::stoi(argv[3]), std::stoi(argv[4]));
+    // An optional trailing --proxy FIRST SPAN.
+    Sources from;
+    if (argc > 3 && std::string_view(argv[argc - 3]) == "--proxy") {
+      from.first = asio::ip::make_address_v4(argv[argc - 2]).to_uint();
+      from.span = static_cast<std::uint32_t>(std::stoul(argv[argc - 1]));
+      if (from.span == 0) throw std::invalid_argument("--proxy SPAN must be at least 1");
+      argc -= 3;
+    }
+    if (mode == "idle" && argc == 5)
+      return idle(argv[2], std::stoi(argv[3]), std::stoi(argv[4]), from);
     if (mode == "latency" && argc == 6)
-      return latency(argv[2], std::stoi(argv[3]), std::stoi(argv[4]), std::stoi(argv[5]));
+      return latency(argv[2], std::stoi(argv[3]), std::stoi(argv[4]), std::stoi(argv[5]), from);
     if (mode == "serve" && argc == 3) return serve(argv[2]);
-    fmt::print(
-        stderr,
-        "usage: {0} idle PORT COUNT PID\n       {0} latency PORT CONCURRENCY COUNT INTERVAL_MS\n"
-        "       {0} serve PORT\n",
-        argv[0]);
+    fmt::print(stderr,
+               "usage: {0} idle PORT COUNT PID [--proxy FIRST SPAN]\n"
+               "       {0} latency PORT CONCURRENCY COUNT INTERVAL_MS [--proxy FIRST SPAN]\n"
+               "       {0} serve PORT\n",
+               argv[0]);
     return 2;
   } catch (const std::exception& e) {
     fmt::print(stderr, "conn_bench: {}\n", e.what());

@@ -25,6 +25,8 @@ std::string_view to_string(ProxyProtocol v) {
       return "v2";
     case ProxyProtocol::any:
       return "any";
+    case ProxyProtocol::xclient:
+      return "xclient";
   }
   return "?";
 }

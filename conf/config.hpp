@@ -35,7 +35,9 @@ struct Endpoint {
 enum class LogFormat { logfmt, json };
 // What a listener expects from its peer, or what a pool sends to its members
 // (pools: none, v1 or v2).
-enum class ProxyProtocol { none, v1, v2, any };
+// xclient: a pool's members get Postfix's XCLIENT command instead of a
+// PROXY header (screen = "smtp" pools only: it carries the client's HELO).
+enum class ProxyProtocol { none, v1, v2, any, xclient };
 // pass: relay to the address the client dialled (transparent listeners).
 enum class Action { route, reject, drop, tarpit, pass };
 // mx: clients connect to geomx. transparent: a REDIRECT sent them, and the
@@ -47,8 +49,7 @@ enum class Probe { smtp, tcp };
 enum class LimitAction { tempfail, tarpit, ban };
 // A pool's screen: "none" relays bytes; "smtp" speaks SMTP to the client
 // itself and hands the session to a member at the first MAIL, STARTTLS or
-// AUTH (policy/smtp_screen.hpp). Not read from the config yet: the
-// session's half (the hand-off) comes with it.
+// AUTH (policy/smtp_screen.hpp), replaying the client's EHLO there.
 enum class ScreenMode { none, smtp };
 // The screen's tests, postscreen's deep protocol tests and two of ours;
 // each has an action. One log word each (to_string).
@@ -212,6 +213,7 @@ struct Pool {
   // "reject"; postscreen keeps only passes, so it is opt-in). 0: not kept.
   Duration greet_ttl = std::chrono::hours(24);
   Duration pregreet_ttl{0};
+  Screen screen;  // after the greet delay: "smtp" speaks SMTP to the client first
   Health health;
   // Members' max_connections unless a member sets its own (0: no limit).
   std::uint32_t member_max_connections = 0;

@@ -1,6 +1,7 @@
 #include "conf/loader.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <map>
 #include <set>
 
@@ -177,6 +178,47 @@ void parse_member(TableReader& pool, const toml::node& n, const std::string& pat
   t.integer("max_connections", m.max_connections, 1, 1'000'000);
 }
 
+// A pool's SMTP screen: screen = "smtp" and the keys that tune it.
+void parse_screen(TableReader& t, Pool& p) {
+  Screen& s = p.screen;
+  t.choice("screen", s.mode, {ScreenMode::none, ScreenMode::smtp});
+  const bool on = s.mode == ScreenMode::smtp;
+  if (p.proxy_protocol == ProxyProtocol::xclient && !on)
+    t.error("proxy_protocol",
+            "\"xclient\" needs screen = \"smtp\" (XCLIENT carries the client's HELO, which "
+            "only the screen reads)");
+  for (const char* key :
+       {"screen_ttl", "screen_non_smtp", "screen_max_line", "screen_max_commands", "screen_action"})
+    if (t.node(key) && !on) t.error(key, "only applies with screen = \"smtp\"");
+  t.duration("screen_ttl", s.ttl, Duration(0), std::chrono::hours(24 * 365));
+  t.each_string("screen_non_smtp", [&](const std::string& text, const toml::node& n,
+                                       const std::string& path) {
+    // A verb, or a verb's beginning with '*': "XX*".
+    const std::string_view verb = !text.empty() && text.back() == '*'
+                                      ? std::string_view(text).substr(0, text.size() - 1)
+                                      : std::string_view(text);
+    const bool ok = !verb.empty() && verb.size() <= 64 &&
+                    std::all_of(verb.begin(), verb.end(), [](unsigned char c) {
+                      return std::isalnum(c) || c == '-' || c == '_';
+                    });
+    if (!ok)
+      t.error_at(n, path,
+                 fmt::format("\"{}\" is not a command verb (1-64 letters, digits, "
+                             "'-' or '_', optionally ending in '*')",
+                             text));
+    else
+      s.non_smtp.push_back(text);
+  });
+  t.integer("screen_max_line", s.max_line, 64, 65536);
+  t.integer("screen_max_commands", s.max_commands, 1, 10000);
+  if (auto* a = t.typed<toml::table>("screen_action", "a table")) {
+    TableReader at(t.reader(), *a, t.sub("screen_action"));
+    for (std::size_t i = 0; i < screen_tests; ++i)
+      at.choice(to_string(static_cast<ScreenTest>(i)), s.actions[i],
+                {ScreenAction::drop, ScreenAction::reject, ScreenAction::log});
+  }
+}
+
 void parse_pool(TableReader& t, Pool& p, const Server& server) {
   const toml::node* members = t.node("members");
   if (!members) {
@@ -202,7 +244,7 @@ void parse_pool(TableReader& t, Pool& p, const Server& server) {
            {Balance::source_split, Balance::hash, Balance::round_robin, Balance::least_conn,
             Balance::first});
   t.choice("proxy_protocol", p.proxy_protocol,
-           {ProxyProtocol::none, ProxyProtocol::v1, ProxyProtocol::v2});
+           {ProxyProtocol::none, ProxyProtocol::v1, ProxyProtocol::v2, ProxyProtocol::xclient});
   t.duration("connect_timeout", p.connect_timeout, std::chrono::milliseconds(100),
              std::chrono::minutes(5));
   t.duration("idle_timeout", p.idle_timeout, std::chrono::seconds(1), std::chrono::hours(24));
@@ -222,6 +264,7 @@ void parse_pool(TableReader& t, Pool& p, const Server& server) {
     if (t.duration(key, *out, Duration(0), std::chrono::hours(24 * 30)) && delay_ok &&
         p.greet_delay == Duration(0))
       t.error(key, "only applies with a greet_delay");
+  parse_screen(t, p);
   t.integer("member_max_connections", p.member_max_connections, 1, 1'000'000);
   for (auto& m : p.members)
     if (m.max_connections == 0) m.max_connections = p.member_max_connections;

@@ -43,8 +43,10 @@ struct ProbeError : std::runtime_error {
 
 // One SMTP reply, all its lines ("250-..." up to "250 ..."); throws on a
 // malformed reply or a code other than `want` (first digit only if want < 10).
+// `all`: every line of it, each with its CRLF.
 template <class Stream>
-asio::awaitable<std::string> expect(Stream& s, std::string& buf, int want, std::string_view step) {
+asio::awaitable<std::string> expect(Stream& s, std::string& buf, int want, std::string_view step,
+                                    std::string* all = nullptr) {
   std::string reply;
   for (;;) {
     auto [ec, n] =
@@ -65,6 +67,7 @@ asio::awaitable<std::string> expect(Stream& s, std::string& buf, int want, std::
       throw ProbeError(ProbeStatus::bad_reply,
                        fmt::format("{}: reply code changed inside a reply", step));
     reply = line;
+    if (all) *all += line + "\r\n";
     if (line.size() == 3 || line[3] == ' ') break;
   }
   const int code = std::stoi(reply.substr(0, 3));
@@ -110,12 +113,14 @@ asio::awaitable<ProbeResult> run_probe(const conf::Pool& pool, const conf::Membe
     throw ProbeError(local_error(ec) ? ProbeStatus::local_error : ProbeStatus::connect_failed,
                      "connect: " + ec.message());
   if (h.probe == conf::Probe::tcp) co_return r;
-  if (pool.proxy_protocol != conf::ProxyProtocol::none)  // Postfix takes v1 or v2 alike
+  // Postfix takes v1 or v2 alike; an XCLIENT member is probed as it is.
+  if (pool.proxy_protocol == conf::ProxyProtocol::v1 ||
+      pool.proxy_protocol == conf::ProxyProtocol::v2)
     co_await say(s, proxy::make_proxy_header(conf::ProxyProtocol::v2, nullptr, nullptr), "PROXY");
   std::string buf;
   co_await expect(s, buf, 2, "banner");
   co_await say(s, "EHLO " + h.ehlo + "\r\n", "EHLO");
-  co_await expect(s, buf, 250, "EHLO");
+  co_await expect(s, buf, 250, "EHLO", &r.ehlo);
   if (h.starttls) {
     co_await say(s, "STARTTLS\r\n", "STARTTLS");
     co_await expect(s, buf, 220, "STARTTLS");

@@ -57,6 +57,7 @@ std::optional<HealthChange> HealthBoard::probed(MemberHealth& m, const conf::Hea
     std::lock_guard lock(m.mutex);
     m.detail_.last_probe_seconds = r.seconds;
     m.detail_.last_error = r.detail;
+    if (!r.ehlo.empty()) m.capabilities_ = r.ehlo;
     if (r.cert_days) {
       m.detail_.cert_days = r.cert_days;
       m.detail_.cert_subject = r.cert_subject;

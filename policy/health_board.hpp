@@ -42,6 +42,7 @@ struct ProbeResult {
   double seconds = 0;
   std::optional<long> cert_days;  // STARTTLS probes: days until the certificate expires
   std::string cert_subject;
+  std::string ehlo;  // SMTP probes: the EHLO reply, every line with its CRLF
   bool ok() const { return status == ProbeStatus::ok; }
 };
 
@@ -92,6 +93,12 @@ struct MemberHealth {
     std::lock_guard lock(mutex);
     return detail_;
   }
+  // The member's EHLO reply as its last SMTP probe saw it ("" before one
+  // did): what a screen pool's clients are offered.
+  std::string capabilities() const {
+    std::lock_guard lock(mutex);
+    return capabilities_;
+  }
 
   // The sessions waiting for a slot here, first come first woken. A waiter
   // registers before its last try for a slot, so a release after that try
@@ -105,6 +112,7 @@ struct MemberHealth {
   friend class HealthBoard;
   mutable std::mutex mutex;
   Detail detail_;
+  std::string capabilities_;
   std::mutex waiters_mutex_;
   std::deque<std::shared_ptr<SlotWaiter>> waiters_;
   std::atomic<std::uint32_t> waiting_{0};  // waiters_.size(), read without the lock

@@ -112,6 +112,8 @@ std::string Log::session_line(const SessionRecord& r, std::string_view ts) const
   append(line, f, "member", r.member);
   append(line, f, "pregreet", r.pregreet ? "yes" : "no");
   if (!r.greet.empty()) append(line, f, "greet", r.greet);
+  if (!r.screen.empty()) append(line, f, "screen", r.screen);
+  if (!r.helo.empty()) append(line, f, "helo", r.helo);
   append(line, f, "bytes_in", std::to_string(r.bytes_in));
   append(line, f, "bytes_out", std::to_string(r.bytes_out));
   append(line, f, "ms", std::to_string(r.duration.count()));

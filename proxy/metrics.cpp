@@ -42,6 +42,12 @@ void Metrics::session(const SessionRecord& r) {
   bytes_in_ += r.bytes_in;
   bytes_out_ += r.bytes_out;
   pregreet_ += r.pregreet;
+  // The screen's outcome: "pass", "cached", or each test the client failed.
+  for (std::string_view rest = r.screen; !rest.empty();) {
+    const auto comma = rest.find(',');
+    ++screen_[fmt::format("pool={},result={}", quoted(r.pool), quoted(rest.substr(0, comma)))];
+    rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+  }
 }
 
 void Metrics::dns_site(std::string_view site, policy::SiteResult r, bool cached) {
@@ -133,6 +139,14 @@ void Metrics::render_counters(std::string& out) const {
       const auto it = greet_cache_.find(std::string_view(r));
       out += fmt::format("geomx_greet_cache_total{{result=\"{}\"}} {}\n", r,
                          it == greet_cache_.end() ? 0 : it->second);
+    }
+    if (!screen_.empty()) {
+      header(out, "geomx_screen_total", "counter",
+             "Sessions through a screen = \"smtp\" pool, by outcome: pass (handed off), cached "
+             "(a pass within screen_ttl: relayed at once), or each test failed (whatever its "
+             "action).");
+      for (const auto& [labels, n] : screen_)
+        out += fmt::format("geomx_screen_total{{{}}} {}\n", labels, n);
     }
     if (!dns_.empty() || dns_cache_hits_ || dns_not_started_) {
       header(out, "geomx_dns_answers_total", "counter",

@@ -63,6 +63,7 @@ class Metrics {
   double loaded_at_ = 0;                      // unix time
   std::map<std::string, std::uint64_t> dns_;  // by rendered labels
   std::map<std::string, std::uint64_t, std::less<>> greet_cache_;
+  std::map<std::string, std::uint64_t> screen_;  // by rendered labels (pool, result)
   std::uint64_t dns_cache_hits_ = 0, dns_cache_misses_ = 0, dns_not_started_ = 0;
   std::map<std::string, std::chrono::steady_clock::time_point, std::less<>> dns_refusal_logged_;
 };

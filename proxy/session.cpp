@@ -260,8 +260,11 @@ asio::awaitable<void> Session::run() {
     co_return;
   }
   if (pool.greet_delay.count() > 0 && !co_await greet_delay(pool)) co_return;
+  if (pool.screen.mode == conf::ScreenMode::smtp && !co_await screen(pool, d.pool, d.order.front()))
+    co_return;
   if (!co_await connect(std::move(d.order), d.pool, pool)) co_return;
-  if (!co_await send_first(pool)) co_return;
+  const bool replayed = screen_ || pool.proxy_protocol == conf::ProxyProtocol::xclient;
+  if (replayed ? !co_await replay(pool) : !co_await send_first(pool)) co_return;
   if (shutdown_) {  // the drain closed it while the first bytes went out
     finish(EndReason::shutdown);
     co_return;

@@ -18,6 +18,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include "policy/decide.hpp"
+#include "policy/smtp_screen.hpp"
 #include "proxy/dns_check.hpp"
 #include "proxy/io.hpp"
 #include "proxy/registry.hpp"
@@ -74,6 +75,19 @@ class Session final : public SessionRegistry::Live {
   // The value of `key` in the cache ([store]: the fleet's), or nullopt when
   // it has none or has not answered within store.timeout.
   asio::awaitable<std::optional<std::string>> cached(const std::string& key);
+  // screen.cpp: a screen = "smtp" pool. screen(): false when the session
+  // ended there; true to hand off (screen_ set) or, for a client that
+  // passed within screen_ttl, to relay at once (screen_ empty). `first`:
+  // the member whose capabilities the client is offered.
+  asio::awaitable<bool> screen(const conf::Pool& pool, std::size_t pool_index, std::size_t first);
+  // After connect(): the member gets the client's session replayed.
+  asio::awaitable<bool> replay(const conf::Pool& pool);
+  asio::awaitable<std::optional<std::string>> member_reply(std::string& buf, char want,
+                                                           std::string_view step,
+                                                           conf::Duration timeout);
+  asio::awaitable<bool> tell(std::string_view text);  // to the client; false: it is gone
+  void note_screen();                                 // rec_.screen and rec_.helo
+  std::string screen_key(const conf::Pool& pool) const;
   // upstream.cpp: the member's side, and the hand-over to the relay.
   asio::awaitable<DialResult> dial(const conf::Endpoint& endpoint, conf::Duration timeout);
   asio::awaitable<bool> connect(std::vector<std::size_t> order, std::size_t pool_index,
@@ -109,6 +123,7 @@ class Session final : public SessionRegistry::Live {
   std::vector<policy::LimitTable::Hold> holds_;                  // [[limit]] concurrent counts
   std::unique_ptr<OwnConnections::Entry> own_;  // action "pass": our end, while it lasts
   std::shared_ptr<DnsCheck> dns_;               // the reputation checks, when configured
+  std::unique_ptr<policy::SmtpScreen> screen_;  // a screen pool's, until the hand-off
 };
 
 }  // namespace geomx::proxy

@@ -38,6 +38,8 @@ std::string_view to_string(EndReason r) {
       return "limited";
     case EndReason::not_redirected:
       return "not_redirected";
+    case EndReason::screened:
+      return "screened";
     case EndReason::shutdown:
       return "shutdown";
     case EndReason::error:
@@ -59,6 +61,7 @@ bool refused(EndReason e) {
     case EndReason::blocked:
     case EndReason::limited:
     case EndReason::not_redirected:
+    case EndReason::screened:
       return true;
     default:
       return false;

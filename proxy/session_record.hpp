@@ -31,6 +31,7 @@ enum class EndReason {
   blocked,
   limited,
   not_redirected,  // transparent listener: no original destination, or geomx itself
+  screened,        // a screen test's action "drop" or "reject"
   shutdown,
   error,
 };
@@ -52,6 +53,9 @@ struct SessionRecord {
   std::string member = "-";
   bool pregreet = false;
   std::string_view greet;  // "cached": the greeting-pass cache skipped the delay
+  // A screen = "smtp" pool: "pass", "cached" (a pass within screen_ttl), or
+  // the tests failed ("a,b"); and the client's HELO/EHLO name.
+  std::string screen, helo;
   // DNS reputation, when asked: the score of the [dnsbl] sites that answered,
   // the ones that list the client, the ones given up on or in error (each
   // "a,b"); the PTR name that resolves back to the client ("unknown": none).

@@ -264,7 +264,9 @@ asio::awaitable<void> Session::pass() {
 // Postfix reads the header with one peek.
 asio::awaitable<bool> Session::send_first(const conf::Pool& pool) {
   std::string header;
-  if (pool.proxy_protocol != conf::ProxyProtocol::none) {
+  // (An XCLIENT pool's sessions are replayed, never sent here.)
+  if (pool.proxy_protocol == conf::ProxyProtocol::v1 ||
+      pool.proxy_protocol == conf::ProxyProtocol::v2) {
     boost::system::error_code ec;  // otherwise: the address the client connected to
     const conf::Endpoint dest = dest_ ? *dest_ : from_asio(client_.local_endpoint(ec));
     header = make_proxy_header(pool.proxy_protocol, &rec_.client, &dest);

@@ -472,3 +472,56 @@ TEST_CASE("[store]: absent is a node alone; present, checked key by key") {
   CHECK(restart_changes(c, u) ==
         std::vector<std::string>{"store changed: takes effect at the next restart"});
 }
+
+TEST_CASE("a pool's screen: defaults as postscreen's, each key checked, xclient only screened") {
+  const Config d = parse_config(minimal, "t.toml", defaults);
+  const Screen& none = d.pools[0].screen;
+  CHECK(none.mode == ScreenMode::none);
+  CHECK(none.ttl == 24h * 30);
+  CHECK(none.max_line == 512);
+  CHECK(none.max_commands == 20);
+  auto action = [](const Screen& s, ScreenTest t) {
+    return s.actions[static_cast<std::size_t>(t)];
+  };
+  CHECK(action(none, ScreenTest::pipelining) == ScreenAction::reject);
+  CHECK(action(none, ScreenTest::non_smtp) == ScreenAction::drop);
+  CHECK(action(none, ScreenTest::bare_newline) == ScreenAction::log);
+  const Config c = parse_config(minimal + R"(
+[pool.q]
+members = ["127.0.0.1:26"]
+proxy_protocol = "xclient"
+screen = "smtp"
+screen_ttl = "1h"
+screen_non_smtp = ["XX*", "EXPN"]
+screen_max_line = 1000
+screen_max_commands = 5
+screen_action = { pipelining = "log", bare_newline = "drop", too_many_commands = "log" }
+)",
+                                "t.toml", defaults);
+  const Screen& s = c.find_pool("q")->screen;
+  CHECK(c.find_pool("q")->proxy_protocol == ProxyProtocol::xclient);
+  CHECK(s.mode == ScreenMode::smtp);
+  CHECK(s.ttl == 1h);
+  CHECK(s.non_smtp == std::vector<std::string>{"XX*", "EXPN"});
+  CHECK(s.max_line == 1000);
+  CHECK(s.max_commands == 5);
+  CHECK(action(s, ScreenTest::pipelining) == ScreenAction::log);
+  CHECK(action(s, ScreenTest::bare_newline) == ScreenAction::drop);
+  CHECK(action(s, ScreenTest::too_many_commands) == ScreenAction::log);
+  CHECK(action(s, ScreenTest::non_smtp) == ScreenAction::drop);  // the default kept
+
+  const std::string pool = minimal + "[pool.q]\nmembers = [\"127.0.0.1:26\"]\n";
+  CHECK(errors_of(pool + "screen_ttl = \"1h\"\n") ==
+        std::vector<std::string>{
+            "t.toml:12:14: pool.q.screen_ttl: only applies with screen = \"smtp\""});
+  CHECK(errors_of(pool + "proxy_protocol = \"xclient\"\n").size() == 1);
+  CHECK(errors_of(pool + "screen = \"postscreen\"\n").size() == 1);
+  CHECK(errors_of(pool + "screen = \"smtp\"\nscreen_max_line = 10\n").size() == 1);
+  CHECK(errors_of(pool + "screen = \"smtp\"\nscreen_max_commands = 0\n").size() == 1);
+  CHECK(errors_of(pool + "screen = \"smtp\"\nscreen_non_smtp = [\"GET /\"]\n").size() == 1);
+  CHECK(
+      errors_of(pool + "screen = \"smtp\"\nscreen_action = { pipelining = \"ignore\" }\n").size() ==
+      1);
+  CHECK(errors_of(pool + "screen = \"smtp\"\nscreen_action = { piplining = \"log\" }\n").size() ==
+        1);
+}

@@ -20,7 +20,7 @@ conf::Health health(std::uint32_t rise, std::uint32_t fall) {
 }
 
 ProbeResult failed(std::string detail) {
-  return {ProbeStatus::bad_reply, std::move(detail), 0.25, std::nullopt, ""};
+  return {ProbeStatus::bad_reply, std::move(detail), 0.25, std::nullopt, "", ""};
 }
 
 TEST_CASE("health board: DOWN after fall failures, the change said once with its error") {
@@ -48,8 +48,11 @@ TEST_CASE("health board: DOWN after fall failures, the change said once with its
   CHECK(m->connect_failures.load() == 1);
   CHECK_FALSE(board.probed(*m, h, failed("still down"), t3));  // no second change
 
-  ProbeResult ok{ProbeStatus::ok, "", 0.01, 30, "/CN=mx.test"};
+  ProbeResult ok{ProbeStatus::ok, "", 0.01, 30, "/CN=mx.test", "250-mx.test\r\n250 SIZE 1000\r\n"};
+  CHECK(m->capabilities().empty());
   CHECK_FALSE(board.probed(*m, h, ok, t3));
+  // A screen pool offers what the last SMTP probe saw.
+  CHECK(m->capabilities() == "250-mx.test\r\n250 SIZE 1000\r\n");
   const auto up = board.probed(*m, h, ok, t3 + std::chrono::seconds(2));
   REQUIRE(up);
   CHECK(up->up);
@@ -58,6 +61,8 @@ TEST_CASE("health board: DOWN after fall failures, the change said once with its
   CHECK(m->up.load());
   CHECK(m->detail().last_error.empty());
   CHECK(m->detail().cert_days == 30);
+  board.probed(*m, h, failed("down again"), t3 + std::chrono::seconds(3));
+  CHECK(m->capabilities() == "250-mx.test\r\n250 SIZE 1000\r\n");  // a failure keeps it
   CHECK(m->detail().cert_subject == "/CN=mx.test");
 }
 
@@ -79,8 +84,8 @@ TEST_CASE("health board: this host's own errors never count against a member") {
   HealthBoard board;
   const auto t = Clock::now();
   const auto m = board.member("primary", conf::parse_endpoint("127.0.0.1:2525"), t);
-  const ProbeResult emfile{ProbeStatus::local_error, "connect: Too many open files", 0.0,
-                           std::nullopt, ""};
+  const ProbeResult emfile{
+      ProbeStatus::local_error, "connect: Too many open files", 0.0, std::nullopt, "", ""};
   for (int i = 0; i < 10; ++i) CHECK_FALSE(board.probed(*m, health(2, 3), emfile, t));
   CHECK(m->up.load());
   CHECK(m->local_errors.load() == 10);
