@@ -30,7 +30,7 @@ use POSIX qw(:sys_wait_h);
 use Time::HiRes qw(time sleep);
 use FindBin;
 use lib "$FindBin::Bin/../tests/integration";
-use GeomxTest qw(free_port wait_for slurp can_connect spawn start_geomx start_sink);
+use GeomxTest qw(free_port wait_for slurp can_connect spawn start_geomx start_sink start_unbound);
 
 my %o = ( runs => 5, threads => 1, out => 'bench/results', quick => 0 );
 GetOptions( \%o, 'build=s', 'out=s', 'runs=i', 'threads=i', 'quick!' )
@@ -85,34 +85,13 @@ sub field { my ( $text, $name ) = @_; my ($v) = $text =~ /\b$name=([-\d.]+)/ or 
 
 # --- the DNS server: one static zone, every name not listed is NXDOMAIN ---
 
-my $dns_port = free_port();
-spit( "$dir/unbound.conf", <<"CONF" );
-server:
-  interface: 127.0.0.1\@$dns_port
-  port: $dns_port
-  do-daemonize: no
-  username: ""
-  chroot: ""
-  directory: "$dir"
-  pidfile: "$dir/unbound.pid"
-  use-syslog: no
-  logfile: ""
-  log-queries: yes
-  verbosity: 1
+my ( $dns_port, $unbound_log ) = start_unbound( $dir, <<"ZONES" );
   num-threads: 1
-  access-control: 127.0.0.0/8 allow
-  module-config: "iterator"
-  do-not-query-localhost: no
   local-zone: "test." static
   local-data: "2.0.1.127.zen.test. 300 IN A 127.0.0.2"
   local-data: "2.0.1.127.spam.test. 300 IN A 127.0.0.2"
   local-data: "2.0.1.127.wl.test. 300 IN A 127.0.10.2"
-remote-control:
-  control-enable: no
-CONF
-my $unbound_log = "$dir/unbound.log";
-spawn( $unbound_log, 'unbound', '-d', '-c', "$dir/unbound.conf" );
-wait_for( 'unbound', 10, sub { slurp($unbound_log) =~ /start of service/ } );
+ZONES
 # The queries for client addresses in 127.B.0.0/16.
 sub queries { my @q = query_names(@_); return scalar @q }
 sub query_names {

@@ -16,6 +16,7 @@
 #include "proxy/endpoint.hpp"
 #include "proxy/io.hpp"
 #include "proxy/proxy_protocol.hpp"
+#include "proxy/smtp_reply.hpp"
 
 namespace geomx::daemon {
 namespace {
@@ -57,18 +58,16 @@ asio::awaitable<std::string> expect(Stream& s, std::string& buf, int want, std::
           fmt::format("{}: {}", step, ec == asio::error::eof ? "closed" : ec.message()));
     std::string line = buf.substr(0, n - 2);
     buf.erase(0, n);
-    const bool codes =
-        line.size() >= 3 && std::all_of(line.begin(), line.begin() + 3,
-                                        [](unsigned char c) { return std::isdigit(c); });
-    if (!codes || (line.size() > 3 && line[3] != ' ' && line[3] != '-'))
+    const auto kind = proxy::reply_line(line, reply);
+    if (kind == proxy::ReplyLine::malformed)
       throw ProbeError(ProbeStatus::bad_reply,
                        fmt::format("{}: not an SMTP reply: \"{}\"", step, line.substr(0, 60)));
-    if (!reply.empty() && line.compare(0, 3, reply, 0, 3) != 0)
+    if (kind == proxy::ReplyLine::code_changed)
       throw ProbeError(ProbeStatus::bad_reply,
                        fmt::format("{}: reply code changed inside a reply", step));
     reply = line;
     if (all) *all += line + "\r\n";
-    if (line.size() == 3 || line[3] == ' ') break;
+    if (kind == proxy::ReplyLine::last) break;
   }
   const int code = std::stoi(reply.substr(0, 3));
   if (want < 10 ? code / 100 != want : code != want)

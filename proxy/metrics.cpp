@@ -30,6 +30,12 @@ void header(std::string& out, std::string_view name, std::string_view type, std:
   out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
 }
 
+// One sample per rendered label set: "name{labels} n".
+void labelled(std::string& out, std::string_view name,
+              const std::map<std::string, std::uint64_t>& samples) {
+  for (const auto& [labels, n] : samples) out += fmt::format("{}{{{}}} {}\n", name, labels, n);
+}
+
 }  // namespace
 
 void Metrics::session(const SessionRecord& r) {
@@ -115,8 +121,7 @@ void Metrics::render_counters(std::string& out) const {
     std::lock_guard lock(mutex_);
     header(out, "geomx_connections_total", "counter",
            "Finished connections by listener, rule, action, pool and country.");
-    for (const auto& [labels, n] : connections_)
-      out += fmt::format("geomx_connections_total{{{}}} {}\n", labels, n);
+    labelled(out, "geomx_connections_total", connections_);
     header(out, "geomx_connection_ends_total", "counter",
            "Finished connections by how they ended.");
     for (const auto& [end, n] : ends_)
@@ -145,16 +150,14 @@ void Metrics::render_counters(std::string& out) const {
              "Sessions through a screen = \"smtp\" pool, by outcome: pass (handed off), cached "
              "(a pass within screen_ttl: relayed at once), or each test failed (whatever its "
              "action).");
-      for (const auto& [labels, n] : screen_)
-        out += fmt::format("geomx_screen_total{{{}}} {}\n", labels, n);
+      labelled(out, "geomx_screen_total", screen_);
     }
     if (!dns_.empty() || dns_cache_hits_ || dns_not_started_) {
       header(out, "geomx_dns_answers_total", "counter",
              "DNS reputation answers per session: [dnsbl] sites and the PTR check, by result "
              "(listed, not_listed, refused: the list refuses this resolver, error, timeout; "
              "confirmed, unconfirmed).");
-      for (const auto& [labels, n] : dns_)
-        out += fmt::format("geomx_dns_answers_total{{{}}} {}\n", labels, n);
+      labelled(out, "geomx_dns_answers_total", dns_);
       header(out, "geomx_dns_cache_total", "counter",
              "DNS answers from the cache (hit) or the wire (miss).");
       out += fmt::format("geomx_dns_cache_total{{result=\"hit\"}} {}\n", dns_cache_hits_);

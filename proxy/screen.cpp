@@ -4,7 +4,6 @@
 // the member (PROXY header or XCLIENT, its 220, the client's own EHLO, its
 // 250, then the client's pending command), after which the relay takes it.
 #include <array>
-#include <cctype>
 #include <string>
 
 #include <fmt/format.h>
@@ -17,6 +16,7 @@
 #include "proxy/endpoint.hpp"
 #include "proxy/proxy_protocol.hpp"
 #include "proxy/session.hpp"
+#include "proxy/smtp_reply.hpp"
 
 namespace geomx::proxy {
 namespace {
@@ -38,10 +38,6 @@ std::string xtext(std::string_view v) {
 
 }  // namespace
 
-std::string Session::screen_key(const conf::Pool& pool) const {
-  return fmt::format("screen:{}:{}", pool.name, rec_.client.address.to_string());
-}
-
 asio::awaitable<bool> Session::tell(std::string_view text) {
   auto [ec, n] = co_await asio::async_write(client_, asio::buffer(text), nothrow);
   rec_.bytes_out += n;
@@ -62,7 +58,7 @@ void Session::note_screen() {
 
 asio::awaitable<bool> Session::screen(const conf::Pool& pool, std::size_t pool_index,
                                       std::size_t first) {
-  const auto key = screen_key(pool);
+  const auto key = fmt::format("screen:{}:{}", pool.name, rec_.client.address.to_string());
   if (pool.screen.ttl.count() > 0 && co_await cached(key) == "pass") {
     rec_.screen = "cached";
     co_return true;  // straight to the byte relay
@@ -151,17 +147,13 @@ asio::awaitable<std::optional<std::string>> Session::member_reply(std::string& b
     }
     const std::string line = buf.substr(0, n - 2);
     buf.erase(0, n);
-    const bool code = line.size() >= 3 && std::isdigit(static_cast<unsigned char>(line[0])) &&
-                      std::isdigit(static_cast<unsigned char>(line[1])) &&
-                      std::isdigit(static_cast<unsigned char>(line[2])) &&
-                      (line.size() == 3 || line[3] == ' ' || line[3] == '-') &&
-                      (reply.empty() || line.compare(0, 3, reply, 0, 3) == 0);
-    if (!code || line[0] != want) {
+    const auto kind = reply_line(line, reply);
+    if (kind == ReplyLine::malformed || kind == ReplyLine::code_changed || line[0] != want) {
       rec_.error = fmt::format("replay: {}: \"{}\"", step, line.substr(0, 80));
       co_return std::nullopt;
     }
     reply += line + "\r\n";
-    if (line.size() == 3 || line[3] == ' ') co_return reply;
+    if (kind == ReplyLine::last) co_return reply;
   }
 }
 

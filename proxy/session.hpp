@@ -87,7 +87,6 @@ class Session final : public SessionRegistry::Live {
                                                            conf::Duration timeout);
   asio::awaitable<bool> tell(std::string_view text);  // to the client; false: it is gone
   void note_screen();                                 // rec_.screen and rec_.helo
-  std::string screen_key(const conf::Pool& pool) const;
   // upstream.cpp: the member's side, and the hand-over to the relay.
   asio::awaitable<DialResult> dial(const conf::Endpoint& endpoint, conf::Duration timeout);
   asio::awaitable<bool> connect(std::vector<std::size_t> order, std::size_t pool_index,

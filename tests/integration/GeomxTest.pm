@@ -12,7 +12,7 @@ use POSIX qw(:sys_wait_h);
 use Time::HiRes qw(time sleep);
 
 our @EXPORT_OK =
-    qw(free_port wait_for slurp log_like wait_idle can_connect spawn start_postfix start_geomx start_redis start_sink read_line first_line admin_token auth fleet_node_config);
+    qw(free_port wait_for slurp log_like wait_idle can_connect spawn start_postfix start_geomx start_redis start_unbound start_sink read_line first_line admin_token auth fleet_node_config);
 our @cleanup;
 
 sub free_port {
@@ -210,6 +210,41 @@ sub start_redis {
         '--save', '', '--appendonly', 'no', '--dir', $dir, @extra );
     wait_for( "redis $name on $port", 10, sub { can_connect($port) } );
     return ( $port, $pid, $stop );
+}
+
+# unbound on 127.0.0.1:<free port> as the tests' DNS server: no recursion
+# out (module "iterator", loopback only), every query logged to DIR/unbound.log,
+# ZONES (server: options, local-zone/local-data lines, and any sections
+# after server:) as given. Returns (port, log, pid). Up before it returns.
+sub start_unbound {
+    my ( $dir, $zones ) = @_;
+    my $port = free_port();
+    open my $fh, '>', "$dir/unbound.conf" or die "$dir/unbound.conf: $!";
+    print $fh <<"CONF";
+server:
+  interface: 127.0.0.1\@$port
+  port: $port
+  do-daemonize: no
+  username: ""
+  chroot: ""
+  directory: "$dir"
+  pidfile: "$dir/unbound.pid"
+  use-syslog: no
+  logfile: ""
+  log-queries: yes
+  verbosity: 1
+  access-control: 127.0.0.0/8 allow
+  module-config: "iterator"
+  do-not-query-localhost: no
+$zones
+remote-control:
+  control-enable: no
+CONF
+    close $fh;
+    my $log = "$dir/unbound.log";
+    my ($pid) = spawn( $log, 'unbound', '-d', '-c', "$dir/unbound.conf" );
+    wait_for( 'unbound', 10, sub { slurp($log) =~ /start of service/ } );
+    return ( $port, $log, $pid );
 }
 
 # A fleet node's config (fleet_test.pl, sentinel_test.pl): its own

@@ -16,7 +16,7 @@ use File::Temp qw(tempdir);
 use Time::HiRes qw(time sleep);
 use FindBin;
 use lib $FindBin::Bin;
-use GeomxTest qw(free_port wait_for slurp log_like start_geomx start_sink start_redis spawn first_line);
+use GeomxTest qw(free_port wait_for slurp log_like start_geomx start_sink start_redis start_unbound spawn first_line);
 use HTTP::Tiny;
 
 my ( $geomx, $testdata ) = @ARGV;
@@ -31,24 +31,7 @@ $SIG{PIPE} = 'IGNORE';
 my $silent = IO::Socket::IP->new( Proto => 'udp', LocalHost => '127.0.0.1', LocalPort => 0 ) or die "udp: $@";
 my $silent_port = $silent->sockport;
 
-my $dns_port = free_port();
-open my $uc, '>', "$dir/unbound.conf" or die;
-print $uc <<"CONF";
-server:
-  interface: 127.0.0.1\@$dns_port
-  port: $dns_port
-  do-daemonize: no
-  username: ""
-  chroot: ""
-  directory: "$dir"
-  pidfile: "$dir/unbound.pid"
-  use-syslog: no
-  logfile: ""
-  log-queries: yes
-  verbosity: 1
-  access-control: 127.0.0.0/8 allow
-  module-config: "iterator"
-  do-not-query-localhost: no
+my ( $dns_port, $unbound_log, $unbound_pid ) = start_unbound( $dir, <<"ZONES" );
   # unbound answers the special-use "test." itself (RFC 6761): not slow.test.
   local-zone: "test." nodefault
   local-zone: "zen.test." static
@@ -70,13 +53,7 @@ server:
 forward-zone:
   name: "slow.test."
   forward-addr: 127.0.0.1\@$silent_port
-remote-control:
-  control-enable: no
-CONF
-close $uc;
-my $unbound_log = "$dir/unbound.log";
-my ($unbound_pid) = spawn( $unbound_log, 'unbound', '-d', '-c', "$dir/unbound.conf" );
-wait_for( 'unbound', 10, sub { slurp($unbound_log) =~ /start of service/ } );
+ZONES
 
 my ( $redis_port ) = start_redis( $dir, 'redis' );
 my $main = start_sink( $dir, 'main' );
