@@ -11,7 +11,7 @@ packages=(
   libboost1.81-dev libboost-url1.81-dev libmaxminddb-dev libssl-dev libtomlplusplus-dev doctest-dev
   libcli11-dev libfmt-dev libspdlog-dev libsystemd-dev libhiredis-dev libc-ares-dev
   # test and benchmark tools
-  mmdb-bin libmaxmind-db-writer-perl libnet-works-perl tor-geoipdb postfix swaks haproxy
+  mmdb-bin libmaxmind-db-writer-perl libnet-works-perl tor-geoipdb postfix swaks libnet-ssleay-perl haproxy
   prometheus gnuplot-nox curl openssl heaptrack systemd redis-server redis-sentinel
   # the DNS server of the reputation tests (local zones, a forward to a silent port)
   unbound
