@@ -93,10 +93,19 @@ void print_pools(const conf::Config& c) {
     for (const auto& m : p.members)
       members.push_back(m.address.to_string() + (m.backup ? " (backup)" : "") +
                         (m.weight != 1 ? fmt::format(" weight {}", m.weight) : ""));
-    fmt::print("pool      {}: {}, proxy_protocol {}, greet_delay {}{}: {}\n", p.name,
+    std::string screen;
+    if (p.screen.mode == conf::ScreenMode::smtp) {
+      std::vector<std::string> tests;
+      for (std::size_t i = 0; i < conf::screen_tests; ++i)
+        tests.push_back(fmt::format("{} {}", conf::to_string(static_cast<conf::ScreenTest>(i)),
+                                    conf::to_string(p.screen.actions[i])));
+      screen = fmt::format(", screen smtp ({}; a pass kept {})", fmt::join(tests, ", "),
+                           conf::format_duration(p.screen.ttl));
+    }
+    fmt::print("pool      {}: {}, proxy_protocol {}, greet_delay {}{}{}: {}\n", p.name,
                conf::to_string(p.balance), conf::to_string(p.proxy_protocol),
                conf::format_duration(p.greet_delay), p.greet_banner.empty() ? "" : " with teaser",
-               fmt::join(members, ", "));
+               screen, fmt::join(members, ", "));
   }
 }
 

@@ -5,6 +5,7 @@
 // alike: the same outcome, replies, failed tests, HELO and hand-off bytes.
 // Pipelining only logs here: it depends on how the bytes arrive, by design.
 // The bytes held for a line being read stay bounded.
+#include <algorithm>
 #include <bitset>
 #include <cstdint>
 #include <cstdlib>
@@ -31,7 +32,7 @@ Run run(const conf::Screen& rules, std::string_view input, std::size_t step) {
   std::size_t at = 0;  // bytes fed
   while (at < input.size() && r.next == SmtpScreen::Next::read) {
     const std::size_t lf = input.find('\n', at);
-    const std::size_t n = step                           ? step
+    const std::size_t n = step                           ? std::min(step, input.size() - at)
                           : lf == std::string_view::npos ? input.size() - at
                                                          : lf + 1 - at;
     const auto out = s.feed(input.substr(at, n), false);

@@ -16,6 +16,7 @@ sed -e 's/^user = "geomx"/user = "nobody"/' -e 's/^group = "geomx"/group = "nogr
 expect check-example 0 '^rule 3 +quarantine: catch-all -> route to pool quarantine$' '' -- \
   "$geomx" check -c "$tmp/example.toml"
 grep -Eq '^list +english: 6 countries, 2 cidrs, 0 files -> [0-9]{5,} IPv4 prefixes' "$tmp/out" && ok || fail "check: english list size"
+grep -Eq '^pool +quarantine: first, proxy_protocol v2, greet_delay 20s with teaser, screen smtp \(pipelining reject, non_smtp drop, bare_newline log, no_helo log, long_line reject, too_many_commands reject; a pass kept 30d\): ' "$tmp/out" && ok || fail "check: the quarantine pool's screen: $(grep quarantine "$tmp/out")"
 expect check-bad 1 '' '^geomx: .*/bad\.toml: 19 errors$' -- "$geomx" check -c "$src/tests/data/bad.toml"
 if [[ $(grep -c "^$src/tests/data/bad.toml:[0-9]*:[0-9]*: " "$tmp/err") == 19 && ! -s $tmp/out ]]; then ok; else fail "check-bad: $(cat "$tmp/err")"; fi
 expect check-missing 1 '' 'No such file or directory' -- "$geomx" check -c "$tmp/nope.toml"
