@@ -148,8 +148,8 @@ void Metrics::render_counters(std::string& out) const {
     if (!screen_.empty()) {
       header(out, "geomx_screen_total", "counter",
              "Sessions through a screen = \"smtp\" pool, by outcome: pass (handed off), cached "
-             "(a pass within screen_ttl: relayed at once), or each test failed (whatever its "
-             "action).");
+             "(a pass within screen_ttl: relayed at once), unfinished (gone before MAIL), or "
+             "each test failed (whatever its action).");
       labelled(out, "geomx_screen_total", screen_);
     }
     if (!dns_.empty() || dns_cache_hits_ || dns_not_started_) {

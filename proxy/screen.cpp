@@ -3,6 +3,9 @@
 // policy/smtp_screen.hpp) and the replay that hands the live session to
 // the member (PROXY header or XCLIENT, its 220, the client's own EHLO, its
 // 250, then the client's pending command), after which the relay takes it.
+#include <strings.h>
+
+#include <algorithm>
 #include <array>
 #include <string>
 
@@ -22,7 +25,8 @@ namespace geomx::proxy {
 namespace {
 
 using namespace asio::experimental::awaitable_operators;
-constexpr std::size_t max_reply = 16 * 1024;  // a member's reply longer than this is broken
+constexpr std::size_t max_reply =
+    16 * 1024;  // a member's reply line or reply longer than this is broken
 
 // An XCLIENT attribute value (RFC 3461 xtext, as Postfix decodes it).
 std::string xtext(std::string_view v) {
@@ -42,17 +46,18 @@ asio::awaitable<bool> Session::tell(std::string_view text) {
   auto [ec, n] = co_await asio::async_write(client_, asio::buffer(text), nothrow);
   rec_.bytes_out += n;
   if (!ec) co_return true;
+  if (screen_ && rec_.screen.empty()) note_screen(false);
   finish(shutdown_ ? EndReason::shutdown : EndReason::client_closed);
   co_return false;
 }
 
-void Session::note_screen() {
+void Session::note_screen(bool handed_off) {
   std::string failed;
   for (std::size_t i = 0; i < conf::screen_tests; ++i)
     if (screen_->failed()[i])
       failed += fmt::format("{}{}", failed.empty() ? "" : ",",
                             conf::to_string(static_cast<conf::ScreenTest>(i)));
-  rec_.screen = failed.empty() ? "pass" : failed;
+  rec_.screen = !failed.empty() ? failed : handed_off ? "pass" : "unfinished";
   rec_.helo = screen_->helo_name();
 }
 
@@ -83,7 +88,7 @@ asio::awaitable<bool> Session::screen(const conf::Pool& pool, std::size_t pool_i
                                 ? 0
                                 : client_.read_some(asio::buffer(buf), ec);
       if (n == 0) {
-        note_screen();
+        note_screen(false);
         if (r.index() == 1)
           rec_.error = fmt::format("no command within idle_timeout {}",
                                    conf::format_duration(pool.idle_timeout));
@@ -103,7 +108,7 @@ asio::awaitable<bool> Session::screen(const conf::Pool& pool, std::size_t pool_i
         if (!step.reply.empty() && !co_await tell(step.reply)) co_return false;
         continue;
       case policy::SmtpScreen::Next::handoff:
-        note_screen();
+        note_screen(true);
         if (!step.reply.empty() && !co_await tell(step.reply)) co_return false;
         // A pass is kept only without failures: a test that only logs is
         // run again next time, as postscreen's "ignore".
@@ -111,12 +116,12 @@ asio::awaitable<bool> Session::screen(const conf::Pool& pool, std::size_t pool_i
           state_.cache.load()->put(key, "pass", pool.screen.ttl);
         co_return true;
       case policy::SmtpScreen::Next::close:
-        note_screen();
+        note_screen(false);
         if (!step.reply.empty() && !co_await tell(step.reply)) co_return false;
         finish(step.failed ? EndReason::screened : EndReason::client_closed);
         co_return false;
       case policy::SmtpScreen::Next::drop:
-        note_screen();
+        note_screen(false);
         finish(EndReason::screened);
         co_return false;
     }
@@ -127,7 +132,8 @@ asio::awaitable<bool> Session::screen(const conf::Pool& pool, std::size_t pool_i
 // it is malformed, not `want` (its first digit) or not there within `timeout`.
 asio::awaitable<std::optional<std::string>> Session::member_reply(std::string& buf, char want,
                                                                   std::string_view step,
-                                                                  conf::Duration timeout) {
+                                                                  conf::Duration timeout,
+                                                                  std::string& refusal) {
   asio::steady_timer timer(client_.get_executor(), timeout);
   std::string reply;
   for (;;) {
@@ -148,12 +154,19 @@ asio::awaitable<std::optional<std::string>> Session::member_reply(std::string& b
     const std::string line = buf.substr(0, n - 2);
     buf.erase(0, n);
     const auto kind = reply_line(line, reply);
-    if (kind == ReplyLine::malformed || kind == ReplyLine::code_changed || line[0] != want) {
+    if (kind == ReplyLine::malformed || kind == ReplyLine::code_changed ||
+        reply.size() + line.size() > max_reply) {
       rec_.error = fmt::format("replay: {}: \"{}\"", step, line.substr(0, 80));
       co_return std::nullopt;
     }
     reply += line + "\r\n";
-    if (kind == ReplyLine::last) co_return reply;
+    if (kind != ReplyLine::last) continue;
+    if (line[0] == want) co_return reply;
+    // Well-formed but not `want`: the member's policy for this client (a
+    // client's own HELO, its address at anvil), not a broken member.
+    rec_.error = fmt::format("replay: {}: the member refused: \"{}\"", step, line.substr(0, 80));
+    refusal = std::move(reply);
+    co_return std::nullopt;
   }
 }
 
@@ -170,7 +183,7 @@ asio::awaitable<bool> Session::replay(const conf::Pool& pool) {
   if (pool.proxy_protocol == conf::ProxyProtocol::v1 ||
       pool.proxy_protocol == conf::ProxyProtocol::v2)
     out = make_proxy_header(pool.proxy_protocol, &rec_.client, &dest);
-  std::string buf;
+  std::string buf, refusal;
   auto say = [&](std::string text) -> asio::awaitable<bool> {
     auto [wec, n] = co_await asio::async_write(backend_, asio::buffer(text), nothrow);
     if (!wec) co_return true;
@@ -180,7 +193,8 @@ asio::awaitable<bool> Session::replay(const conf::Pool& pool) {
   // One step after another (no co_await inside && or ||: g++ 12 has bugs there).
   bool ok = true;
   if (!out.empty()) ok = co_await say(std::move(out));
-  if (ok) ok = (co_await member_reply(buf, '2', "banner", pool.connect_timeout)).has_value();
+  if (ok)
+    ok = (co_await member_reply(buf, '2', "banner", pool.connect_timeout, refusal)).has_value();
   // Unscreened (a pass within screen_ttl): the client gets the member's
   // greeting to XCLIENT and says its own EHLO.
   const bool screened = screen_ != nullptr;
@@ -195,7 +209,7 @@ asio::awaitable<bool> Session::replay(const conf::Pool& pool) {
     if (screened) x += screen_->esmtp() ? " PROTO=ESMTP" : " PROTO=SMTP";
     ok = co_await say(x + "\r\n");
     if (ok) {
-      greeting = co_await member_reply(buf, '2', "XCLIENT", pool.connect_timeout);
+      greeting = co_await member_reply(buf, '2', "XCLIENT", pool.connect_timeout, refusal);
       ok = greeting.has_value();
     }
   }
@@ -203,8 +217,14 @@ asio::awaitable<bool> Session::replay(const conf::Pool& pool) {
     ok = co_await say(screen_->helo_line());
     if (ok)
       ok = (co_await member_reply(buf, '2', screen_->esmtp() ? "EHLO" : "HELO",
-                                  pool.connect_timeout))
+                                  pool.connect_timeout, refusal))
                .has_value();
+  }
+  if (!ok && !refusal.empty()) {
+    // Passed on as the answer to the client's command, then closed; the
+    // member is not counted failed: the client could make it fail at will.
+    if (co_await tell(refusal)) finish(EndReason::server_closed);
+    co_return false;
   }
   if (!ok) {
     fail();
@@ -217,6 +237,10 @@ asio::awaitable<bool> Session::replay(const conf::Pool& pool) {
   // The pending command (or a pregreet the pool only logs).
   std::string pending =
       screened ? screen_->pending() : std::string(pending_.begin(), pending_.end());
+  // After STARTTLS nothing in plaintext may reach the member (the command
+  // injection of CVE-2011-0411): only its line, whatever followed it.
+  if (screened && pending.size() >= 8 && strncasecmp(pending.c_str(), "STARTTLS", 8) == 0)
+    pending.resize(std::min(pending.size(), pending.find('\n') + 1));
   std::vector<std::uint8_t>().swap(pending_);
   screen_.reset();
   if (!pending.empty() && !co_await say(std::move(pending))) {

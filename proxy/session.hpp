@@ -82,11 +82,16 @@ class Session final : public SessionRegistry::Live {
   asio::awaitable<bool> screen(const conf::Pool& pool, std::size_t pool_index, std::size_t first);
   // After connect(): the member gets the client's session replayed.
   asio::awaitable<bool> replay(const conf::Pool& pool);
+  // `refusal`: a well-formed reply that is not `want`, whole (the member
+  // turned this client away: not the member's failure).
   asio::awaitable<std::optional<std::string>> member_reply(std::string& buf, char want,
                                                            std::string_view step,
-                                                           conf::Duration timeout);
+                                                           conf::Duration timeout,
+                                                           std::string& refusal);
   asio::awaitable<bool> tell(std::string_view text);  // to the client; false: it is gone
-  void note_screen();                                 // rec_.screen and rec_.helo
+  // rec_.screen and rec_.helo; `handed_off`: a clean screen is a "pass",
+  // else "unfinished" (QUIT, a timeout or a disconnect before MAIL).
+  void note_screen(bool handed_off);
   // upstream.cpp: the member's side, and the hand-over to the relay.
   asio::awaitable<DialResult> dial(const conf::Endpoint& endpoint, conf::Duration timeout);
   asio::awaitable<bool> connect(std::vector<std::size_t> order, std::size_t pool_index,

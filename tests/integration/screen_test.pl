@@ -38,14 +38,16 @@ my $p = start_postfix( $dir, 'p', free_port(),
     $permit . "smtpd_tls_cert_file = $t/cert.pem\nsmtpd_tls_key_file = $t/key.pem\nsmtpd_tls_security_level = may\nsmtpd_tls_loglevel = 1\n" );
 my $x = start_postfix( $dir, 'x', free_port(),
     $permit . "smtpd_upstream_proxy_protocol =\nsmtpd_authorized_xclient_hosts = 127.0.0.0/8\n" );
-my $nox = start_sink( $dir, 'nox', undef, '-r', 'XCLIENT' );
+my $nox  = start_sink( $dir, 'nox',  undef, '-r', 'XCLIENT' );    # refuses it (450)
+my $gone = start_sink( $dir, 'gone', undef, '-q', 'XCLIENT' );    # hangs up on it
 
 my %pool = (
     screen => qq(members = ["127.0.0.1:$p->{port}"]\nproxy_protocol = "v2"\nscreen_ttl = "1h"),
     xc     => qq(members = ["127.0.0.1:$x->{port}"]\nproxy_protocol = "xclient"\nscreen_ttl = "0s"),
     strict => qq(members = ["127.0.0.1:$p->{port}"]\nproxy_protocol = "v2"\nscreen_ttl = "0s"\n)
         . qq(screen_action = { bare_newline = "reject", non_smtp = "reject" }),
-    bad => qq(members = ["$nox"]\nproxy_protocol = "xclient"\nscreen_ttl = "0s"\nhealth = { fall = 1 }),
+    bad    => qq(members = ["$nox"]\nproxy_protocol = "xclient"\nscreen_ttl = "0s"\nhealth = { fall = 1 }),
+    broken => qq(members = ["$gone"]\nproxy_protocol = "xclient"\nscreen_ttl = "0s"\nhealth = { fall = 1 }),
 );
 my $config = <<"TOML";
 [server]
@@ -208,17 +210,42 @@ subtest 'bare newlines: logged (default), or rejected in EHLO and in MAIL' => su
     like( session_line('127.1.0.8'), qr/screen=bare_newline helo=client\.test .*end=screened/, 'logged' );
 };
 
-subtest 'a failed replay: 421 4.3.2, counted against the member' => sub {
+subtest 'a member that refuses the replay: its reply to the client, not counted against it' => sub {
     my $before = member_of('bad')->{connect_failures};
     my $s      = client( 'bad', '127.1.0.9' );
     like( reply($s), qr/^220 geomx\.test/, 'banner' );
     print $s "EHLO client.test\r\n";
     like( reply($s), qr/^250 /m, 'EHLO' );
     print $s "MAIL FROM:<a\@client.test>\r\n";
-    like( reply($s), qr/^421 4\.3\.2 /, 'the member refused XCLIENT: 421 4.3.2' );
-    log_like( $g->{log}, qr/client=127\.1\.0\.9:\d+ .*end=connect_failed error="?replay: XCLIENT: \\?"4\d\d /, 'logged with the member\'s reply' );
-    is( member_of('bad')->{connect_failures}, $before + 1, 'the member has one more failure' );
-    log_like( $g->{log}, qr/event=health pool=bad .*state=down/, 'and went down (fall = 1)' );
+    like( reply($s), qr/^4\d\d /, 'the member\'s own 4xx to XCLIENT' );
+    is( read_line( $s, 5 ), '', 'then closed' );
+    log_like( $g->{log}, qr/client=127\.1\.0\.9:\d+ .*end=server_closed error="?replay: XCLIENT: the member refused: /, 'logged' );
+    is( member_of('bad')->{connect_failures}, $before, 'no failure counted: a client could cause it at will' );
+};
+
+subtest 'a member that hangs up on the replay: 421 4.3.2, counted against it' => sub {
+    my $before = member_of('broken')->{connect_failures};
+    my $s      = client( 'broken', '127.1.0.10' );
+    like( reply($s), qr/^220 geomx\.test/, 'banner' );
+    print $s "EHLO client.test\r\n";
+    like( reply($s), qr/^250 /m, 'EHLO' );
+    print $s "MAIL FROM:<a\@client.test>\r\n";
+    like( reply($s), qr/^421 4\.3\.2 /, '421 4.3.2' );
+    log_like( $g->{log}, qr/client=127\.1\.0\.10:\d+ .*end=connect_failed error="?replay: XCLIENT: closed/, 'logged' );
+    is( member_of('broken')->{connect_failures}, $before + 1, 'the member has one more failure' );
+    log_like( $g->{log}, qr/event=health pool=broken .*state=down/, 'and went down (fall = 1)' );
+};
+
+subtest 'a client that quits before MAIL is not a pass' => sub {
+    my $s = client( 'screen', '127.1.0.11' );
+    like( reply($s), qr/^220 geomx\.test/, 'banner' );
+    print $s "EHLO client.test\r\n";
+    like( reply($s), qr/^250 /m, 'EHLO' );
+    print $s "QUIT\r\n";
+    like( reply($s), qr/^221 /, 'QUIT' );
+    log_like( $g->{log}, qr/client=127\.1\.0\.11:\d+ .*screen=unfinished /, 'logged screen=unfinished' );
+    my $again = client( 'screen', '127.1.0.11' );
+    like( reply($again), qr/^220 geomx\.test/, 'and screened again next time' );
 };
 
 my $metrics = HTTP::Tiny->new( timeout => 5 )->get("http://127.0.0.1:$g->{admin}/metrics")->{content};
