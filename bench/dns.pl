@@ -30,7 +30,7 @@ use POSIX qw(:sys_wait_h);
 use Time::HiRes qw(time sleep);
 use FindBin;
 use lib "$FindBin::Bin/../tests/integration";
-use GeomxTest qw(free_port wait_for slurp can_connect spawn start_geomx start_sink start_unbound);
+use GeomxTest qw(free_port wait_for slurp spit can_connect spawn start_geomx start_sink start_unbound median);
 
 my %o = ( runs => 5, threads => 1, out => 'bench/results', quick => 0 );
 GetOptions( \%o, 'build=s', 'out=s', 'runs=i', 'threads=i', 'quick!' )
@@ -56,14 +56,6 @@ chmod 0755, $dir;
 END { my $status = $?; $_->() for reverse @GeomxTest::cleanup; $? = $status; }
 $SIG{INT} = $SIG{TERM} = sub { exit 130 };
 $SIG{PIPE} = 'IGNORE';
-
-sub spit { open my $fh, '>', $_[0] or die "$_[0]: $!"; print $fh $_[1]; close $fh }
-
-sub median {
-    my @s = sort { $a <=> $b } @_;
-    return $s[ $#s / 2 ] if @s % 2;
-    return ( $s[ @s / 2 - 1 ] + $s[ @s / 2 ] ) / 2;
-}
 
 # Runs conn_bench to completion within LIMIT seconds; returns its output.
 sub bench {

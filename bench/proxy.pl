@@ -18,7 +18,7 @@ use POSIX qw(:sys_wait_h);
 use Time::HiRes qw(time sleep);
 use FindBin;
 use lib "$FindBin::Bin/../tests/integration";
-use GeomxTest qw(free_port wait_for slurp can_connect spawn start_postfix);
+use GeomxTest qw(free_port wait_for slurp spit can_connect spawn start_postfix timed median);
 
 my %o = ( runs => 5, threads => 1, out => 'bench/results', quick => 0 );
 GetOptions( \%o, 'build=s', 'out=s', 'runs=i', 'threads=i', 'quick!', 'mmdb=s' )
@@ -46,33 +46,6 @@ chmod 0755, $dir;
 END { my $status = $?; $_->() for reverse @GeomxTest::cleanup; $? = $status; }
 $SIG{INT} = $SIG{TERM} = sub { exit 130 };
 $SIG{PIPE} = 'IGNORE';
-
-sub spit { open my $fh, '>', $_[0] or die "$_[0]: $!"; print $fh $_[1]; close $fh }
-
-# Runs a command to completion within a time bound; returns (seconds, output).
-sub timed {
-    my ( $limit, @cmd ) = @_;
-    my $out = "$dir/cmd.out";
-    my $start = time;
-    my $pid = fork // die;
-    if ( $pid == 0 ) {
-        open STDIN, '<', '/dev/null';
-        open STDOUT, '>', $out;
-        open STDERR, '>&', \*STDOUT;
-        exec @cmd or die "exec $cmd[0]: $!";
-    }
-    my $status = wait_for( "@cmd", $limit, sub { waitpid( $pid, WNOHANG ) == $pid ? [$?] : undef } );
-    my $seconds = time - $start;
-    my $text = slurp($out);
-    die "failed ($status->[0]): @cmd\n$text" if $status->[0] != 0;
-    return ( $seconds, $text );
-}
-
-sub median {
-    my @s = sort { $a <=> $b } @_;
-    return $s[ $#s / 2 ] if @s % 2;
-    return ( $s[ @s / 2 - 1 ] + $s[ @s / 2 ] ) / 2;
-}
 
 # --- the backends and the two proxies -------------------------------------
 

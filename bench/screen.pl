@@ -25,7 +25,7 @@ use POSIX qw(:sys_wait_h);
 use Time::HiRes qw(time sleep);
 use FindBin;
 use lib "$FindBin::Bin/../tests/integration";
-use GeomxTest qw(free_port wait_for slurp can_connect spawn start_geomx start_sink);
+use GeomxTest qw(free_port wait_for slurp spit can_connect spawn start_geomx start_sink timed median);
 
 my %o = ( runs => 5, threads => 1, out => 'bench/results', quick => 0 );
 GetOptions( \%o, 'build=s', 'out=s', 'runs=i', 'threads=i', 'quick!' )
@@ -44,32 +44,6 @@ END { my $status = $?; $_->() for reverse @GeomxTest::cleanup; $? = $status; }
 $SIG{INT} = $SIG{TERM} = sub { exit 130 };
 $SIG{PIPE} = 'IGNORE';
 
-sub spit { open my $fh, '>', $_[0] or die "$_[0]: $!"; print $fh $_[1]; close $fh }
-
-sub median {
-    my @s = sort { $a <=> $b } @_;
-    return $s[ $#s / 2 ] if @s % 2;
-    return ( $s[ @s / 2 - 1 ] + $s[ @s / 2 ] ) / 2;
-}
-
-# Runs CMD to completion within LIMIT seconds; returns (seconds, output).
-sub timed {
-    my ( $limit, @cmd ) = @_;
-    my $out = "$dir/cmd.out";
-    my $start = time;
-    my $pid = fork // die;
-    if ( $pid == 0 ) {
-        open STDIN, '<', '/dev/null';
-        open STDOUT, '>', $out;
-        open STDERR, '>&', \*STDOUT;
-        exec @cmd or die "exec: $!";
-    }
-    my $status = wait_for( "@cmd", $limit, sub { waitpid( $pid, WNOHANG ) == $pid ? [$?] : undef } );
-    my $seconds = time - $start;
-    my $text = slurp($out);
-    die "@cmd failed ($status->[0]):\n$text" if $status->[0] != 0;
-    return ( $seconds, $text );
-}
 sub field { my ( $text, $name ) = @_; my ($v) = $text =~ /\b$name=([-\d.]+)/ or die "no $name in: $text"; $v + 0 }
 
 my $serve = free_port();

@@ -12,7 +12,7 @@ use POSIX qw(:sys_wait_h);
 use Time::HiRes qw(time sleep);
 
 our @EXPORT_OK =
-    qw(free_port wait_for slurp log_like wait_idle can_connect spawn start_postfix start_geomx start_redis start_unbound start_sink read_line first_line admin_token auth fleet_node_config);
+    qw(free_port wait_for slurp spit log_like wait_idle can_connect spawn start_postfix start_geomx start_redis start_unbound start_sink read_line read_reply first_line admin_token auth fleet_node_config timed median);
 our @cleanup;
 
 sub free_port {
@@ -35,6 +35,35 @@ sub wait_for {
 }
 
 sub slurp { open my $fh, '<', $_[0] or return ''; local $/; return scalar <$fh> }
+sub spit { open my $fh, '>', $_[0] or die "$_[0]: $!"; print $fh $_[1]; close $fh }
+
+sub median {
+    my @s = sort { $a <=> $b } @_;
+    return $s[ $#s / 2 ] if @s % 2;
+    return ( $s[ @s / 2 - 1 ] + $s[ @s / 2 ] ) / 2;
+}
+
+# Runs a command to completion within LIMIT seconds, its output (both
+# streams) to a file of its own; returns (seconds, output); dies when it
+# fails or overruns.
+sub timed {
+    my ( $limit, @cmd ) = @_;
+    require File::Temp;
+    my ( undef, $out ) = File::Temp::tempfile( 'geomx-cmd-XXXXXX', TMPDIR => 1, UNLINK => 1 );
+    my $start = time;
+    my $pid = fork // die;
+    if ( $pid == 0 ) {
+        open STDIN, '<', '/dev/null';
+        open STDOUT, '>', $out;
+        open STDERR, '>&', \*STDOUT;
+        exec @cmd or die "exec $cmd[0]: $!";
+    }
+    my $status = wait_for( "@cmd", $limit, sub { waitpid( $pid, WNOHANG ) == $pid ? [$?] : undef } );
+    my $seconds = time - $start;
+    my $text = slurp($out);
+    die "failed ($status->[0]): @cmd\n$text" if $status->[0] != 0;
+    return ( $seconds, $text );
+}
 
 # like() on a log file that geomx writes after the client has its answer
 # (a session's line comes when the session ends): wait up to 10 s for the
@@ -77,6 +106,19 @@ sub read_line {
         my $n = sysread( $s, my $chunk, 4096 );
         return '' unless $n;
         $$buf .= $chunk;
+    }
+}
+
+# One whole SMTP reply from socket S (all its lines) within SECONDS
+# (default 10); what arrived before EOF or timeout.
+sub read_reply {
+    my ( $s, $seconds ) = @_;
+    my $end   = time + ( $seconds // 10 );
+    my $reply = '';
+    for (;;) {
+        my $line = read_line( $s, $end - time );
+        $reply .= $line;
+        return $reply if $line eq '' || $line =~ /^\d{3} /;
     }
 }
 

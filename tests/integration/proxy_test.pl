@@ -18,7 +18,7 @@ use POSIX qw(:sys_wait_h);
 use Time::HiRes qw(time sleep);
 use FindBin;
 use lib $FindBin::Bin;
-use GeomxTest qw(free_port wait_for slurp can_connect spawn start_postfix start_sink read_line);
+use GeomxTest qw(free_port wait_for slurp can_connect spawn start_postfix start_sink read_line read_reply);
 use HTTP::Tiny;
 use JSON::PP;
 
@@ -31,18 +31,6 @@ END { my $status = $?; $_->() for reverse @GeomxTest::cleanup; $? = $status; }
 $SIG{PIPE} = 'IGNORE';
 
 sub start_geomx { return GeomxTest::start_geomx( $geomx, $dir, @_ ) }
-
-# One whole SMTP reply (all its lines); what arrived before EOF or timeout.
-sub read_reply {
-    my ( $s, $seconds ) = @_;
-    my $end   = time + ( $seconds // 10 );
-    my $reply = '';
-    for (;;) {
-        my $line = read_line( $s, $end - time );
-        $reply .= $line;
-        return $reply if $line eq '' || $line =~ /^\d{3} /;
-    }
-}
 
 sub client {
     my (%o) = @_;

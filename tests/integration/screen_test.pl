@@ -14,7 +14,7 @@ use File::Temp qw(tempdir);
 use Time::HiRes qw(time sleep);
 use FindBin;
 use lib $FindBin::Bin;
-use GeomxTest qw(free_port wait_for slurp log_like start_postfix start_sink read_line);
+use GeomxTest qw(free_port wait_for slurp log_like start_postfix start_sink read_line read_reply);
 use HTTP::Tiny;
 use JSON::PP;
 
@@ -79,16 +79,16 @@ sub client {
     return $s;
 }
 
-# One whole SMTP reply (all its lines); what arrived before EOF or timeout.
-sub reply {
-    my ( $s, $seconds ) = @_;
-    my $end = time + ( $seconds // 10 );
-    my $all = '';
-    for (;;) {
-        my $line = read_line( $s, $end - time );
-        $all .= $line;
-        return $all if $line eq '' || $line =~ /^\d{3} /;
-    }
+sub reply { return read_reply(@_) }
+
+# A session on LISTENER from SOURCE through our banner and EHLO.
+sub greeted {
+    my ( $listener, $source ) = @_;
+    my $s = client( $listener, $source );
+    like( reply($s), qr/^220 geomx\.test/, 'banner' );
+    print $s "EHLO client.test\r\n";
+    like( reply($s), qr/^250 /m, 'EHLO' );
+    return $s;
 }
 
 sub swaks {
@@ -212,10 +212,7 @@ subtest 'bare newlines: logged (default), or rejected in EHLO and in MAIL' => su
 
 subtest 'a member that refuses the replay: its reply to the client, not counted against it' => sub {
     my $before = member_of('bad')->{connect_failures};
-    my $s      = client( 'bad', '127.1.0.9' );
-    like( reply($s), qr/^220 geomx\.test/, 'banner' );
-    print $s "EHLO client.test\r\n";
-    like( reply($s), qr/^250 /m, 'EHLO' );
+    my $s      = greeted( 'bad', '127.1.0.9' );
     print $s "MAIL FROM:<a\@client.test>\r\n";
     like( reply($s), qr/^4\d\d /, 'the member\'s own 4xx to XCLIENT' );
     is( read_line( $s, 5 ), '', 'then closed' );
@@ -225,10 +222,7 @@ subtest 'a member that refuses the replay: its reply to the client, not counted 
 
 subtest 'a member that hangs up on the replay: 421 4.3.2, counted against it' => sub {
     my $before = member_of('broken')->{connect_failures};
-    my $s      = client( 'broken', '127.1.0.10' );
-    like( reply($s), qr/^220 geomx\.test/, 'banner' );
-    print $s "EHLO client.test\r\n";
-    like( reply($s), qr/^250 /m, 'EHLO' );
+    my $s      = greeted( 'broken', '127.1.0.10' );
     print $s "MAIL FROM:<a\@client.test>\r\n";
     like( reply($s), qr/^421 4\.3\.2 /, '421 4.3.2' );
     log_like( $g->{log}, qr/client=127\.1\.0\.10:\d+ .*end=connect_failed error="?replay: XCLIENT: closed/, 'logged' );
@@ -237,10 +231,7 @@ subtest 'a member that hangs up on the replay: 421 4.3.2, counted against it' =>
 };
 
 subtest 'a client that quits before MAIL is not a pass' => sub {
-    my $s = client( 'screen', '127.1.0.11' );
-    like( reply($s), qr/^220 geomx\.test/, 'banner' );
-    print $s "EHLO client.test\r\n";
-    like( reply($s), qr/^250 /m, 'EHLO' );
+    my $s = greeted( 'screen', '127.1.0.11' );
     print $s "QUIT\r\n";
     like( reply($s), qr/^221 /, 'QUIT' );
     log_like( $g->{log}, qr/client=127\.1\.0\.11:\d+ .*screen=unfinished /, 'logged screen=unfinished' );
