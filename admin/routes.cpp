@@ -362,7 +362,8 @@ Reply answer(const Request& request, ServerState& state, const Now& now) {
     return {200, "text/plain; version=0.0.4; charset=utf-8",
             state.metrics.render(*snap, state.health,
                                  {state.sessions.load(), state.slots.tarpitted(),
-                                  state.fleet ? int(state.fleet->up()) : -1})};
+                                  state.fleet ? int(state.fleet->up()) : -1,
+                                  state.local_grey ? state.local_grey->size() : std::nullopt})};
   return {200, "application/json", status_json(*rt, state)};
 }
 

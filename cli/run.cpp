@@ -56,6 +56,12 @@ int run_proxy(const std::string& path) {
   for (const auto& problem : server.load_blocks()) log.event("warning", {{"problem", problem}});
   log.event("blocks", {{"in_force", std::to_string(server.blocks_in_force())},
                        {"file", server.blocks_file()}});
+  try {
+    for (const auto& problem : server.open_greylist()) log.event("warning", {{"problem", problem}});
+  } catch (const std::exception& e) {
+    log.event("error", {{"problem", fmt::format("greylist store: {}", e.what())}});
+    return 1;
+  }
   for (const auto& problem : server.join_fleet()) log.event("warning", {{"problem", problem}});
   for (std::size_t i = 0; i < server.endpoints().size(); ++i)
     log.listening(snapshot->config.listeners[i], proxy::from_asio(server.endpoints()[i]));

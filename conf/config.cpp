@@ -48,7 +48,15 @@ std::string_view to_string(Action v) {
 }
 
 std::string_view to_string(ListenerMode v) {
-  return v == ListenerMode::mx ? "mx" : "transparent";
+  switch (v) {
+    case ListenerMode::mx:
+      return "mx";
+    case ListenerMode::transparent:
+      return "transparent";
+    case ListenerMode::policy:
+      return "policy";
+  }
+  return "?";
 }
 
 std::string_view to_string(Balance v) {

@@ -41,8 +41,10 @@ enum class ProxyProtocol { none, v1, v2, any, xclient };
 // pass: relay to the address the client dialled (transparent listeners).
 enum class Action { route, reject, drop, tarpit, pass };
 // mx: clients connect to geomx. transparent: a REDIRECT sent them, and the
-// address they dialled is read from the socket (SO_ORIGINAL_DST).
-enum class ListenerMode { mx, transparent };
+// address they dialled is read from the socket (SO_ORIGINAL_DST). policy:
+// Postfix's policy delegation protocol (check_policy_service), from
+// trusted_proxies only: greylisting, blocks and the geo verdict at RCPT.
+enum class ListenerMode { mx, transparent, policy };
 enum class Balance { source_split, hash, round_robin, least_conn, first };
 enum class Pregreet { drop, reject, log };
 enum class Probe { smtp, tcp };
@@ -336,6 +338,33 @@ struct DnsblSite {
 // Parses one site; throws std::invalid_argument saying what is wrong.
 DnsblSite parse_dnsbl_site(std::string_view text);
 
+// [greylist]: the policy listener's greylisting (postgrey's triplet and
+// defaults, the seed's 35-minute delay). Off without the table.
+struct Greylist {
+  bool enabled = false;
+  Duration delay = std::chrono::minutes(35);           // a retry sooner is deferred again
+  Duration retry_window = std::chrono::hours(24 * 2);  // a retry later starts again
+  Duration max_age = std::chrono::hours(24 * 35);      // unseen triplets are forgotten
+  unsigned network_v4 = 24, network_v6 = 64;           // the client part of the triplet
+  std::uint32_t auto_allow = 5;  // passes after which the client network skips it (0: off)
+  Match skip;                    // clients never greylisted (the rules' matchers, no cidr)
+  bool has_skip = false;
+  // This node's store holds at most this many (triplets and networks); then
+  // the expired go, then the least recently seen tenth.
+  std::uint32_t max_records = 2'000'000;
+  // "{remaining}" becomes the time left ("35 minutes", "40 seconds").
+  std::string reply = "450 4.2.0 Greylisted, please retry in {remaining}";
+};
+
+// [policy]: what the policy listener tells Postfix besides greylisting.
+struct PolicyService {
+  // A header prepended to mail that passes ("X-Geomx: country=RU list=-
+  // rule=quarantine dnsbl=3 node=mx1"); empty: none.
+  std::string header;
+  // The listener whose rules the verdict names (default: the first mx one).
+  std::string listener;
+};
+
 struct Config {
   std::string path;
   Server server;
@@ -349,6 +378,8 @@ struct Config {
   Store store;
   Dns dns;
   std::vector<DnsblSite> dnsbl_sites;  // [dnsbl] sites
+  Greylist greylist;
+  PolicyService policy;
 
   const Pool* find_pool(std::string_view name) const;
   const List* find_list(std::string_view name) const;

@@ -92,7 +92,20 @@ void parse_listener(TableReader& t, Listener& l, std::set<std::string>& names,
                     std::set<std::string>& transparent) {
   unique_name(t, l.name, names);
   if (t.required("address")) parse_endpoint_key(t, "address", l.address, true);
-  t.choice("mode", l.mode, {ListenerMode::mx, ListenerMode::transparent});
+  t.choice("mode", l.mode, {ListenerMode::mx, ListenerMode::transparent, ListenerMode::policy});
+  if (l.mode == ListenerMode::policy) {
+    // trusted_proxies are the Postfix hosts that may ask; nobody else.
+    if (t.node("proxy_protocol"))
+      t.error("proxy_protocol",
+              "a policy listener is asked by Postfix itself; it takes no PROXY "
+              "header");
+    if (t.node("proxy_timeout")) t.error("proxy_timeout", "only applies to PROXY headers");
+    each_prefix(t, "trusted_proxies",
+                [&](const geo::Prefix& p) { l.trusted_proxies.push_back(p); });
+    if (!t.node("trusted_proxies"))
+      t.error("mode", "a policy listener needs trusted_proxies (the Postfix hosts that may ask)");
+    return;
+  }
   if (l.mode == ListenerMode::transparent) {
     transparent.insert(l.name);
     if (t.node("proxy_protocol"))
@@ -330,6 +343,58 @@ void parse_dns(TableReader& t, Dns& dns) {
   if (dns.max_ttl < dns.min_ttl) t.error("max_ttl", "is less than min_ttl");
 }
 
+void parse_greylist(TableReader& t, Greylist& g, const Names& names) {
+  g.enabled = true;
+  t.boolean("enabled", g.enabled);
+  t.duration("delay", g.delay, std::chrono::seconds(1), std::chrono::hours(24));
+  t.duration("retry_window", g.retry_window, std::chrono::minutes(1), std::chrono::hours(24 * 30));
+  t.duration("max_age", g.max_age, std::chrono::hours(1), std::chrono::hours(24 * 365));
+  if (g.retry_window <= g.delay) t.error("retry_window", "must be longer than delay");
+  if (g.max_age < g.retry_window) t.error("max_age", "is less than retry_window");
+  t.integer("network_v4", g.network_v4, 8u, 32u);
+  t.integer("network_v6", g.network_v6, 16u, 128u);
+  t.integer("auto_allow", g.auto_allow, 0u, 1'000'000u);
+  t.integer("max_records", g.max_records, 1'000u, 100'000'000u);
+  if (const auto* skip = t.typed<toml::table>("skip", "a table of matchers")) {
+    TableReader st(t.reader(), *skip, t.sub("skip"));
+    parse_match(st, g.skip, names);
+    if (!g.skip.cidrs.empty())
+      st.error("cidr",
+               "skip takes lists, listeners, countries and DNS matchers; put CIDRs in a "
+               "list");
+    if (!g.skip.listeners.empty())
+      st.error("listener",
+               "every request comes from the policy listener; skip by list or "
+               "country");
+    g.has_skip = !skip->empty();
+    if (skip->empty()) t.error("skip", "empty; leave it out to greylist every client");
+  }
+  if (t.string("reply", g.reply)) {
+    const bool tempfail = g.reply.size() >= 10 && g.reply[0] == '4' &&
+                          std::isdigit(static_cast<unsigned char>(g.reply[1])) &&
+                          std::isdigit(static_cast<unsigned char>(g.reply[2])) && g.reply[3] == ' ';
+    if (!tempfail)
+      t.error("reply",
+              "must be a 4xx SMTP reply (\"450 4.2.0 Greylisted...\"): a greylisted "
+              "sender retries only after a temporary failure");
+    else if (g.reply.find_first_of("\r\n") != std::string::npos || g.reply.size() > 400)
+      t.error("reply", "one line of at most 400 characters");
+  }
+}
+
+void parse_policy(TableReader& t, PolicyService& p, const Names& names) {
+  if (t.string("header", p.header)) {
+    const bool ok = !p.header.empty() && p.header.size() <= 64 &&
+                    std::all_of(p.header.begin(), p.header.end(), [](char ch) {
+                      return (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
+                             (ch >= '0' && ch <= '9') || ch == '-';
+                    });
+    if (!ok) t.error("header", "a header name: letters, digits and '-', at most 64");
+  }
+  if (t.string("listener", p.listener) && !names.listeners.contains(p.listener))
+    t.error("listener", fmt::format("no listener named \"{}\"", p.listener));
+}
+
 void parse_dnsbl(TableReader& t, std::vector<DnsblSite>& sites) {
   // A zone may come more than once with other filters and weights, as in
   // postscreen (zen.spamhaus.org=127.0.0.[10;11]*8 and =127.0.0.[4..7]*6):
@@ -476,6 +541,27 @@ void check_rule_order(Reader& r, const toml::array& rules, const std::vector<Rul
 }
 
 // Lists and rules with `cidr` each take one of the table's list bits.
+// [greylist] and [policy] are the policy listener's: without one they do nothing.
+void check_policy(Reader& r, const toml::table& root, Config& c) {
+  const auto first = [&](ListenerMode mode) {
+    return std::find_if(c.listeners.begin(), c.listeners.end(),
+                        [&](const Listener& l) { return l.mode == mode; });
+  };
+  const bool served = first(ListenerMode::policy) != c.listeners.end();
+  for (const char* table : {"greylist", "policy"})
+    if (const auto* n = root[table].node(); n && !served)
+      r.error(n->source(), table, "needs a [[listener]] with mode = \"policy\"");
+  if (!served) return;
+  if (c.policy.listener.empty()) {
+    if (const auto mx = first(ListenerMode::mx); mx != c.listeners.end())
+      c.policy.listener = mx->name;
+  } else if (const auto* n = root["policy"]["listener"].node();
+             n && first(ListenerMode::policy)->name == c.policy.listener) {
+    r.error(n->source(), "policy.listener",
+            "names the policy listener; name the one mail comes in on");
+  }
+}
+
 void check_list_count(Reader& r, const toml::table& root, const Config& c) {
   std::size_t bits = 0;
   for (const auto& list : c.lists)
@@ -683,6 +769,15 @@ Config parse_table(const toml::table& root, const std::string& path, const Defau
     parse_dnsbl(t, c.dnsbl_sites);
   }
   names.dnsbl = !c.dnsbl_sites.empty();
+  if (auto* g = top.typed<toml::table>("greylist", "a table")) {
+    TableReader t(r, *g, "greylist");
+    parse_greylist(t, c.greylist, names);
+  }
+  if (auto* p = top.typed<toml::table>("policy", "a table")) {
+    TableReader t(r, *p, "policy");
+    parse_policy(t, c.policy, names);
+  }
+  check_policy(r, root, c);
   check_addresses(r, root, c);
   std::set<std::string> limit_names;
   top.each_array_table("limit", [&](std::size_t, TableReader& t) {

@@ -109,6 +109,7 @@ asio::awaitable<void> Server::control() {
   const std::function<void(Worker&)> close_acceptors = [](Worker& w) {
     boost::system::error_code ignored;
     for (auto& l : w.listening) l->acceptor.close(ignored);
+    w.sessions.drain_all();
     w.busy.reset();
   };
   drained_.expires_at(deadline);                        // a second signal cancels it

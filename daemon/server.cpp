@@ -49,6 +49,8 @@ Server::~Server() {
   // it for rates (none run now): it goes last.
   state_.fleet = nullptr;
   state_.cache = &state_.local_cache;
+  state_.grey = local_grey_.get();
+  fleet_grey_.reset();
   fleet_.reset();
   if (loader_) loader_->join();
 }
@@ -100,6 +102,20 @@ void Server::ban_done(const policy::Block& b, const state::BlockList::BanOutcome
 
 std::vector<std::string> Server::load_blocks() {
   return state_.blocks.load(proxy::unix_now());
+}
+
+std::vector<std::string> Server::open_greylist() {
+  const auto snap = state_.current()->snapshot;
+  const auto& c = snap->config;
+  const bool policy = std::any_of(c.listeners.begin(), c.listeners.end(), [](const auto& l) {
+    return l.mode == conf::ListenerMode::policy;
+  });
+  if (!policy) return {};
+  local_grey_ = std::make_unique<state::LocalGreyStore>(
+      c.server.process.state_dir, c.greylist.max_records, [] { return proxy::unix_now(); });
+  state_.local_grey = local_grey_.get();
+  state_.grey = local_grey_.get();
+  return local_grey_->problems();
 }
 
 void Server::set_admin_token(std::string token) {

@@ -19,6 +19,12 @@ bool matches(const CompiledRule& r, const Client& client, const geo::GeoValue& v
   return true;
 }
 
+}  // namespace
+
+bool in_scope(const CompiledRule& r, const Client& client, const geo::GeoValue& v) {
+  return matches(r, client, v);
+}
+
 // The DNS matchers of a rule whose other matchers hold.
 bool reputation_matches(const conf::Match& m, const Reputation& r) {
   if (m.dnsbl_score_min && r.score < *m.dnsbl_score_min) return false;
@@ -26,8 +32,6 @@ bool reputation_matches(const conf::Match& m, const Reputation& r) {
   if (m.fcrdns && r.fcrdns != *m.fcrdns) return false;
   return true;
 }
-
-}  // namespace
 
 Decision decide(const Client& client, const Snapshot& snapshot, const MemberStates& states,
                 std::uint64_t sequence, const Reputation* reputation) {

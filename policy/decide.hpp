@@ -36,6 +36,12 @@ struct Decision {
 Decision decide(const Client& client, const Snapshot& snapshot, const MemberStates& states,
                 std::uint64_t sequence, const Reputation* reputation = nullptr);
 
+// Whether a client looked up as `v` is in a compiled scope (the matchers
+// other than DNS: a rule's, a [[limit]]'s, greylist.skip).
+bool in_scope(const CompiledRule& r, const Client& client, const geo::GeoValue& v);
+// Whether what the DNS said holds a matcher set's DNS matchers (none: true).
+bool reputation_matches(const conf::Match& m, const Reputation& r);
+
 // Why the rule matched, in words ("country US; in list english").
 std::string explain_match(const Decision& d, const Snapshot& snapshot);
 

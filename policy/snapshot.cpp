@@ -67,6 +67,11 @@ std::shared_ptr<const Snapshot> build_snapshot(conf::Config config, conf::Data d
     conf::Rule scope{limit.name, limit.match, conf::Action::reject, {}, {}};
     snap->limit_scopes.push_back(compile_rule(*snap, scope, builder, lists));
   }
+  if (c.greylist.has_skip) {
+    conf::Rule scope{"greylist.skip", c.greylist.skip, conf::Action::reject, {}, {}};
+    snap->greylist_skip = compile_rule(*snap, scope, builder, lists);
+    snap->lookups |= needs(c.greylist.skip) & needs_fcrdns;
+  }
   try {
     snap->table = std::move(builder).build();
   } catch (const std::logic_error& e) {  // overlapping data, beyond the index's limits

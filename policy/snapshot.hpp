@@ -26,6 +26,7 @@ struct Snapshot {
   geo::GeoTable table;
   std::vector<CompiledRule> rules;         // parallel to config.rules
   std::vector<CompiledRule> limit_scopes;  // parallel to config.limits
+  CompiledRule greylist_skip;              // config.greylist.skip (when has_skip)
   std::uint64_t list_mask = 0;             // bits of config.lists (the rest are rule CIDRs)
   // What a session asks the DNS at accept (policy::Needs bits): the [dnsbl]
   // sites when there are any, the PTR check when a rule reads it.

@@ -4,6 +4,7 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/ip/v6_only.hpp>
 
+#include "proxy/policy_session.hpp"
 #include "proxy/session.hpp"
 
 namespace geomx::proxy {
@@ -38,10 +39,20 @@ void check_port_free(const tcp::endpoint& endpoint, asio::io_context& io) {
 asio::awaitable<void> serve_listener(std::shared_ptr<ListeningSocket> listening, ServerState& state,
                                      SessionRegistry& registry) {
   auto& acceptor = listening->acceptor;
+  // The mode of a listener's key stays with its socket across reloads.
+  const auto runtime = state.current();
+  const auto index = runtime->listener(listening->key);
+  const bool policy =
+      index && runtime->snapshot->config.listeners[*index].mode == conf::ListenerMode::policy;
   co_await accept_loop(acceptor, &state.log, [&](Socket socket, const tcp::endpoint& peer) {
-    asio::co_spawn(acceptor.get_executor(),
-                   run_session(std::move(socket), peer, listening->key, state, registry),
-                   asio::detached);
+    if (policy)
+      asio::co_spawn(acceptor.get_executor(),
+                     run_policy_session(std::move(socket), peer, listening->key, state, registry),
+                     asio::detached);
+    else
+      asio::co_spawn(acceptor.get_executor(),
+                     run_session(std::move(socket), peer, listening->key, state, registry),
+                     asio::detached);
   });
 }
 

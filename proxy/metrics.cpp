@@ -1,5 +1,7 @@
 #include "proxy/metrics.hpp"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 
 namespace geomx::proxy {
@@ -252,6 +254,32 @@ std::string Metrics::render(const policy::Snapshot& snapshot, const HealthBoard&
         out, "geomx_store_up", "gauge",
         "1 while the fleet's store ([store], Redis) answers; 0: serving from this node's state.");
     out += fmt::format("geomx_store_up {}\n", gauges.store_up);
+  }
+  if (snapshot.config.greylist.enabled ||
+      std::any_of(snapshot.config.listeners.begin(), snapshot.config.listeners.end(),
+                  [](const conf::Listener& l) { return l.mode == conf::ListenerMode::policy; })) {
+    header(out, "geomx_policy_requests_total", "counter",
+           "Policy listener requests by result: greylisted (new triplet), early (retried before "
+           "the delay), passed, auto_allowed, skipped (greylist.skip), blocked, dunno (not "
+           "greylisted: another stage or greylisting off), store_error (no answer in "
+           "store.timeout: let through).");
+    static constexpr std::array<std::string_view, policy_results> names{
+        "greylisted", "early",   "passed", "auto_allowed",
+        "skipped",    "blocked", "dunno",  "store_error"};
+    for (std::size_t i = 0; i < policy_results; ++i)
+      out += fmt::format("geomx_policy_requests_total{{result=\"{}\"}} {}\n", names[i],
+                         policy_[i].load(std::memory_order_relaxed));
+    header(out, "geomx_policy_errors_total", "counter",
+           "Policy connections closed: a malformed request, or a peer outside trusted_proxies.");
+    out += fmt::format("geomx_policy_errors_total{{reason=\"malformed\"}} {}\n",
+                       policy_malformed_.load());
+    out += fmt::format("geomx_policy_errors_total{{reason=\"untrusted\"}} {}\n",
+                       policy_refused_.load());
+    if (gauges.greylist_records) {
+      header(out, "geomx_greylist_records", "gauge",
+             "Greylist triplets and client networks this node's store holds.");
+      out += fmt::format("geomx_greylist_records {}\n", *gauges.greylist_records);
+    }
   }
   header(out, "geomx_geo_intervals", "gauge", "Intervals in the compiled geo table.");
   out += fmt::format("geomx_geo_intervals{{family=\"ipv4\"}} {}\n",

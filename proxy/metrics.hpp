@@ -7,6 +7,7 @@
 #include <chrono>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 
 #include "policy/health_board.hpp"
@@ -33,6 +34,14 @@ class Metrics {
   void dns_not_started();
   // The greeting-pass cache answered: "pass" (no delay) or "pregreet" (refused at once).
   void greet_cache(std::string_view result);
+  // The policy listener: a request answered (PolicyResult), a malformed
+  // one (closed), a peer outside trusted_proxies (closed). Lock-free.
+  void policy_request(std::size_t result) {
+    policy_[result].fetch_add(1, std::memory_order_relaxed);
+  }
+  void policy_malformed() { policy_malformed_.fetch_add(1, std::memory_order_relaxed); }
+  void policy_refused() { policy_refused_.fetch_add(1, std::memory_order_relaxed); }
+  static constexpr std::size_t policy_results = 8;
   // Whether a site's refusal of this resolver is to be logged now: once a minute.
   bool dns_refusal_due(std::string_view site, std::chrono::steady_clock::time_point now);
   std::atomic<std::uint32_t> dns_in_flight{0};  // queries on the wire, every thread's
@@ -41,6 +50,8 @@ class Metrics {
     std::uint32_t active_connections = 0;
     std::uint32_t tarpitted_connections = 0;
     int store_up = -1;  // [store]: 1 or 0; -1: a node alone (not shown)
+    std::optional<std::size_t> greylist_records =
+        std::nullopt;  // this node's greylist store (nullopt: none here)
   };
   // The whole exposition.
   std::string render(const policy::Snapshot& snapshot, const policy::HealthBoard& health,
@@ -66,6 +77,8 @@ class Metrics {
   std::map<std::string, std::uint64_t> screen_;  // by rendered labels (pool, result)
   std::uint64_t dns_cache_hits_ = 0, dns_cache_misses_ = 0, dns_not_started_ = 0;
   std::map<std::string, std::chrono::steady_clock::time_point, std::less<>> dns_refusal_logged_;
+  std::array<std::atomic<std::uint64_t>, policy_results> policy_{};
+  std::atomic<std::uint64_t> policy_malformed_{0}, policy_refused_{0};
 };
 
 }  // namespace geomx::proxy

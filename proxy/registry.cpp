@@ -16,6 +16,10 @@ SessionRegistry::Handle SessionRegistry::add(Live& s, const asio::any_io_executo
   return handle;
 }
 
+void SessionRegistry::drain_all() {
+  for (auto it = live_.begin(); it != live_.end();) (*it++)->drain();  // one may leave the list
+}
+
 void SessionRegistry::close_all() {
   for (auto* s : live_) s->shut_down();
 }

@@ -21,6 +21,9 @@ class SessionRegistry {
    public:
     virtual void check_idle(Clock::time_point now) = 0;
     virtual void shut_down() = 0;
+    // The drain has begun: a session with nothing under way may end now
+    // (a policy connection between requests); the others carry on.
+    virtual void drain() {}
 
    protected:
     ~Live() = default;
@@ -29,6 +32,7 @@ class SessionRegistry {
   Handle add(Live& s, const asio::any_io_executor& executor);
   void remove(Handle h) { live_.erase(h); }
   void close_all();
+  void drain_all();
 
   // Keeps a session registered while it lives.
   class Registration {

@@ -6,7 +6,9 @@
 namespace geomx::proxy {
 
 std::string listener_key(const conf::Listener& l) {
-  const auto address = l.address.to_string();
+  // A policy listener's sessions are another kind: a change of mode is a new socket.
+  const auto address =
+      (l.mode == conf::ListenerMode::policy ? "policy:" : "") + l.address.to_string();
   return l.address.port != 0 ? address : l.name + "@" + address;
 }
 

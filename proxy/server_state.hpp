@@ -22,6 +22,7 @@
 #include "proxy/original_dst.hpp"
 #include "state/blocks.hpp"
 #include "state/fleet.hpp"
+#include "state/greylist.hpp"
 
 namespace geomx::proxy {
 
@@ -74,6 +75,10 @@ struct ServerState {
   // greylist triplets: this node's, or the fleet's while it is a member.
   state::LocalCache local_cache;
   std::atomic<state::Cache*> cache{&local_cache};
+  // The policy listener's greylist store: this node's (local_grey, set by
+  // the daemon when greylisting is on), or the fleet's while it is a member.
+  state::LocalGreyStore* local_grey = nullptr;
+  std::atomic<state::GreyStore*> grey{nullptr};
   policy::LimitTables limit_tables;  // likewise, per [[limit]] name
   std::atomic<std::shared_ptr<const Runtime>> runtime;
   std::shared_ptr<const Runtime> current() const { return runtime.load(); }

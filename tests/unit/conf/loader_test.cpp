@@ -408,8 +408,8 @@ action = "reject"
             "destination from the socket (SO_ORIGINAL_DST); it takes no PROXY header"});
   CHECK(errors_of(minimal.substr(0, minimal.find("[pool")) + "mode = \"nat\"\n" +
                   minimal.substr(minimal.find("[pool"))) ==
-        std::vector<std::string>{
-            "t.toml:5:8: listener[0].mode: \"nat\" is not one of \"mx\", \"transparent\""});
+        std::vector<std::string>{"t.toml:5:8: listener[0].mode: \"nat\" is not one of \"mx\", "
+                                 "\"transparent\", \"policy\""});
 }
 
 TEST_CASE("[store]: absent is a node alone; present, checked key by key") {
@@ -524,4 +524,50 @@ screen_action = { pipelining = "log", bare_newline = "drop", too_many_commands =
       1);
   CHECK(errors_of(pool + "screen = \"smtp\"\nscreen_action = { piplining = \"log\" }\n").size() ==
         1);
+}
+
+TEST_CASE("the policy listener, [greylist] and [policy]") {
+  const std::string policy = minimal + R"(
+[[listener]]
+name = "policy"
+address = "127.0.0.1:10031"
+mode = "policy"
+trusted_proxies = ["127.0.0.1/32"]
+[lists.english]
+countries = ["GB"]
+)";
+  const auto c = parse_config(
+      policy + "[greylist]\nskip = { list = \"english\" }\n[policy]\nheader = \"X-Geomx\"\n",
+      "t.toml", defaults);
+  CHECK(c.listeners[1].mode == ListenerMode::policy);
+  CHECK(c.greylist.enabled);
+  CHECK(c.greylist.delay == 35min);  // the seed's window
+  CHECK(c.greylist.retry_window == 48h);
+  CHECK(c.greylist.max_age == 24h * 35);
+  CHECK(c.greylist.network_v4 == 24);
+  CHECK(c.greylist.network_v6 == 64);
+  CHECK(c.greylist.auto_allow == 5);
+  CHECK(c.greylist.has_skip);
+  CHECK(c.policy.header == "X-Geomx");
+  CHECK(c.policy.listener == "mx");  // the first mx listener's rules
+  CHECK_FALSE(parse_config(policy, "t.toml", defaults).greylist.enabled);
+
+  auto first = [](const std::vector<std::string>& e) { return e.empty() ? std::string() : e[0]; };
+  CHECK(first(errors_of(minimal + "[greylist]\n")) ==
+        "t.toml:10:1: greylist: needs a [[listener]] with mode = \"policy\"");
+  CHECK(first(errors_of(minimal + "[[listener]]\nname = \"p\"\naddress = \"127.0.0.1:10031\"\n"
+                                  "mode = \"policy\"\n"))
+            .find("a policy listener needs trusted_proxies") != std::string::npos);
+  CHECK(first(errors_of(policy + "[greylist]\nreply = \"550 no\"\n")).find("must be a 4xx") !=
+        std::string::npos);
+  CHECK(first(errors_of(policy + "[greylist]\ndelay = \"1h\"\nretry_window = \"30m\"\n"))
+            .find("must be longer than delay") != std::string::npos);
+  CHECK(first(errors_of(policy + "[greylist]\nskip = { cidr = [\"10.0.0.0/8\"] }\n"))
+            .find("put CIDRs in a list") != std::string::npos);
+  CHECK(first(errors_of(policy + "[greylist]\nskip = { list = \"nope\" }\n"))
+            .find("no list named \"nope\"") != std::string::npos);
+  CHECK(first(errors_of(policy + "[policy]\nheader = \"X Geomx:\"\n")).find("a header name") !=
+        std::string::npos);
+  CHECK(first(errors_of(policy + "[policy]\nlistener = \"policy\"\n"))
+            .find("names the policy listener") != std::string::npos);
 }
