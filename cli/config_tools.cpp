@@ -14,7 +14,11 @@
 #include "daemon/load.hpp"
 #include "geo/range.hpp"
 #include "policy/decide.hpp"
+#include "policy/greylist.hpp"
+#include "proxy/clock.hpp"
 #include "proxy/dns_check.hpp"
+#include "state/greylist.hpp"
+#include "state/local_store.hpp"
 
 namespace geomx::cli {
 
@@ -136,6 +140,33 @@ void print_limits(const conf::Config& c) {
   }
 }
 
+// The policy listener's answers: greylisting (and where its triplets are
+// kept), the header, and whose rules the verdict names.
+void print_policy(const conf::Config& c) {
+  for (const auto& l : c.listeners) {
+    if (l.mode != conf::ListenerMode::policy) continue;
+    std::vector<std::string> from;
+    for (const auto& p : l.trusted_proxies) from.push_back(p.to_string());
+    fmt::print("policy    {} on {} (check_policy_service inet:{}), from {}\n", l.name,
+               l.address.to_string(), l.address.to_string(), fmt::join(from, ", "));
+  }
+  const auto& g = c.greylist;
+  if (g.enabled)
+    fmt::print(
+        "greylist  delay {}, retry_window {}, max_age {}, per /{} (IPv4) /{} (IPv6), auto_allow "
+        "{}, skip {}, kept {} (at most {} records)\n",
+        conf::format_duration(g.delay), conf::format_duration(g.retry_window),
+        conf::format_duration(g.max_age), g.network_v4, g.network_v6,
+        g.auto_allow ? fmt::format("after {} passes", g.auto_allow) : std::string("off"),
+        g.has_skip ? describe_match(g.skip) : std::string("none"),
+        c.store.enabled ? "in redis " + c.store.where()
+                        : c.server.process.state_dir + "/greylist.{db,journal}",
+        g.max_records);
+  if (!c.policy.header.empty())
+    fmt::print("header    {}: country, lists, rule (of listener {}){}, node\n", c.policy.header,
+               c.policy.listener, c.dnsbl_sites.empty() ? "" : ", dnsbl score");
+}
+
 int run_check(const std::string& path) {
   const auto s = load_snapshot(path);
   if (!s) return 1;
@@ -148,6 +179,7 @@ int run_check(const std::string& path) {
   print_pools(c);
   print_rules(c);
   print_limits(c);
+  print_policy(c);
   fmt::print("state     {}/blocks.toml\n", c.server.process.state_dir);
   fmt::print("admin     {}{}, token {}{}\n", c.admin.listen.to_string(),
              c.admin.tls_cert.empty() ? "" : " (HTTPS)", c.admin.token_file,
@@ -180,6 +212,7 @@ struct ExplainOptions {
   std::string listener;
   bool json = false;
   bool dns = false;
+  bool policy = false;  // addresses are SENDER RECIPIENT IP
   std::vector<std::string> addresses;
 };
 
@@ -211,9 +244,95 @@ LiveDns ask_dns(const std::shared_ptr<const policy::Snapshot>& s, const geo::Add
   return out;
 }
 
+// --policy SENDER RECIPIENT IP: what the policy listener answers at RCPT,
+// in its order (a block, the header, skip, the greylist), reading this
+// node's state files as they are now (blocks.toml, the greylist store);
+// with [store] the fleet's triplets are in Redis, which this does not ask.
+int explain_policy(const std::shared_ptr<const policy::Snapshot>& s, const ExplainOptions& o) {
+  const conf::Config& c = s->config;
+  if (o.addresses.size() != 3) {
+    fmt::print(
+        stderr,
+        "geomx: explain --policy takes SENDER RECIPIENT IP ('<>' or '' for a null sender)\n");
+    return 2;
+  }
+  const auto address = geo::try_parse_address(o.addresses[2]);
+  if (!address) {
+    fmt::print(stderr, "geomx: explain: '{}' is not an IP address\n", o.addresses[2]);
+    return 1;
+  }
+  const bool served = std::any_of(c.listeners.begin(), c.listeners.end(), [](const auto& l) {
+    return l.mode == conf::ListenerMode::policy;
+  });
+  if (!served) {
+    fmt::print(stderr, "geomx: explain --policy: {} has no listener with mode = \"policy\"\n",
+               o.config);
+    return 1;
+  }
+  const auto now = proxy::unix_now();
+  const auto& dir = c.server.process.state_dir;
+  std::vector<std::string> fields{fmt::format("{}", o.addresses[2])};
+  auto print = [&](std::string_view result, std::string_view action) {
+    fields.push_back(fmt::format("result={}", result));
+    fields.push_back(fmt::format("action=\"{}\"", action));
+    fmt::print(std::cout, "{}\n", fmt::join(fields, " "));
+    return 0;
+  };
+  state::LocalBlockStore blocks(dir);
+  for (const auto& b : blocks.load(now).blocks)
+    if (b.active(now) && b.cidr.contains(*address)) {
+      fields.push_back(fmt::format("block=\"{} ({}{}{})\"", b.cidr.to_string(), b.origin,
+                                   b.comment.empty() ? "" : ": ", b.comment));
+      return print("blocked", fmt::format("554 5.7.1 {} access denied", c.server.hostname));
+    }
+  policy::Client who{*address, s->listener_index(c.policy.listener).value_or(0)};
+  std::optional<LiveDns> dns;
+  if (o.dns && s->lookups) dns = ask_dns(s, *address);
+  const auto d = policy::decide(who, *s, policy::AllUp{}, 0, dns ? &dns->reputation : nullptr);
+  fields.push_back(fmt::format("country={} rule={}", d.country.code(),
+                               d.waits ? std::string("-") : c.rules[d.rule].name));
+  std::string pass = "DUNNO";
+  if (!c.policy.header.empty())
+    pass = "PREPEND " +
+           policy::verdict_header(*s, d, dns ? std::optional(dns->reputation.score) : std::nullopt);
+  if (!c.greylist.enabled) return print("dunno", pass);
+  const geo::GeoValue& v = s->table.lookup(*address);
+  if (c.greylist.has_skip && policy::in_scope(s->greylist_skip, who, v)) {
+    if (!policy::needs(c.greylist.skip) || dns) {
+      if (policy::reputation_matches(c.greylist.skip, dns ? dns->reputation : policy::Reputation{}))
+        return print("skipped", pass);
+    } else {
+      fields.push_back("skip=\"its DNS matchers decide (--dns asks them)\"");
+    }
+  }
+  const auto t = policy::make_triplet(c.greylist, *address, o.addresses[0], o.addresses[1]);
+  fields.push_back(fmt::format("triplet=\"{} {} -> {}\"", t.network,
+                               t.sender.empty() ? "<>" : t.sender, t.recipient));
+  std::optional<policy::GreyRecord> triplet, network;
+  if (c.store.enabled) {
+    fields.push_back("store=\"redis (not asked: as a new triplet)\"");
+  } else {
+    state::LocalGreyStore store(
+        dir, c.greylist.max_records, [now] { return now; }, true);
+    triplet = store.get(t.key());
+    network = store.get(t.network_key());
+    fields.push_back(fmt::format("store={}", store.where()));
+    for (const auto& p : store.problems()) fmt::print(stderr, "geomx: warning: {}\n", p);
+  }
+  if (triplet)
+    fields.push_back(fmt::format("first_seen={} passes={}", triplet->first, triplet->passes));
+  if (network) fields.push_back(fmt::format("network_passes={}", network->passes));
+  const auto step = policy::greylist_step(c.greylist, now, triplet, network);
+  const auto result = policy::to_string(step.verdict);
+  return print(result, policy::deferred(step.verdict)
+                           ? policy::grey_reply(c.greylist, step.remaining)
+                           : pass);
+}
+
 int run_explain(const ExplainOptions& o) {
   const auto s = load_snapshot(o.config);
   if (!s) return 1;
+  if (o.policy) return explain_policy(s, o);
   const conf::Config& c = s->config;
   policy::Client client;
   if (!o.listener.empty()) {
@@ -306,7 +425,11 @@ void add_config_tools(CLI::App& app, Command& command) {
   explain->add_flag("--dns", o->dns,
                     "Ask the [dnsbl] sites and the reverse DNS live (dns.timeout at most), as a "
                     "session does");
-  explain->add_option("address", o->addresses, "Client addresses")->required();
+  explain->add_flag("--policy", o->policy,
+                    "What the policy listener answers at RCPT: give SENDER RECIPIENT IP (reads "
+                    "this node's blocks and greylist store)");
+  explain->add_option("address", o->addresses, "Client addresses (--policy: SENDER RECIPIENT IP)")
+      ->required();
   explain->callback([&command, o] { command = [o] { return run_explain(*o); }; });
 }
 

@@ -121,7 +121,7 @@ std::vector<std::string> Server::join_fleet() {
   };
   state_.fleet = fleet_.get();
   state_.cache = &fleet_->cache();
-  if (local_grey_) {  // the fleet's triplets: a retry on another MX is recognised
+  if (serves_policy_) {  // the fleet's triplets: a retry on another MX is recognised
     fleet_grey_ =
         std::make_unique<state::CacheGreyStore>(fleet_->cache(), "redis " + store.where());
     state_.grey = fleet_grey_.get();

@@ -111,6 +111,8 @@ std::vector<std::string> Server::open_greylist() {
     return l.mode == conf::ListenerMode::policy;
   });
   if (!policy) return {};
+  serves_policy_ = true;
+  if (c.store.enabled) return {};  // the fleet's, in Redis (join_fleet)
   local_grey_ = std::make_unique<state::LocalGreyStore>(
       c.server.process.state_dir, c.greylist.max_records, [] { return proxy::unix_now(); });
   state_.local_grey = local_grey_.get();

@@ -70,8 +70,9 @@ class Server {
   // is read as the user that serves), makes this node part of the fleet;
   // it connects when run() starts. What to warn about (empty: all well).
   std::vector<std::string> join_fleet();
-  // With a policy listener: the greylist store in server.state_dir (after
-  // the drop, as load_blocks), before join_fleet. What to warn about; throws
+  // With a policy listener and no [store]: the greylist store in
+  // server.state_dir (after the drop, as load_blocks), before join_fleet
+  // (with [store] the triplets are the fleet's). What to warn about; throws
   // std::runtime_error when a file is there that cannot be read.
   std::vector<std::string> open_greylist();
 
@@ -147,6 +148,7 @@ class Server {
   std::unique_ptr<admin::AdminServer> admin_;  // on control_io_
   std::unique_ptr<FileWatch> watch_;           // geo.watch, on control_io_
   std::unique_ptr<state::Fleet> fleet_;        // [store], on control_io_
+  bool serves_policy_ = false;                 // a policy listener at start: greylist triplets kept
   std::unique_ptr<state::LocalGreyStore> local_grey_;
   std::unique_ptr<state::CacheGreyStore> fleet_grey_;
   std::set<std::string> changed_files_;  // seen by the watch, not yet reloaded

@@ -13,6 +13,8 @@ packages=(
   # test and benchmark tools
   mmdb-bin libmaxmind-db-writer-perl libnet-works-perl tor-geoipdb postfix swaks libnet-ssleay-perl haproxy
   prometheus gnuplot-nox curl openssl heaptrack systemd redis-server redis-sentinel
+  # the policy service's anchor (bench/policy.sh)
+  postgrey
   # the DNS server of the reputation tests (local zones, a forward to a silent port)
   unbound
   # the transparent test: a network namespace with an nft REDIRECT

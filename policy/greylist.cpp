@@ -178,6 +178,21 @@ GreyStep greylist_step(const conf::Greylist& g, std::int64_t now,
   return step;
 }
 
+std::string verdict_header(const Snapshot& snap, const Decision& d,
+                           std::optional<int> dnsbl_score) {
+  const conf::Config& c = snap.config;
+  std::string lists;
+  for (std::size_t i = 0; i < c.lists.size(); ++i)
+    if (d.lists & (std::uint64_t{1} << i)) lists += (lists.empty() ? "" : ",") + c.lists[i].name;
+  std::string out =
+      fmt::format("{}: country={} list={} rule={}", c.policy.header, d.country.code(),
+                  lists.empty() ? "-" : lists, d.waits ? std::string("-") : c.rules[d.rule].name);
+  if (!c.dnsbl_sites.empty())
+    out += dnsbl_score ? fmt::format(" dnsbl={}", *dnsbl_score) : std::string(" dnsbl=-");
+  out += " node=" + (c.store.node.empty() ? c.server.hostname : c.store.node);
+  return out;
+}
+
 std::string remaining_text(std::chrono::seconds s) {
   const auto n = s.count();
   if (n < 60) return fmt::format("{} second{}", n, n == 1 ? "" : "s");

@@ -12,6 +12,7 @@
 
 #include "conf/config.hpp"
 #include "geo/address.hpp"
+#include "policy/decide.hpp"
 
 namespace geomx::policy {
 
@@ -66,6 +67,11 @@ struct GreyStep {
 GreyStep greylist_step(const conf::Greylist& g, std::int64_t now,
                        const std::optional<GreyRecord>& triplet,
                        const std::optional<GreyRecord>& network);
+
+// The geo verdict header's line for a client decided `d` ("X-Geomx:
+// country=RU list=- rule=quarantine dnsbl=3 node=mx1"); dnsbl only with
+// [dnsbl] sites ("-": not asked).
+std::string verdict_header(const Snapshot& snap, const Decision& d, std::optional<int> dnsbl_score);
 
 // "35 minutes", "1 minute", "40 seconds".
 std::string remaining_text(std::chrono::seconds s);

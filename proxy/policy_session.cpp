@@ -56,8 +56,6 @@ class PolicySession final : public SessionRegistry::Live {
   asio::awaitable<Answer> answer(const policy::PolicyRequest& req);
   asio::awaitable<std::optional<Records>> records(state::GreyStore& store, const policy::Triplet& t,
                                                   std::chrono::milliseconds timeout);
-  std::string verdict_header(const policy::Snapshot& snap, const policy::Decision& d,
-                             const DnsCheck* dns) const;
   void close() {
     boost::system::error_code ignored;
     socket_.close(ignored);
@@ -155,21 +153,6 @@ asio::awaitable<std::optional<Records>> PolicySession::records(state::GreyStore&
       });
 }
 
-std::string PolicySession::verdict_header(const policy::Snapshot& snap, const policy::Decision& d,
-                                          const DnsCheck* dns) const {
-  const conf::Config& c = snap.config;
-  std::string lists;
-  for (std::size_t i = 0; i < c.lists.size(); ++i)
-    if (d.lists & (std::uint64_t{1} << i)) lists += (lists.empty() ? "" : ",") + c.lists[i].name;
-  std::string out =
-      fmt::format("{}: country={} list={} rule={}", c.policy.header, d.country.code(),
-                  lists.empty() ? "-" : lists, d.waits ? std::string("-") : c.rules[d.rule].name);
-  if (!c.dnsbl_sites.empty())
-    out += dns ? fmt::format(" dnsbl={}", dns->reputation().score) : std::string(" dnsbl=-");
-  out += " node=" + (c.store.node.empty() ? c.server.hostname : c.store.node);
-  return out;
-}
-
 asio::awaitable<PolicySession::Answer> PolicySession::answer(const policy::PolicyRequest& req) {
   const auto runtime = state_.current();
   const policy::Snapshot& snap = *runtime->snapshot;
@@ -200,7 +183,8 @@ asio::awaitable<PolicySession::Answer> PolicySession::answer(const policy::Polic
   std::string pass = "DUNNO";
   const auto instance = req.get("instance");
   if (!c.policy.header.empty() && (instance.empty() || instance != prepended_instance_)) {
-    pass = "PREPEND " + verdict_header(snap, d, dns.get());
+    pass = "PREPEND " + policy::verdict_header(
+                            snap, d, dns ? std::optional(dns->reputation().score) : std::nullopt);
     prepended_instance_ = instance;
   }
   if (!c.greylist.enabled) co_return Answer{pass, PolicyResult::dunno, {}};

@@ -43,7 +43,7 @@ std::size_t LocalGreyStore::KeyHash::operator()(const policy::GreyKey& k) const 
 }
 
 LocalGreyStore::LocalGreyStore(std::string state_dir, std::size_t capacity,
-                               std::function<std::int64_t()> now)
+                               std::function<std::int64_t()> now, bool read_only)
     : dir_(std::move(state_dir)),
       capacity_(std::max<std::size_t>(capacity, 16)),
       now_(std::move(now)) {
@@ -51,7 +51,9 @@ LocalGreyStore::LocalGreyStore(std::string state_dir, std::size_t capacity,
   snapshot_ = dir_ + "/greylist.db";
   journal_ = dir_ + "/greylist.journal";
   old_journal_ = journal_ + ".old";
+  read_only_ = read_only;
   load();
+  if (read_only_) return;
   fd_ = ::open(journal_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
   if (fd_ < 0) throw os_error(journal_);
   struct stat st {};
@@ -96,6 +98,10 @@ void LocalGreyStore::read_file(const std::string& path) {
   std::string h(sizeof(Stored), '\0');
   in.read(h.data(), static_cast<std::streamsize>(h.size()));
   if (in.gcount() == 0) return;  // empty: created, nothing written yet
+  if (h != header() && read_only_) {
+    problems_.push_back(fmt::format("{}: not a geomx greylist file", path));
+    return;
+  }
   if (h != header()) {
     const auto aside = fmt::format("{}.corrupt-{}", path, now_());
     if (::rename(path.c_str(), aside.c_str()) != 0) throw os_error(path);
@@ -112,7 +118,7 @@ void LocalGreyStore::read_file(const std::string& path) {
     problems_.push_back(
         fmt::format("{}: a torn record at the end ({} bytes) skipped", path, in.gcount()));
     // Cut it off, so that the records appended from now on are whole ones.
-    if (path == journal_ &&
+    if (path == journal_ && !read_only_ &&
         ::truncate(path.c_str(), static_cast<off_t>((n + 1) * sizeof(Stored))) != 0)
       throw os_error(path);
   }

@@ -50,7 +50,10 @@ class LocalGreyStore final : public GreyStore {
   // std::runtime_error when a file is there and cannot be read (it is not
   // replaced); a file that is not a greylist store is renamed aside and
   // said in problems().
-  LocalGreyStore(std::string state_dir, std::size_t capacity, std::function<std::int64_t()> now);
+  // `read_only` (geomx explain): reads the files and changes nothing there
+  // (no journal opened, nothing renamed or cut; put() keeps in memory).
+  LocalGreyStore(std::string state_dir, std::size_t capacity, std::function<std::int64_t()> now,
+                 bool read_only = false);
   ~LocalGreyStore() override;
   void get(const policy::GreyKey& key, Found found) override;
   std::optional<policy::GreyRecord> get(const policy::GreyKey& key);
@@ -92,6 +95,7 @@ class LocalGreyStore final : public GreyStore {
   std::unordered_map<policy::GreyKey, Value, KeyHash> map_;
   int fd_ = -1;  // the journal, O_APPEND
   std::size_t journal_records_ = 0;
+  bool read_only_ = false;
   std::thread writer_;    // the snapshot being written
   bool writing_ = false;  // guarded by mutex_
   std::vector<std::string> problems_;

@@ -5,7 +5,7 @@
 # that reach new code go to build/fuzz/new/TARGET (merge the worth-keeping
 # ones into the corpus: `TARGET_fuzz -merge=1 corpus/TARGET build/fuzz/new/TARGET`);
 # a crash is written to build/fuzz/TARGET-crash-* and the run fails.
-# Targets: proxy_header admin config lists blocks mmdb store_record smtp_screen.
+# Targets: proxy_header admin config lists blocks mmdb store_record smtp_screen policy_request.
 # Usage: tests/fuzz/run.sh [TARGET|all] [RUNS] [JOBS]   (default: all, 10,000,000, 1)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -15,12 +15,12 @@ jobs=${3:-1}
 out=build/fuzz
 cmake -S . -B "$out" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ \
   -DGEOMX_FUZZ=ON -DGEOMX_TESTS=OFF -DGEOMX_BENCH=OFF >/dev/null
-targets=(proxy_header admin config lists blocks mmdb store_record smtp_screen)
+targets=(proxy_header admin config lists blocks mmdb store_record smtp_screen policy_request)
 [[ $target != all ]] && targets=("$target")
 for t in "${targets[@]}"; do cmake --build "$out" --target "${t}_fuzz" >/dev/null; done
 # Inputs no larger than the parser would take whole (a PROXY header is at
 # most 536 bytes; databases are seeded with real files).
-declare -A max_len=([proxy_header]=700 [admin]=1024 [config]=8192 [lists]=8192 [blocks]=8192 [mmdb]=16384 [store_record]=1024 [smtp_screen]=2048)
+declare -A max_len=([proxy_header]=700 [admin]=1024 [config]=8192 [lists]=8192 [blocks]=8192 [mmdb]=16384 [store_record]=1024 [smtp_screen]=2048 [policy_request]=1024)
 export LSAN_OPTIONS=suppressions=$PWD/tests/fuzz/lsan.supp  # libmaxminddb's own leak
 for t in "${targets[@]}"; do
   mkdir -p "$out/new/$t"

@@ -95,6 +95,30 @@ printf '[[listener]]\nname = "mx"\naddress = "127.0.0.1:0"\n[[rule]]\nname = "al
 if [[ $? == 0 ]] && grep -q "warning: admin.listen 0.0.0.0:9025 is not a loopback address and has no TLS" "$tmp/err"; then ok
 else fail "check-admin-warning: $(cat "$tmp/err")"; fi
 
+# The policy listener: check summarises it, explain --policy answers as the
+# listener would (a new triplet from RU, the skipped english list, a block).
+cat "$tmp/example.toml" >"$tmp/policy.toml"
+cat >>"$tmp/policy.toml" <<'TOML'
+[[listener]]
+name = "policy"
+address = "127.0.0.1:10031"
+mode = "policy"
+trusted_proxies = ["127.0.0.1/32"]
+[greylist]
+skip = { list = "english" }
+[policy]
+header = "X-Geomx"
+TOML
+expect check-policy 0 '^greylist  delay 35m, retry_window 2d, max_age 35d, per /24 \(IPv4\) /64 \(IPv6\), auto_allow after 5 passes, skip if list english, kept /var/lib/geomx/greylist\.\{db,journal\} \(at most 2000000 records\)$' '' -- \
+  "$geomx" check -c "$tmp/policy.toml"
+grep -q '^policy    policy on 127.0.0.1:10031 (check_policy_service inet:127.0.0.1:10031), from 127.0.0.1/32$' "$tmp/out" && ok || fail "check: the policy listener: $(grep ^policy "$tmp/out")"
+expect explain-policy-new 0 '^77\.88\.55\.60 country=RU rule=quarantine triplet="77\.88\.55\.0/24 bob@sender\.test -> alice@example\.net" store=/var/lib/geomx/greylist\.journal result=new action="450 4\.2\.0 Greylisted, please retry in 35 minutes"$' '' -- \
+  "$geomx" explain -c "$tmp/policy.toml" --policy Bob+Tag@Sender.test alice@example.net 77.88.55.60
+expect explain-policy-skip 0 '^8\.8\.8\.8 country=US rule=english result=skipped action="PREPEND X-Geomx: country=US list=english rule=english node=[^ ]+"$' '' -- \
+  "$geomx" explain -c "$tmp/policy.toml" --policy '' alice@example.net 8.8.8.8
+expect explain-policy-usage 2 '' 'takes SENDER RECIPIENT IP' -- "$geomx" explain -c "$tmp/policy.toml" --policy 8.8.8.8
+expect explain-policy-none 1 '' 'has no listener with mode = "policy"' -- "$geomx" explain -c "$tmp/example.toml" --policy a b 8.8.8.8
+
 # explain: the seed deployment on tor-geoipdb's data
 expect explain-us 0 '^8\.8\.8\.8 country=US lists=english rule=english why="in list english" action=route pool=primary member=10\.0\.0\.11:25 fallback=10\.0\.0\.11:25,10\.0\.0\.12:25$' '' -- \
   "$geomx" explain -c "$src/conf/geomx.toml" 8.8.8.8
