@@ -242,7 +242,7 @@ ok( kill( 0, $a->{pid} ), 'geomx is alive after all of it' );
 cmp_ok( metric( $a, 'geomx_policy_errors_total{reason="malformed"}' ), '>=', 6, 'malformed requests counted' );
 
 # 7. Two nodes on one Redis: the first attempt on A, the retry on B passes.
-my ($redis) = start_redis( $dir, 'redis' );
+my ( $redis, $redis_pid ) = start_redis( $dir, 'redis' );
 my $store   = qq([store]\nredis = "127.0.0.1:$redis"\ntimeout = "200ms"\n);
 $a->{stop}->();
 my $port_b = free_port();
@@ -257,5 +257,21 @@ sleep 0.05 while time < $t0 + $delay + 0.2;
 like( ask( $port_b, request(%t5) ), qr/^PREPEND X-Geomx: country=CN .* node=b\.test$/, 'fleet: the retry on B passes' );
 chomp( my $keys = qx(redis-cli -p $redis --scan --pattern 'geomx:cache:grey:*' | wc -l) );
 cmp_ok( $keys + 0, '>=', 2, "fleet: the triplet and its network in Redis ($keys keys)" );
+
+# 8. Redis killed -9 under requests: every request is answered (from the
+# node's own copy of the cache, or let through at store.timeout), none fails.
+{
+    my $answered = 0;
+    my $killed = 0;
+    my $failed = 0;
+    for my $i ( 1 .. 400 ) {
+        if ( $i == 100 ) { kill 'KILL', $redis_pid; $killed = 1 }
+        my $r = ask( $i % 2 ? $port_a : $port_b, request( client_address => "127.2.9." . ( $i % 250 ), sender => "k$i\@kill.test", recipient => 'r@example.test' ) );
+        defined $r ? $answered++ : $failed++;
+    }
+    is( $failed, 0, "Redis killed -9 after 100 of 400 requests: $answered answered, $failed failed" );
+    wait_for( 'both nodes see the store down', 20, sub { metric( $a, 'geomx_store_up' ) == 0 && metric( $b, 'geomx_store_up' ) == 0 } );
+    like( ask( $port_b, request(%t5) ), qr/^PREPEND X-Geomx:/, 'with Redis gone, B still passes the triplet it passed (its own copy)' );
+}
 
 done_testing();
