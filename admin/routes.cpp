@@ -196,7 +196,8 @@ Reply add_block(const geo::Prefix& cidr, Query& q, ServerState& state, std::int6
   if (cidr.length() < shortest && q["force"] != "yes")
     return {400, text_plain,
             fmt::format("cidr: {} is shorter than /{}: it would refuse a large part of the "
-                        "Internet; add force=yes (geomx block add --force) if that is meant\n",
+                        "Internet; if that is meant, give `geomx block add --force` (force=yes "
+                        "over HTTP)\n",
                         cidr.to_string(), shortest)};
   // A comment is shown on a line of its own (`geomx block list`, the log):
   // a newline in it could forge the next one.
@@ -363,7 +364,8 @@ Reply answer(const Request& request, ServerState& state, const Now& now) {
             state.metrics.render(*snap, state.health,
                                  {state.sessions.load(), state.slots.tarpitted(),
                                   state.fleet ? int(state.fleet->up()) : -1,
-                                  state.local_grey ? state.local_grey->size() : std::nullopt})};
+                                  state.local_grey ? state.local_grey->size() : std::nullopt,
+                                  state.local_grey ? state.local_grey->write_errors() : 0})};
   return {200, "application/json", status_json(*rt, state)};
 }
 

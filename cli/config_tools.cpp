@@ -411,14 +411,16 @@ void add_config_tools(CLI::App& app, Command& command) {
   auto check_path = std::make_shared<std::string>();
   auto* check =
       app.add_subcommand("check", "Validate a config and everything it loads, then summarise it");
-  check->add_option("-c,--config", *check_path, "Config file")->required();
+  *check_path = default_config;
+  check->add_option("-c,--config", *check_path, "Config file")->capture_default_str();
   check->callback(
       [&command, check_path] { command = [check_path] { return run_check(*check_path); }; });
 
   auto o = std::make_shared<ExplainOptions>();
   auto* explain =
       app.add_subcommand("explain", "Show the decision for addresses, with every member healthy");
-  explain->add_option("-c,--config", o->config, "Config file")->required();
+  o->config = default_config;
+  explain->add_option("-c,--config", o->config, "Config file")->capture_default_str();
   explain->add_option("--listener", o->listener,
                       "The listener the client connects to [default: the first]");
   explain->add_flag("--json", o->json, "One JSON object per line");

@@ -135,8 +135,9 @@ void add_block(CLI::App& app, Command& command, const AdminOptions& admin_option
 void add_daemon_commands(CLI::App& app, Command& command) {
   auto client = std::make_shared<AdminClient>();
   const AdminOptions admin_options = [client](CLI::App* c) {
+    client->config_path = default_config;
     c->add_option("-c,--config", client->config_path, "Config file (names the admin endpoint)")
-        ->required();
+        ->capture_default_str();
     c->add_option("--admin", client->admin_override,
                   "Admin endpoint to call instead of the file's [admin] socket or listen: "
                   "ADDR:PORT, or unix:PATH");

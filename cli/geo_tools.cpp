@@ -140,7 +140,8 @@ void add_geo_tools(CLI::App& app, Command& command) {
           std::map<std::string, geo::ExportFormat>{{"cidr", geo::ExportFormat::cidr},
                                                    {"mikrotik", geo::ExportFormat::mikrotik},
                                                    {"nft", geo::ExportFormat::nft},
-                                                   {"ipset", geo::ExportFormat::ipset}}));
+                                                   {"ipset", geo::ExportFormat::ipset}}))
+      ->option_text("FORMAT");  // not CLI11's "ENUM:value in {cidr->0,...}"
   exp->add_option("--name", export_opts->name, "Address list / set name [default: geomx]");
   exp->callback(
       [&command, export_opts] { command = [export_opts] { return run_export(*export_opts); }; });

@@ -9,6 +9,9 @@
 namespace geomx::cli {
 
 using Command = std::function<int()>;  // what the parsed command line runs
+// Where every subcommand's -c reads the config from when it is not given
+// (the package's).
+inline constexpr const char* default_config = "/etc/geomx/geomx.toml";
 
 void add_geo_tools(CLI::App& app, Command& command);
 

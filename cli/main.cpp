@@ -22,7 +22,9 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    // --help and --version exit 0; every usage error 2, as geomx(8) says
+    // (CLI11's own codes, 105, 106, ..., mean nothing to a script).
+    return app.exit(e) == 0 ? 0 : 2;
   }
   try {
     const int status = command();

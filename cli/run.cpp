@@ -97,7 +97,8 @@ int run_proxy(const std::string& path) {
 void add_run_command(CLI::App& app, Command& command) {
   auto path = std::make_shared<std::string>();
   auto* run = app.add_subcommand("run", "Run the proxy in the foreground (logs to stderr)");
-  run->add_option("-c,--config", *path, "Config file")->required();
+  *path = default_config;
+  run->add_option("-c,--config", *path, "Config file")->capture_default_str();
   run->callback([&command, path] { command = [path] { return run_proxy(*path); }; });
 }
 

@@ -145,6 +145,17 @@ namespace geomx::conf {
 
 std::vector<std::string> restart_changes(const Config& was, const Config& now) {
   std::vector<std::string> out;
+  // The greylist store opens at start, when there is a policy listener.
+  const auto serves = [](const Config& c) {
+    return std::any_of(c.listeners.begin(), c.listeners.end(),
+                       [](const Listener& l) { return l.mode == ListenerMode::policy; });
+  };
+  if (serves(now) && !serves(was))
+    out.push_back(
+        "a policy listener was added: its greylist store opens at the next restart (until then "
+        "it greylists nothing)");
+  if (serves(now) && serves(was) && was.greylist.max_records != now.greylist.max_records)
+    out.push_back("greylist.max_records changed: takes effect at the next restart");
   const Process &a = was.server.process, &b = now.server.process;
   if (a == b && was.admin == now.admin && was.store == now.store) return out;
   auto say = [&](bool same, std::string_view what) {

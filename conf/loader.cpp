@@ -104,6 +104,8 @@ void parse_listener(TableReader& t, Listener& l, std::set<std::string>& names,
                 [&](const geo::Prefix& p) { l.trusted_proxies.push_back(p); });
     if (!t.node("trusted_proxies"))
       t.error("mode", "a policy listener needs trusted_proxies (the Postfix hosts that may ask)");
+    else if (l.trusted_proxies.empty())
+      t.error("trusted_proxies", "empty: nobody could ask; name the Postfix hosts");
     return;
   }
   if (l.mode == ListenerMode::transparent) {
@@ -556,7 +558,9 @@ void check_policy(Reader& r, const toml::table& root, Config& c) {
     if (const auto mx = first(ListenerMode::mx); mx != c.listeners.end())
       c.policy.listener = mx->name;
   } else if (const auto* n = root["policy"]["listener"].node();
-             n && first(ListenerMode::policy)->name == c.policy.listener) {
+             n && std::any_of(c.listeners.begin(), c.listeners.end(), [&](const Listener& l) {
+               return l.name == c.policy.listener && l.mode == ListenerMode::policy;
+             })) {
     r.error(n->source(), "policy.listener",
             "names the policy listener; name the one mail comes in on");
   }

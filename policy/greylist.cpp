@@ -120,7 +120,9 @@ GreyKey Triplet::network_key() const {
 Triplet make_triplet(const conf::Greylist& g, const geo::Address& client, std::string_view sender,
                      std::string_view recipient) {
   const auto net = geo::Prefix::containing(client, client.is_v4() ? g.network_v4 : g.network_v6);
-  return {net.to_string(), normal_address(sender), normal_address(recipient)};
+  // The recipient lower-cased only, as postgrey does: user+a and user+b are
+  // mailboxes of their own.
+  return {net.to_string(), normal_address(sender), lower(recipient)};
 }
 
 std::string_view to_string(GreyVerdict v) {

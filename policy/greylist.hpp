@@ -38,6 +38,8 @@ std::optional<GreyRecord> decode_grey(std::string_view text);
 using GreyKey = std::array<std::uint8_t, 16>;
 std::string to_hex(const GreyKey& k);
 
+// The sender normal_address() makes; the recipient is lower-cased only
+// (postgrey's): its extension names a mailbox.
 struct Triplet {
   std::string network;  // "192.0.2.0/24"
   std::string sender, recipient;

@@ -33,9 +33,10 @@ PolicyReader::Status PolicyReader::next(PolicyRequest& out) {
       if (buffer_.size() - scan_ > max_line)
         return fail(fmt::format("a line longer than {} bytes", max_line));
       // Keep what is unread only: a connection of many requests does not grow.
-      if (at_ > 0 && at_ == scan_) {
+      if (at_ > 0) {
         buffer_.erase(0, at_);
-        at_ = scan_ = 0;
+        scan_ -= at_;
+        at_ = 0;
       }
       return Status::more;
     }

@@ -279,6 +279,10 @@ std::string Metrics::render(const policy::Snapshot& snapshot, const HealthBoard&
       header(out, "geomx_greylist_records", "gauge",
              "Greylist triplets and client networks this node's store holds.");
       out += fmt::format("geomx_greylist_records {}\n", *gauges.greylist_records);
+      header(out, "geomx_greylist_write_errors_total", "counter",
+             "Greylist journal writes and compactions that failed (a full disk): those records "
+             "are in memory only until a restart folds them into the snapshot.");
+      out += fmt::format("geomx_greylist_write_errors_total {}\n", gauges.greylist_write_errors);
     }
   }
   header(out, "geomx_geo_intervals", "gauge", "Intervals in the compiled geo table.");

@@ -50,8 +50,9 @@ class Metrics {
     std::uint32_t active_connections = 0;
     std::uint32_t tarpitted_connections = 0;
     int store_up = -1;  // [store]: 1 or 0; -1: a node alone (not shown)
-    std::optional<std::size_t> greylist_records =
-        std::nullopt;  // this node's greylist store (nullopt: none here)
+    // This node's greylist store (nullopt: none here) and its failed writes.
+    std::optional<std::size_t> greylist_records = std::nullopt;
+    std::uint64_t greylist_write_errors = 0;
   };
   // The whole exposition.
   std::string render(const policy::Snapshot& snapshot, const policy::HealthBoard& health,

@@ -106,6 +106,8 @@ asio::awaitable<void> PolicySession::run() {
         co_return;
       }
       const auto a = co_await answer(req);
+      // The header once per message: for the first recipient that passes.
+      if (a.action.starts_with("PREPEND ")) prepended_instance_ = req.get("instance");
       state_.metrics.policy_request(static_cast<std::size_t>(a.result));
       if (a.result != PolicyResult::dunno || !a.detail.empty())
         state_.log.event("policy", {{"client", std::string(req.get("client_address"))},
@@ -120,7 +122,7 @@ asio::awaitable<void> PolicySession::run() {
       if (wec) co_return;
       out.clear();
     }
-    busy_ = false;
+    busy_ = reader.pending() > 0;  // a request begun: a drain waits for it
     if (draining_) co_return;
   }
 }
@@ -185,7 +187,6 @@ asio::awaitable<PolicySession::Answer> PolicySession::answer(const policy::Polic
   if (!c.policy.header.empty() && (instance.empty() || instance != prepended_instance_)) {
     pass = "PREPEND " + policy::verdict_header(
                             snap, d, dns ? std::optional(dns->reputation().score) : std::nullopt);
-    prepended_instance_ = instance;
   }
   if (!c.greylist.enabled) co_return Answer{pass, PolicyResult::dunno, {}};
   const geo::GeoValue& v = snap.table.lookup(*address);
@@ -199,9 +200,17 @@ asio::awaitable<PolicySession::Answer> PolicySession::answer(const policy::Polic
   const auto found = co_await records(*store, t, c.store.timeout);
   if (!found) co_return Answer{pass, PolicyResult::store_error, "greylist store did not answer"};
   const auto step = policy::greylist_step(c.greylist, now, (*found)[0], (*found)[1]);
-  const auto ttl = std::chrono::duration_cast<std::chrono::seconds>(c.greylist.max_age);
-  if (step.triplet) store->put(t.key(), *step.triplet, ttl);
-  if (step.network) store->put(t.network_key(), *step.network, ttl);
+  // A triplet that never passed is worth keeping only until its retry
+  // window closes (most spam never retries); one that passed, max_age.
+  using std::chrono::duration_cast;
+  using std::chrono::seconds;
+  const auto max_age = duration_cast<seconds>(c.greylist.max_age);
+  if (step.triplet)
+    store->put(t.key(), *step.triplet,
+               step.triplet->passes > 0
+                   ? max_age
+                   : duration_cast<seconds>(c.greylist.retry_window) + seconds(60));
+  if (step.network) store->put(t.network_key(), *step.network, max_age);
   const auto detail =
       fmt::format("{} {} -> {}", t.network, t.sender.empty() ? "<>" : t.sender, t.recipient);
   switch (step.verdict) {

@@ -54,14 +54,37 @@ LocalGreyStore::LocalGreyStore(std::string state_dir, std::size_t capacity,
   read_only_ = read_only;
   load();
   if (read_only_) return;
+  // A compaction that did not finish (a crash, a full disk) left
+  // greylist.journal.old: the map holds it and the journal, so a snapshot of
+  // the map replaces all three, and the journal begins anew.
+  if (::access(old_journal_.c_str(), F_OK) == 0) {
+    write_durably(dir_, snapshot_, snapshot_data());
+    if (::unlink(old_journal_.c_str()) != 0) throw os_error(old_journal_);
+    write_durably(dir_, journal_, header());
+    journal_records_ = 0;
+    problems_.push_back(fmt::format("{}: an unfinished compaction completed", old_journal_));
+  }
   fd_ = ::open(journal_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
   if (fd_ < 0) throw os_error(journal_);
   struct stat st {};
-  if (::fstat(fd_, &st) == 0 && st.st_size == 0) {
+  if (::fstat(fd_, &st) != 0) throw os_error(journal_);
+  journal_bytes_ = static_cast<off_t>(st.st_size);
+  if (st.st_size == 0) {
     const auto h = header();
     if (::write(fd_, h.data(), h.size()) != static_cast<ssize_t>(h.size()))
       throw os_error(journal_);
+    journal_bytes_ = static_cast<off_t>(h.size());
   }
+}
+
+std::string LocalGreyStore::snapshot_data() const {
+  std::string data = header();
+  data.reserve(data.size() + map_.size() * sizeof(Stored));
+  for (const auto& [k, v] : map_) {
+    const Stored s{k, v.first, v.last, v.passes, v.expires};
+    data.append(reinterpret_cast<const char*>(&s), sizeof s);
+  }
+  return data;
 }
 
 LocalGreyStore::~LocalGreyStore() {
@@ -164,49 +187,68 @@ void LocalGreyStore::append(const Stored& s) {
   if (fd_ < 0) return;
   for (;;) {
     const auto n = ::write(fd_, &s, sizeof s);
-    if (n == static_cast<ssize_t>(sizeof s)) break;
+    if (n == static_cast<ssize_t>(sizeof s)) {
+      journal_bytes_ += static_cast<off_t>(sizeof s);
+      break;
+    }
     if (n < 0 && errno == EINTR) continue;
-    // A full disk: the record lives in memory until the next snapshot.
+    // A full disk: the record lives in memory until the next snapshot, and
+    // a part of it written is cut off, so that the next ones stay aligned.
     ++write_errors_;
+    if (n > 0 && ::ftruncate(fd_, journal_bytes_) != 0) {
+      ::close(fd_);  // misaligned from here: no more journal until a restart folds it
+      fd_ = -1;
+    }
     break;
   }
-  if (++journal_records_ > std::max<std::size_t>(100'000, 2 * map_.size())) compact();
+  if (++journal_records_ > std::max<std::size_t>(100'000, 2 * map_.size()) && !stuck_) compact();
 }
 
 void LocalGreyStore::compact() {
   if (writing_) return;
   // The journal so far is set aside (read at load until the snapshot that
   // holds it is in place) and a new one begun; the snapshot is written
-  // from a copy, on a thread of its own.
-  if (::access(old_journal_.c_str(), F_OK) == 0) return;  // a snapshot still to finish
-  if (::rename(journal_.c_str(), old_journal_.c_str()) != 0) return;
-  const int fd = ::open(journal_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
-  if (fd < 0) {
+  // from a copy, on a thread of its own. A compaction that failed leaves
+  // greylist.journal.old: no other is tried (stuck_) until a restart folds
+  // it (the constructor), and the failure is counted.
+  if (::access(old_journal_.c_str(), F_OK) == 0 ||
+      ::rename(journal_.c_str(), old_journal_.c_str()) != 0) {
+    stuck_ = true;
+    ++write_errors_;
+    return;
+  }
+  const auto h = header();
+  const int fd =
+      ::open(journal_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0640);
+  if (fd < 0 || ::write(fd, h.data(), h.size()) != static_cast<ssize_t>(h.size())) {
+    // Back as it was: the old journal goes on.
+    if (fd >= 0) ::close(fd);
     ::rename(old_journal_.c_str(), journal_.c_str());
+    stuck_ = true;
+    ++write_errors_;
     return;
   }
   ::close(fd_);
   fd_ = fd;
-  const auto h = header();
-  if (::write(fd_, h.data(), h.size()) < 0) ++write_errors_;
+  journal_bytes_ = static_cast<off_t>(h.size());
   journal_records_ = 0;
-  std::string data = header();
-  data.reserve(data.size() + map_.size() * sizeof(Stored));
-  for (const auto& [k, v] : map_) {
-    const Stored s{k, v.first, v.last, v.passes, v.expires};
-    data.append(reinterpret_cast<const char*>(&s), sizeof s);
-  }
+  std::string data = snapshot_data();
   if (writer_.joinable()) writer_.join();  // finished: writing_ is false
   writing_ = true;
   writer_ = std::thread([this, data = std::move(data)] {
+    bool ok = true;
     try {
       write_durably(dir_, snapshot_, data);
-      ::unlink(old_journal_.c_str());
+      ok = ::unlink(old_journal_.c_str()) == 0;
     } catch (const std::exception&) {
-      // greylist.journal.old stays and is read at load; the next compaction waits for it.
+      ok = false;  // greylist.journal.old stays, read at load and folded there
     }
     std::lock_guard lock(mutex_);
     writing_ = false;
+    if (!ok) {
+      stuck_ = true;
+      ++write_errors_;
+    }
   });
 }
 

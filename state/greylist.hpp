@@ -11,6 +11,8 @@
 //
 // CacheGreyStore: the fleet's (FleetCache: Redis, with this node's copy
 // while Redis is down), so a retry that lands on another MX is recognised.
+#include <sys/types.h>
+
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -63,7 +65,8 @@ class LocalGreyStore final : public GreyStore {
   bool immediate() const override { return true; }
   std::string where() const override { return dir_.empty() ? "memory" : journal_; }
   const std::vector<std::string>& problems() const { return problems_; }
-  // Journal writes that failed (a full disk): those records are in memory only.
+  // Journal writes and compactions that failed (a full disk): those records
+  // are in memory only, until a restart folds them into the snapshot.
   std::uint64_t write_errors() const { return write_errors_.load(); }
   // Waits for a snapshot being written (tests, and the destructor).
   void settle();
@@ -83,6 +86,7 @@ class LocalGreyStore final : public GreyStore {
     std::size_t operator()(const policy::GreyKey& k) const;  // the key is SHA-256: its bytes
   };
   void load();
+  std::string snapshot_data() const;  // the map as a snapshot file holds it
   void read_file(const std::string& path);
   void append(const Stored& s);       // mutex_ held
   void compact();                     // mutex_ held
@@ -93,7 +97,9 @@ class LocalGreyStore final : public GreyStore {
   std::function<std::int64_t()> now_;
   mutable std::mutex mutex_;
   std::unordered_map<policy::GreyKey, Value, KeyHash> map_;
-  int fd_ = -1;  // the journal, O_APPEND
+  int fd_ = -1;              // the journal, O_APPEND
+  off_t journal_bytes_ = 0;  // its size: a short write is cut back to it
+  bool stuck_ = false;       // a compaction failed: none until a restart
   std::size_t journal_records_ = 0;
   bool read_only_ = false;
   std::thread writer_;    // the snapshot being written

@@ -568,6 +568,9 @@ countries = ["GB"]
             .find("no list named \"nope\"") != std::string::npos);
   CHECK(first(errors_of(policy + "[policy]\nheader = \"X Geomx:\"\n")).find("a header name") !=
         std::string::npos);
+  CHECK(first(errors_of(minimal + "[[listener]]\nname = \"p\"\naddress = \"127.0.0.1:10031\"\n"
+                                  "mode = \"policy\"\ntrusted_proxies = []\n"))
+            .find("trusted_proxies") != std::string::npos);
   CHECK(first(errors_of(policy + "[policy]\nlistener = \"policy\"\n"))
             .find("names the policy listener") != std::string::npos);
 }

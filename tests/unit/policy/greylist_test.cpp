@@ -49,6 +49,12 @@ TEST_CASE("the triplet keys the client network, not the address") {
   // Parts are separated: moving a byte from one to the next is another key.
   CHECK(policy::Triplet{"n", "ab", "c"}.key() != policy::Triplet{"n", "a", "bc"}.key());
   CHECK(policy::to_hex(a.key()).size() == 32);
+  // The recipient is lower-cased only (postgrey): its extension is a mailbox.
+  const auto plus =
+      policy::make_triplet(g, geo::parse_address("192.0.2.10"), "a@x.test", "R+A@y.test");
+  CHECK(plus.recipient == "r+a@y.test");
+  CHECK(plus.key() !=
+        policy::make_triplet(g, geo::parse_address("192.0.2.10"), "a@x.test", "r+b@y.test").key());
 }
 
 TEST_CASE("first attempt deferred, early retry deferred, retry after the delay passes") {
@@ -141,6 +147,19 @@ TEST_CASE("policy requests: whole, in fragments, many on one connection") {
   while (many.next(req) == policy::PolicyReader::Status::request) ++n;
   CHECK(n == 100);
   CHECK(policy::policy_reply("450 a\r\nb") == "action=450 a  b\n\n");
+}
+
+TEST_CASE("a peer that keeps a request unfinished does not grow the buffer") {
+  policy::PolicyReader r;
+  policy::PolicyRequest req;
+  r.feed("request=smtpd_access_policy\n");
+  for (int i = 0; i < 10000; ++i) {
+    // The end of one request and the beginning of the next in each read.
+    r.feed("client_address=192.0.2.1\n\nrequest=smtpd_access_policy\n");
+    REQUIRE(r.next(req) == policy::PolicyReader::Status::request);
+    REQUIRE(r.next(req) == policy::PolicyReader::Status::more);
+    REQUIRE(r.pending() < 100);
+  }
 }
 
 TEST_CASE("malformed requests are refused, whatever follows") {

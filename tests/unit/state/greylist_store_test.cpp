@@ -102,6 +102,31 @@ TEST_CASE("a torn last record is skipped; a file that is not ours is set aside")
   CHECK(found(s, key(1)));  // the journal still had it
 }
 
+TEST_CASE("a compaction cut short (greylist.journal.old left) is finished at the next start") {
+  test::TempDir dir;
+  std::int64_t now = 1'000'000;
+  const auto root = dir.root().string();
+  {
+    state::LocalGreyStore s(root, 1000, [&] { return now; });
+    s.put(key(1), GreyRecord{now, now, 0}, std::chrono::seconds(100));
+  }
+  // As a crash between setting the journal aside and the snapshot leaves it.
+  REQUIRE(::rename(dir.path("greylist.journal").c_str(),
+                   dir.path("greylist.journal.old").c_str()) == 0);
+  {
+    state::LocalGreyStore s(root, 1000, [&] { return now; });
+    REQUIRE(s.problems().size() == 1);
+    CHECK(s.problems()[0].find("unfinished compaction completed") != std::string::npos);
+    s.put(key(2), GreyRecord{now, now, 1}, std::chrono::seconds(100));
+  }
+  CHECK(size_of(dir.path("greylist.journal.old")) == -1);
+  state::LocalGreyStore again(root, 1000, [&] { return now; });
+  CHECK(again.problems().empty());
+  CHECK(again.size() == 2u);
+  CHECK(found(again, key(1)));
+  CHECK(found(again, key(2)) == GreyRecord{now, now, 1});
+}
+
 TEST_CASE("a file that cannot be read is an error, not an empty store") {
   if (::geteuid() == 0) return;  // root reads anything
   test::TempDir dir;
