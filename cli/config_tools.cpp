@@ -1,5 +1,7 @@
 #include "cli/config_tools.hpp"
 
+#include <algorithm>
+#include <filesystem>
 #include <iostream>
 #include <memory>
 
@@ -341,6 +343,15 @@ int run_explain(const ExplainOptions& o) {
       throw std::invalid_argument(fmt::format("explain: no listener named \"{}\"", o.listener));
     client.listener = *index;
   }
+  // The dated blocks and bans as this node keeps them (blocks.toml; a
+  // fleet's node keeps its copy there too): a blocked client never reaches
+  // the rules.
+  const auto now = proxy::unix_now();
+  state::LocalBlockStore block_store(c.server.process.state_dir);
+  auto loaded = block_store.load(now);
+  // A machine without the state folder (a test host) has no blocks: nothing to say.
+  if (std::filesystem::exists(c.server.process.state_dir))
+    for (const auto& p : loaded.problems) fmt::print(stderr, "geomx: warning: {}\n", p);
   int errors = 0;
   for (const auto& text : o.addresses) {
     auto address = geo::try_parse_address(text);
@@ -350,6 +361,24 @@ int run_explain(const ExplainOptions& o) {
       continue;
     }
     client.address = *address;
+    const auto block = std::find_if(loaded.blocks.begin(), loaded.blocks.end(), [&](const auto& b) {
+      return b.active(now) && b.cidr.contains(*address);
+    });
+    if (block != loaded.blocks.end()) {
+      const auto d = policy::decide(client, *s, policy::AllUp{}, 0);
+      const auto by = fmt::format("{} ({}{}{})", block->cidr.to_string(), block->origin,
+                                  block->comment.empty() ? "" : ": ", block->comment);
+      const auto reply = fmt::format("554 5.7.1 {} access denied", c.server.hostname);
+      if (o.json)
+        fmt::print(std::cout,
+                   "{{\"ip\":{:?},\"country\":{:?},\"blocked_by\":{:?},\"action\":\"reject\","
+                   "\"reply\":{:?}}}\n",
+                   text, d.country.code(), by, reply);
+      else
+        fmt::print(std::cout, "{} country={} blocked_by=\"{}\" action=reject reply=\"{}\"\n", text,
+                   d.country.code(), by, reply);
+      continue;
+    }
     auto d = policy::decide(client, *s, policy::AllUp{}, 0);
     std::optional<LiveDns> dns;
     if (o.dns && s->lookups) {

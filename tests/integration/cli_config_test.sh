@@ -95,6 +95,21 @@ printf '[[listener]]\nname = "mx"\naddress = "127.0.0.1:0"\n[[rule]]\nname = "al
 if [[ $? == 0 ]] && grep -q "warning: admin.listen 0.0.0.0:9025 is not a loopback address and has no TLS" "$tmp/err"; then ok
 else fail "check-admin-warning: $(cat "$tmp/err")"; fi
 
+# explain reads the dated blocks this node keeps (blocks.toml): a blocked
+# client is refused before any rule, as the live answer is.
+mkdir -p "$tmp/state"
+cat >"$tmp/state/blocks.toml" <<'TOML'
+[[block]]
+cidr = "77.88.55.0/24"
+comment = "SPAM_09_01_2021"
+created = 1700000000
+origin = "operator"
+TOML
+sed -e "s|^state_dir = .*|state_dir = \"$tmp/state\"|" "$tmp/example.toml" >"$tmp/blocked.toml"
+expect explain-blocked 0 '^77\.88\.55\.60 country=RU blocked_by="77\.88\.55\.0/24 \(operator: SPAM_09_01_2021\)" action=reject reply="554 5\.7\.1 [^ ]+ access denied"$' '' -- \
+  "$geomx" explain -c "$tmp/blocked.toml" 77.88.55.60
+expect explain-not-blocked 0 '^8\.8\.8\.8 country=US lists=english rule=english ' '' -- "$geomx" explain -c "$tmp/blocked.toml" 8.8.8.8
+
 # The policy listener: check summarises it, explain --policy answers as the
 # listener would (a new triplet from RU, the skipped english list, a block).
 cat "$tmp/example.toml" >"$tmp/policy.toml"
