@@ -40,9 +40,7 @@ sub rss_kb { my ($pid) = @_; my ($kb) = slurp("/proc/$pid/status") =~ /^VmRSS:\s
 my ($redis) = start_redis( $dir, 'redis' );
 sub geomx_config {
     my ( $name, $port, $extra ) = @_;
-    my $state = "$dir/state-$name";
-    mkdir $state;
-    chmod 0777, $state;
+    my $state = GeomxTest::state_dir( $dir, $name );
     return <<"TOML";
 [server]
 hostname = "$name.bench.test"

@@ -231,11 +231,7 @@ asio::awaitable<PolicySession::Answer> PolicySession::answer(const policy::Polic
 
 asio::awaitable<void> run_policy_session(Socket socket, tcp::endpoint peer, std::string listener,
                                          ServerState& state, SessionRegistry& registry) {
-  struct Count {
-    SessionCount& n;
-    explicit Count(SessionCount& c) : n(c) { n.add(); }
-    ~Count() { n.remove(); }
-  } count(state.sessions);
+  SessionCount::Hold counted(state.sessions);
   try {
     const auto runtime = state.current();
     const auto index = runtime->listener(listener);

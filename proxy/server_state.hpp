@@ -56,6 +56,17 @@ class SessionCount {
   }
   std::uint32_t load() const { return n_.load(); }
   std::function<void()> on_idle;
+  // Counts a session while it lives, however it ends.
+  class Hold {
+   public:
+    explicit Hold(SessionCount& c) : c_(c) { c_.add(); }
+    Hold(const Hold&) = delete;
+    Hold& operator=(const Hold&) = delete;
+    ~Hold() { c_.remove(); }
+
+   private:
+    SessionCount& c_;
+  };
 
  private:
   std::atomic<std::uint32_t> n_{0};

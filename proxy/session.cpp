@@ -274,12 +274,7 @@ asio::awaitable<void> Session::run() {
 
 asio::awaitable<void> run_session(Socket socket, tcp::endpoint peer, std::string listener,
                                   ServerState& state, SessionRegistry& registry) {
-  // Counted however the session ends, so a drain never waits for a ghost.
-  struct Count {
-    SessionCount& n;
-    explicit Count(SessionCount& c) : n(c) { n.add(); }
-    ~Count() { n.remove(); }
-  } count(state.sessions);
+  SessionCount::Hold counted(state.sessions);  // so a drain never waits for a ghost
   try {
     // A reload closes a removed listener's sockets before it swaps the
     // runtime, so the listener is there; if not, close rather than guess.

@@ -12,7 +12,7 @@ use POSIX qw(:sys_wait_h);
 use Time::HiRes qw(time sleep);
 
 our @EXPORT_OK =
-    qw(free_port wait_for slurp spit log_like wait_idle can_connect spawn start_postfix start_geomx start_redis start_unbound start_sink read_line read_reply first_line admin_token auth fleet_node_config timed median);
+    qw(free_port wait_for slurp spit state_dir log_like wait_idle can_connect spawn start_postfix start_geomx start_redis start_unbound start_sink read_line read_reply first_line admin_token auth fleet_node_config timed median);
 our @cleanup;
 
 sub free_port {
@@ -293,11 +293,19 @@ CONF
 # state_dir under DIR, a PROXY v1 listener for our trusted sender, every
 # client to the smtp-sink on port SINK, the test's own LIMITS (lists and
 # [[limit]]s) and the [store] body STORE.
+# DIR/state-NAME, made writable for geomx's user (it writes there after
+# dropping to nobody); returns its path.
+sub state_dir {
+    my ( $dir, $name ) = @_;
+    my $state = "$dir/state-$name";
+    mkdir $state;
+    chmod 0777, $state;
+    return $state;
+}
+
 sub fleet_node_config {
     my (%o) = @_;
-    my $state = "$o{dir}/state-$o{name}";
-    mkdir $state;
-    chmod 0777, $state;    # geomx writes it after dropping to nobody
+    my $state = state_dir( $o{dir}, $o{name} );
     return <<"TOML";
 [server]
 hostname = "$o{name}.test"

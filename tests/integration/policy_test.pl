@@ -37,9 +37,7 @@ my $sink = start_sink( $dir, 'sink', undef, '-d', "$mail/msg." );
 
 sub node_config {
     my (%o) = @_;
-    my $state = "$dir/state-$o{name}";
-    mkdir $state;
-    chmod 0777, $state;
+    my $state = GeomxTest::state_dir( $dir, $o{name} );
     return <<"TOML";
 [server]
 hostname = "$o{name}.test"
