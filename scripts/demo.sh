@@ -38,25 +38,34 @@ for _ in $(seq 100); do grep -q 'event=ready' "$work/geomx.log" && break; sleep 
 grep -q 'event=ready' "$work/geomx.log" || { cat "$work/geomx.log"; exit 1; }
 
 printf '\n%-18s %-4s %s\n' "client" "cc" "what the client saw (geomx's routing: see the log below)"
-send() {  # send IP: one message "from" IP through the PROXY listener
+send() {  # send IP N: one message "from" IP through the PROXY listener, what it saw into client-N
   local ip=$1 family=AF_INET dest=127.0.0.1
   [[ $ip == *:* ]] && family=AF_INET6 dest=::1
-  local cc out
+  local cc out t0 t1
   cc=$("$geomx" lookup "$ip" | cut -d' ' -f2)
+  t0=$(date +%s%N)
   out=$(swaks --server 127.0.0.1:2526 --proxy-version 2 --proxy-family "$family" \
     --proxy-source "$ip" --proxy-source-port 40000 --proxy-dest "$dest" --proxy-dest-port 25 \
     --to postmaster@demo.test --from demo@example.org --timeout 20 2>&1 || true)
-  local banner
-  banner=$(grep -E '^<-  220 |^<\*\* ' <<<"$out" | head -1 | cut -c5-)
-  printf '%-18s %-4s %s\n' "$ip" "$cc" "${banner:-(no reply)}"
+  t1=$(date +%s%N)
+  local teaser banner
+  teaser=$(grep -E '^<-  220-' <<<"$out" | head -1 | cut -c5- || true)  # the quarantine's only
+  banner=$(grep -E '^<-  220 |^<\*\* ' <<<"$out" | head -1 | cut -c5- || true)
+  {
+    printf '%-18s %-4s %s  (%.1f s for the whole mail)\n' "$ip" "$cc" "${banner:-(no reply)}" \
+      "$(((t1 - t0) / 1000000))e-3"
+    if [[ -n $teaser ]]; then printf '%-18s %-4s   first, at once: %s\n' "" "" "$teaser"; fi
+  } >"$work/client-$2"
 }
 start=$(date +%s)
 senders=()
-for ip in 8.8.8.8 1.1.1.1 151.101.1.69 2a00:1450:4001::1 77.88.55.60 200.160.2.3 192.0.2.66; do
-  send "$ip" &
+clients=(8.8.8.8 1.1.1.1 151.101.1.69 2a00:1450:4001::1 77.88.55.60 200.160.2.3 192.0.2.66)
+for i in "${!clients[@]}"; do
+  send "${clients[$i]}" "$i" &
   senders+=($!)
 done
 wait "${senders[@]}"  # the quarantined ones take the 3 s greet_delay
+for i in "${!clients[@]}"; do cat "$work/client-$i"; done  # in the order they were sent
 echo
 echo "geomx's log (one line per connection; the quarantined waited the 3 s greet_delay):"
 grep 'event=session' "$work/geomx.log" | sed 's/^ts=[^ ]* //'
