@@ -162,7 +162,6 @@ asio::awaitable<PolicySession::Answer> PolicySession::answer(const policy::Polic
   const auto now = unix_now();
   const auto address = geo::try_parse_address(req.get("client_address"));
   if (!address) co_return Answer{"DUNNO", PolicyResult::dunno, "no client_address"};
-  const std::string client = address->to_string();
   if (const auto block = state_.blocks.find(*address, now))
     co_return Answer{fmt::format("554 5.7.1 {} access denied", c.server.hostname),
                      PolicyResult::blocked,
