@@ -179,9 +179,36 @@ GeoData load_range_file(const std::string& path) {
   return parse_range_file(read_file(path), path);
 }
 
+namespace {
+
+// A file's bad lines, each said (the first ten; then how many more), so an
+// operator fixes them in one go rather than one per `geomx check`.
+class BadLines {
+ public:
+  explicit BadLines(const std::string& path) : path_(path) {}
+  void add(std::size_t line_no, const char* what) {
+    if (++count_ <= shown) said_.push_back(fmt::format("{}:{}: {}", path_, line_no, what));
+  }
+  void throw_if_any() const {
+    if (count_ == 0) return;
+    std::string message = fmt::format("{}", fmt::join(said_, "; "));
+    if (count_ > shown) message += fmt::format("; and {} more bad lines", count_ - shown);
+    throw LoadError(message);
+  }
+  static constexpr std::size_t shown = 10;
+
+ private:
+  const std::string& path_;
+  std::vector<std::string> said_;
+  std::size_t count_ = 0;
+};
+
+}  // namespace
+
 GeoData parse_range_file(const std::string& data, const std::string& path) {
   Parsed<std::uint32_t> v4;
   Parsed<u128> v6;
+  BadLines bad(path);
   for_each_line(data, [&](std::size_t line_no, std::string_view line) {
     try {
       std::string_view fields[3];
@@ -212,9 +239,10 @@ GeoData parse_range_file(const std::string& data, const std::string& path) {
         v6.lines.push_back(line_no);
       }
     } catch (const ParseError& e) {
-      throw LoadError(fmt::format("{}:{}: {}", path, line_no, e.what()));
+      bad.add(line_no, e.what());
     }
   });
+  bad.throw_if_any();
   check_overlaps(path, v4);
   check_overlaps(path, v6);
   return GeoData{path, std::move(v4.spans), std::move(v6.spans)};
@@ -226,13 +254,15 @@ RangeSet load_cidr_file(const std::string& path) {
 
 RangeSet parse_cidr_list(const std::string& data, const std::string& path) {
   RangeSet set;
+  BadLines bad(path);
   for_each_line(data, [&](std::size_t line_no, std::string_view line) {
     try {
       set.add(parse_prefix(line));
     } catch (const ParseError& e) {
-      throw LoadError(fmt::format("{}:{}: {}", path, line_no, e.what()));
+      bad.add(line_no, e.what());
     }
   });
+  bad.throw_if_any();
   merge_ranges(set.v4);
   merge_ranges(set.v6);
   return set;

@@ -125,6 +125,26 @@ TEST_CASE("CIDR list files: comments, blank lines, bare addresses, strict prefix
   const auto bad = dir.write("bad", "10.0.0.0/8\n10.0.0.1/8\n");
   CHECK_THROWS_WITH(load_cidr_file(bad),
                     (bad + ":2: 10.0.0.1/8 has host bits set; the network is 10.0.0.0/8").c_str());
+  // Every bad line is said, the first ten of them.
+  const auto many = dir.write("many", "x1\n10.0.0.0/8\nx3\nx4\n");
+  CHECK_THROWS_WITH(
+      load_cidr_file(many),
+      (many + ":1: 'x1' is not an IPv4 address (expected four decimal octets 0-255); " + many +
+       ":3: 'x3' is not an IPv4 address (expected four decimal octets 0-255); " + many +
+       ":4: 'x4' is not an IPv4 address (expected four decimal octets 0-255)")
+          .c_str());
+  std::string lots;
+  for (int i = 0; i < 25; ++i) lots += "bad\n";
+  const auto lots_file = dir.write("lots", lots);
+  try {
+    load_cidr_file(lots_file);
+    FAIL("loaded");
+  } catch (const LoadError& e) {
+    const std::string m = e.what();
+    CHECK(m.find(lots_file + ":10: ") != std::string::npos);
+    CHECK(m.find(lots_file + ":11: ") == std::string::npos);
+    CHECK(m.ends_with("; and 15 more bad lines"));
+  }
   const auto bad2 = dir.write("bad2", "10.0.0.0/8\n\n\nhello\n");
   CHECK_THROWS_WITH(load_cidr_file(bad2),
                     (bad2 + ":4: 'hello' is not an IPv4 address (expected four decimal octets "
