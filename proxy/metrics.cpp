@@ -1,8 +1,17 @@
 #include "proxy/metrics.hpp"
 
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <charconv>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 
 #include <fmt/format.h>
+
+#include "geomx/version.hpp"
 
 namespace geomx::proxy {
 namespace {
@@ -11,7 +20,7 @@ using policy::HealthBoard;
 using policy::MemberHealth;
 
 // A label value as the exposition format wants it.
-std::string quoted(std::string_view v) {
+std::string label_value(std::string_view v) {
   std::string out = "\"";
   for (char c : v) {
     if (c == '\\' || c == '"')
@@ -42,8 +51,8 @@ void labelled(std::string& out, std::string_view name,
 
 void Metrics::session(const SessionRecord& r) {
   const std::string labels = fmt::format(
-      "listener={},rule={},action={},pool={},country={}", quoted(r.listener), quoted(r.rule),
-      quoted(r.action), quoted(r.pool), quoted(r.country ? r.country->code() : "-"));
+      "listener={},rule={},action={},pool={},country={}", label_value(r.listener), label_value(r.rule),
+      label_value(r.action), label_value(r.pool), label_value(r.country ? r.country->code() : "-"));
   std::lock_guard lock(mutex_);
   ++connections_[labels];
   ++ends_[std::string(to_string(r.end))];
@@ -53,13 +62,13 @@ void Metrics::session(const SessionRecord& r) {
   // The screen's outcome: "pass", "cached", or each test the client failed.
   for (std::string_view rest = r.screen; !rest.empty();) {
     const auto comma = rest.find(',');
-    ++screen_[fmt::format("pool={},result={}", quoted(r.pool), quoted(rest.substr(0, comma)))];
+    ++screen_[fmt::format("pool={},result={}", label_value(r.pool), label_value(rest.substr(0, comma)))];
     rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
   }
 }
 
 void Metrics::dns_site(std::string_view site, policy::SiteResult r, bool cached) {
-  count_dns(fmt::format("check=\"dnsbl\",site={},result=\"{}\"", quoted(site), to_string(r)),
+  count_dns(fmt::format("check=\"dnsbl\",site={},result=\"{}\"", label_value(site), to_string(r)),
             cached);
 }
 
@@ -117,6 +126,74 @@ void Metrics::reloaded(bool ok) {
   ++(ok ? reloads_ok_ : reloads_failed_);
 }
 
+namespace {
+
+// The build, and the process as Prometheus's own client libraries describe
+// it (process_*: the names every dashboard knows), read from /proc at the scrape.
+void render_process(std::string& out) {
+  header(out, "geomx_build_info", "gauge", "The running build: always 1, its version a label.");
+  out += fmt::format("geomx_build_info{{version={}}} 1\n", label_value(version));
+  rusage ru{};
+  if (::getrusage(RUSAGE_SELF, &ru) == 0) {
+    const auto secs = [](const timeval& t) { return t.tv_sec + t.tv_usec / 1e6; };
+    header(out, "process_cpu_seconds_total", "counter", "User and system CPU time spent.");
+    out += fmt::format("process_cpu_seconds_total {:.3f}\n", secs(ru.ru_utime) + secs(ru.ru_stime));
+  }
+  std::ifstream statm("/proc/self/statm");
+  std::uint64_t pages_total = 0, pages_resident = 0;
+  if (statm >> pages_total >> pages_resident) {
+    const auto page = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
+    header(out, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
+    out += fmt::format("process_resident_memory_bytes {}\n", pages_resident * page);
+    header(out, "process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.");
+    out += fmt::format("process_virtual_memory_bytes {}\n", pages_total * page);
+  }
+  std::error_code ec;
+  std::size_t fds = 0;
+  for (auto it = std::filesystem::directory_iterator("/proc/self/fd", ec);
+       !ec && it != std::filesystem::directory_iterator(); it.increment(ec))
+    ++fds;
+  if (!ec) {
+    header(out, "process_open_fds", "gauge", "Open file descriptors.");
+    out += fmt::format("process_open_fds {}\n", fds);
+  }
+  rlimit nofile{};
+  if (::getrlimit(RLIMIT_NOFILE, &nofile) == 0) {
+    header(out, "process_max_fds", "gauge", "The open-file limit (RLIMIT_NOFILE, soft).");
+    out += fmt::format("process_max_fds {}\n", nofile.rlim_cur);
+  }
+  // The start: /proc/self/stat's starttime (field 22, clock ticks after
+  // boot) plus /proc/stat's btime.
+  std::ifstream self_stat("/proc/self/stat"), stat("/proc/stat");
+  const std::string line{std::istreambuf_iterator<char>(self_stat), {}};
+  std::uint64_t ticks = 0, btime = 0;
+  bool have_ticks = false;
+  // Fields after the command's ")": field 3 (state) first, starttime the 22nd.
+  if (const auto rp = line.rfind(')'); rp != std::string::npos) {
+    std::size_t at = rp + 1;
+    for (int field = 2; field < 22 && at != std::string::npos; ++field)
+      at = line.find_first_not_of(' ', line.find(' ', at));
+    if (at != std::string::npos) {
+      const auto [p, ec] = std::from_chars(line.data() + at, line.data() + line.size(), ticks);
+      have_ticks = ec == std::errc() && p != line.data() + at;
+    }
+  }
+  for (std::string key; stat >> key;)
+    if (key == "btime") {
+      stat >> btime;
+      break;
+    }
+  if (have_ticks && btime > 0) {
+    header(out, "process_start_time_seconds", "gauge", "When the process started (unix seconds).");
+    out +=
+        fmt::format("process_start_time_seconds {:.2f}\n",
+                    static_cast<double>(btime) +
+                        static_cast<double>(ticks) / static_cast<double>(::sysconf(_SC_CLK_TCK)));
+  }
+}
+
+}  // namespace
+
 // The counters this object keeps, under its lock.
 void Metrics::render_counters(std::string& out) const {
   {
@@ -127,7 +204,7 @@ void Metrics::render_counters(std::string& out) const {
     header(out, "geomx_connection_ends_total", "counter",
            "Finished connections by how they ended.");
     for (const auto& [end, n] : ends_)
-      out += fmt::format("geomx_connection_ends_total{{end={}}} {}\n", quoted(end), n);
+      out += fmt::format("geomx_connection_ends_total{{end={}}} {}\n", label_value(end), n);
     const auto proxy_errors = ends_.find("proxy_header_error");
     header(out, "geomx_proxy_header_errors_total", "counter",
            "Connections closed for a malformed, late or missing PROXY header.");
@@ -204,8 +281,8 @@ void render_members(std::string& out, const HealthBoard& health) {
     for (const auto& m : members) {
       const auto v = value(*m);
       if (!v) continue;
-      out += fmt::format("{}{{pool={},member={}}} {}\n", name, quoted(m->pool),
-                         quoted(m->address.to_string()), *v);
+      out += fmt::format("{}{{pool={},member={}}} {}\n", name, label_value(m->pool),
+                         label_value(m->address.to_string()), *v);
     }
   };
   each("geomx_member_up", "gauge", "1 when the member is UP.",
@@ -285,6 +362,7 @@ std::string Metrics::render(const policy::Snapshot& snapshot, const HealthBoard&
       out += fmt::format("geomx_greylist_write_errors_total {}\n", gauges.greylist_write_errors);
     }
   }
+  render_process(out);
   header(out, "geomx_geo_intervals", "gauge", "Intervals in the compiled geo table.");
   out += fmt::format("geomx_geo_intervals{{family=\"ipv4\"}} {}\n",
                      snapshot.table.interval_count(geo::Family::v4));

@@ -2,6 +2,8 @@
 // and promtool (Prometheus's own checker) accepts the text.
 #include <doctest/doctest.h>
 
+#include <ctime>
+
 #include <cstdio>
 #include <string>
 
@@ -67,6 +69,20 @@ TEST_CASE("metrics: sessions counted by labels and end, and promtool accepts the
   CHECK(has("geomx_config_generation 3\n"));
   CHECK(has("geomx_config_reloads_total{result=\"failure\"} 1\n"));
   CHECK(has("geomx_active_connections 4\n"));
+  // The build and the process, as Prometheus's client libraries name them.
+  CHECK(has("geomx_build_info{version=\""));
+  for (const char* name : {"process_cpu_seconds_total ", "process_resident_memory_bytes ",
+                           "process_virtual_memory_bytes ", "process_open_fds ", "process_max_fds ",
+                           "process_start_time_seconds "})
+    CHECK_MESSAGE(has(std::string("\n") + name), name);
+  {
+    const auto at = text.find("\nprocess_start_time_seconds ");
+    REQUIRE(at != std::string::npos);
+    const double started = std::stod(text.substr(at + 28));
+    const double now = static_cast<double>(std::time(nullptr));
+    CHECK(started > now - 3600);  // this test process started within the hour
+    CHECK(started <= now + 1);
+  }
   CHECK(has("geomx_member_up{pool=\"quarantine\",member=\"127.0.0.1:2503\"} 1\n"));
   const auto checked = promtool(dir, text);
   CHECK_MESSAGE(checked.ends_with("rc=0\n"), checked);
