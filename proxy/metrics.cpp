@@ -50,9 +50,10 @@ void labelled(std::string& out, std::string_view name,
 }  // namespace
 
 void Metrics::session(const SessionRecord& r) {
-  const std::string labels = fmt::format(
-      "listener={},rule={},action={},pool={},country={}", label_value(r.listener), label_value(r.rule),
-      label_value(r.action), label_value(r.pool), label_value(r.country ? r.country->code() : "-"));
+  const std::string labels =
+      fmt::format("listener={},rule={},action={},pool={},country={}", label_value(r.listener),
+                  label_value(r.rule), label_value(r.action), label_value(r.pool),
+                  label_value(r.country ? r.country->code() : "-"));
   std::lock_guard lock(mutex_);
   ++connections_[labels];
   ++ends_[std::string(to_string(r.end))];
@@ -62,7 +63,8 @@ void Metrics::session(const SessionRecord& r) {
   // The screen's outcome: "pass", "cached", or each test the client failed.
   for (std::string_view rest = r.screen; !rest.empty();) {
     const auto comma = rest.find(',');
-    ++screen_[fmt::format("pool={},result={}", label_value(r.pool), label_value(rest.substr(0, comma)))];
+    ++screen_[fmt::format("pool={},result={}", label_value(r.pool),
+                          label_value(rest.substr(0, comma)))];
     rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
   }
 }
