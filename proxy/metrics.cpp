@@ -342,11 +342,9 @@ std::string Metrics::render(const policy::Snapshot& snapshot, const HealthBoard&
            "the delay), passed, auto_allowed, skipped (greylist.skip), blocked, dunno (not "
            "greylisted: another stage or greylisting off), store_error (no answer in "
            "store.timeout: let through).");
-    static constexpr std::array<std::string_view, policy_results> names{
-        "greylisted", "early",   "passed", "auto_allowed",
-        "skipped",    "blocked", "dunno",  "store_error"};
     for (std::size_t i = 0; i < policy_results; ++i)
-      out += fmt::format("geomx_policy_requests_total{{result=\"{}\"}} {}\n", names[i],
+      out += fmt::format("geomx_policy_requests_total{{result=\"{}\"}} {}\n",
+                         to_string(static_cast<PolicyResult>(i)),
                          policy_[i].load(std::memory_order_relaxed));
     header(out, "geomx_policy_errors_total", "counter",
            "Policy connections closed: a malformed request, or a peer outside trusted_proxies.");

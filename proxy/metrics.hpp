@@ -9,6 +9,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "policy/health_board.hpp"
 #include "policy/reputation.hpp"
@@ -16,6 +17,25 @@
 #include "proxy/session_record.hpp"
 
 namespace geomx::proxy {
+
+// What one request got, for /metrics and the log.
+enum class PolicyResult : std::uint8_t {
+  greylisted,    // new triplet: deferred
+  early,         // retried before the delay: deferred again
+  passed,        // retried after the delay, or passed before
+  auto_allowed,  // its network passed greylist.auto_allow times
+  skipped,       // greylist.skip matched
+  blocked,       // a dated block or ban: 554
+  dunno,         // not greylisted (another stage, greylisting off)
+  store_error,   // the store did not answer within store.timeout: DUNNO
+};
+inline constexpr std::size_t policy_results = 8;
+inline std::string_view to_string(PolicyResult r) {
+  static constexpr std::array<std::string_view, policy_results> names{
+      "greylisted", "early",   "passed", "auto_allowed",
+      "skipped",    "blocked", "dunno",  "store_error"};
+  return names[static_cast<std::size_t>(r)];
+}
 
 class Metrics {
  public:
@@ -36,12 +56,11 @@ class Metrics {
   void greet_cache(std::string_view result);
   // The policy listener: a request answered (PolicyResult), a malformed
   // one (closed), a peer outside trusted_proxies (closed). Lock-free.
-  void policy_request(std::size_t result) {
-    policy_[result].fetch_add(1, std::memory_order_relaxed);
+  void policy_request(PolicyResult r) {
+    policy_[static_cast<std::size_t>(r)].fetch_add(1, std::memory_order_relaxed);
   }
   void policy_malformed() { policy_malformed_.fetch_add(1, std::memory_order_relaxed); }
   void policy_refused() { policy_refused_.fetch_add(1, std::memory_order_relaxed); }
-  static constexpr std::size_t policy_results = 8;
   // Whether a site's refusal of this resolver is to be logged now: once a minute.
   bool dns_refusal_due(std::string_view site, std::chrono::steady_clock::time_point now);
   std::atomic<std::uint32_t> dns_in_flight{0};  // queries on the wire, every thread's

@@ -16,13 +16,6 @@
 
 namespace geomx::proxy {
 
-std::string_view to_string(PolicyResult r) {
-  static constexpr std::array<std::string_view, policy_results> names{
-      "greylisted", "early",   "passed", "auto_allowed",
-      "skipped",    "blocked", "dunno",  "store_error"};
-  return names[static_cast<std::size_t>(r)];
-}
-
 namespace {
 
 using policy::GreyRecord;
@@ -108,7 +101,7 @@ asio::awaitable<void> PolicySession::run() {
       const auto a = co_await answer(req);
       // The header once per message: for the first recipient that passes.
       if (a.action.starts_with("PREPEND ")) prepended_instance_ = req.get("instance");
-      state_.metrics.policy_request(static_cast<std::size_t>(a.result));
+      state_.metrics.policy_request(a.result);
       if (a.result != PolicyResult::dunno || !a.detail.empty())
         state_.log.event("policy", {{"client", std::string(req.get("client_address"))},
                                     {"result", std::string(to_string(a.result))},
