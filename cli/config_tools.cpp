@@ -47,9 +47,13 @@ std::string describe_match(const conf::Match& m) {
     for (auto c : m.countries) codes.push_back(c.code());
     parts.push_back(fmt::format("country {}", fmt::join(codes, "|")));
   }
+  if (!m.asns.empty()) parts.push_back(fmt::format("asn {}", fmt::join(m.asns, "|")));
   if (!m.cidrs.empty()) parts.push_back(fmt::format("cidr ({} prefixes)", m.cidrs.size()));
   if (!m.listeners.empty())
     parts.push_back(fmt::format("listener {}", fmt::join(m.listeners, "|")));
+  if (m.dnsbl_score_min) parts.push_back(fmt::format("dnsbl_score >= {}", *m.dnsbl_score_min));
+  if (m.dnsbl_score_max) parts.push_back(fmt::format("dnsbl_score <= {}", *m.dnsbl_score_max));
+  if (m.fcrdns) parts.push_back(fmt::format("fcrdns {}", *m.fcrdns));
   return fmt::format("if {}", fmt::join(parts, " and "));
 }
 
@@ -62,10 +66,11 @@ void print_list_size(const policy::Snapshot& s, const conf::List& list, std::siz
       std::count_if(prefixes.begin(), prefixes.end(),
                     [](const geo::Prefix& p) { return p.family() == geo::Family::v4; }));
   fmt::print(
-      "list      {}: {} countries, {} cidrs, {} files -> {} IPv4 prefixes ({} addresses), {} IPv6 "
-      "prefixes\n",
-      list.name, list.countries.size(), list.cidrs.size(), list.files.size(), v4, v4_addresses,
-      prefixes.size() - v4);
+      "list      {}: {} countries, {}{} cidrs, {} files -> {} IPv4 prefixes ({} addresses), {} "
+      "IPv6 prefixes\n",
+      list.name, list.countries.size(),
+      list.asns.empty() ? "" : fmt::format("{} asns, ", list.asns.size()), list.cidrs.size(),
+      list.files.size(), v4, v4_addresses, prefixes.size() - v4);
 }
 
 void print_server(const policy::Snapshot& s) {
@@ -90,6 +95,7 @@ void print_server(const policy::Snapshot& s) {
       dbs.empty() ? std::string("default databases") : fmt::format("{}", fmt::join(dbs, ", ")),
       s.table.interval_count(geo::Family::v4), s.table.interval_count(geo::Family::v6),
       s.table.memory_bytes() / 1048576.0);
+  for (const auto& d : c.geo.asn_databases) fmt::print("asn       {}\n", d.path);
   for (std::size_t i = 0; i < c.lists.size(); ++i) print_list_size(s, c.lists[i], i);
 }
 
@@ -291,7 +297,8 @@ int explain_policy(const std::shared_ptr<const policy::Snapshot>& s, const Expla
   std::optional<LiveDns> dns;
   if (o.dns && s->lookups) dns = ask_dns(s, *address);
   const auto d = policy::decide(who, *s, policy::AllUp{}, 0, dns ? &dns->reputation : nullptr);
-  fields.push_back(fmt::format("country={} rule={}", d.country.code(),
+  fields.push_back(fmt::format("country={}{} rule={}", d.country.code(),
+                               d.asn ? fmt::format(" asn={}", d.asn) : "",
                                d.waits ? std::string("-") : c.rules[d.rule].name));
   std::string pass = "DUNNO";
   if (!c.policy.header.empty())
@@ -409,18 +416,25 @@ int run_explain(const ExplainOptions& o) {
     if (o.json) {
       fmt::print(
           std::cout,
-          "{{\"ip\":{:?},\"country\":{:?},\"lists\":[{}],\"rule\":{:?},\"why\":{:?},"
+          "{{\"ip\":{:?},\"country\":{:?},{}\"lists\":[{}],\"rule\":{:?},\"why\":{:?},"
           "\"action\":{:?},\"pool\":{:?},\"member\":{:?},\"fallback\":[{}],\"reply\":{:?}{}}}\n",
-          text, d.country.code(), fmt::join(quoted(lists), ","), rule.name, why,
-          conf::to_string(d.action), pool ? pool->name : "", member, fmt::join(quoted(order), ","),
-          rule.reply,
+          text, d.country.code(),
+          s->table.has_asn_data()
+              ? fmt::format("\"asn\":{},\"as_org\":{:?},", d.asn, s->table.organisation(d.asn))
+              : "",
+          fmt::join(quoted(lists), ","), rule.name, why, conf::to_string(d.action),
+          pool ? pool->name : "", member, fmt::join(quoted(order), ","), rule.reply,
           dns ? fmt::format(",\"dnsbl\":{},\"sites\":{:?},\"ptr\":{:?}", dns->reputation.score,
                             dns->sites, dns->ptr)
               : "");
     } else {
-      fmt::print(std::cout, "{} country={} lists={} rule={} why=\"{}\" action={}", text,
-                 d.country.code(), lists.empty() ? "-" : fmt::format("{}", fmt::join(lists, ",")),
-                 rule.name, why, conf::to_string(d.action));
+      fmt::print(std::cout, "{} country={}{} lists={} rule={} why=\"{}\" action={}", text,
+                 d.country.code(),
+                 s->table.has_asn_data()
+                     ? fmt::format(" asn={} as_org={:?}", d.asn, s->table.organisation(d.asn))
+                     : "",
+                 lists.empty() ? "-" : fmt::format("{}", fmt::join(lists, ",")), rule.name, why,
+                 conf::to_string(d.action));
       if (pool)
         fmt::print(std::cout, " pool={} member={} fallback={}", pool->name, member,
                    fmt::join(order, ","));

@@ -1,6 +1,11 @@
 #include "cli/geo_tools.hpp"
 
 #include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <fstream>
 #include <iostream>
 #include <iterator>
 #include <memory>
@@ -10,6 +15,7 @@
 #include <fmt/ostream.h>
 
 #include "geo/export.hpp"
+#include "geo/ptr_zone.hpp"
 #include "geo/range.hpp"
 #include "geo/sources.hpp"
 
@@ -18,6 +24,7 @@ namespace {
 
 struct LookupOptions {
   std::vector<std::string> databases;
+  std::vector<std::string> asn_databases;
   bool json = false;
   std::vector<std::string> addresses;
 };
@@ -27,7 +34,7 @@ std::vector<std::string> or_default(const std::vector<std::string>& databases) {
 }
 
 int run_lookup(const LookupOptions& o) {
-  const geo::GeoTable table = geo::build_table(or_default(o.databases));
+  const geo::GeoTable table = geo::build_table(or_default(o.databases), o.asn_databases);
   int errors = 0;
   auto answer = [&](std::string_view text) {
     geo::Address a;
@@ -39,11 +46,21 @@ int run_lookup(const LookupOptions& o) {
       ++errors;
       return;
     }
-    const auto country = table.lookup(a).country.code();
+    const geo::GeoValue& v = table.lookup(a);
+    const auto country = v.country.code();
     const auto network = table.network(a).to_string();
-    if (o.json)
-      fmt::print(std::cout, "{{\"ip\":\"{}\",\"country\":\"{}\",\"prefix\":\"{}\"}}\n", text,
-                 country, network);
+    const auto org = table.organisation(v.asn);
+    if (o.json && table.has_asn_data())
+      fmt::print(
+          std::cout,
+          "{{\"ip\":{:?},\"country\":\"{}\",\"prefix\":\"{}\",\"asn\":{},\"as_org\":{:?}}}\n", text,
+          country, network, v.asn, org);
+    else if (o.json)
+      fmt::print(std::cout, "{{\"ip\":{:?},\"country\":\"{}\",\"prefix\":\"{}\"}}\n", text, country,
+                 network);
+    else if (table.has_asn_data())  // AS0: no ASN database knows the address
+      fmt::print(std::cout, "{} {} {} AS{}{}{}\n", text, country, network, v.asn,
+                 org.empty() ? "" : " ", org);
     else
       fmt::print(std::cout, "{} {} {}\n", text, country, network);
   };
@@ -103,6 +120,39 @@ int run_export(const ExportOptions& o) {
   return 0;
 }
 
+struct PtrZoneCli {
+  std::vector<std::string> networks;
+  geo::PtrZoneOptions zone;
+  std::string out = ".";
+};
+
+// Each zone to OUT/ORIGIN.zone, written whole (a temporary file renamed).
+int run_ptr_zone(PtrZoneCli o) {
+  std::vector<geo::Prefix> networks;
+  try {
+    for (const auto& n : o.networks) networks.push_back(geo::parse_prefix(n));
+    if (o.zone.serial == 0) o.zone.serial = geo::dated_serial(std::time(nullptr));
+    for (const auto& z : geo::ptr_zones(networks, o.zone)) {
+      const std::string path = o.out + "/" + z.origin + ".zone";
+      const std::string tmp = path + ".tmp";
+      {
+        std::ofstream f(tmp, std::ios::trunc);
+        f << z.text;
+        f.close();
+        if (!f) throw std::runtime_error(fmt::format("{}: {}", tmp, std::strerror(errno)));
+      }
+      if (std::rename(tmp.c_str(), path.c_str()) != 0)
+        throw std::runtime_error(fmt::format("{}: {}", path, std::strerror(errno)));
+      fmt::print(std::cout, "{} {} {} records\n", path, z.origin, z.records);
+    }
+  } catch (const std::exception& e) {
+    std::cout.flush();
+    fmt::print(stderr, "geomx: ptr-zone: {}\n", e.what());
+    return 1;
+  }
+  return 0;
+}
+
 }  // namespace
 
 void add_geo_tools(CLI::App& app, Command& command) {
@@ -112,6 +162,11 @@ void add_geo_tools(CLI::App& app, Command& command) {
       ->add_option("--db", lookup_opts->databases,
                    "Database (.mmdb or range file), repeatable, first match wins "
                    "[default: the MaxMind country DB if installed, else tor-geoipdb]")
+      ->allow_extra_args(false);
+  lookup
+      ->add_option("--asn-db", lookup_opts->asn_databases,
+                   "ASN database (GeoLite2-ASN .mmdb), repeatable: also print the AS number "
+                   "and organisation")
       ->allow_extra_args(false);
   lookup->add_flag("--json", lookup_opts->json, "One JSON object per line");
   lookup->add_option("address", lookup_opts->addresses, "Addresses, or - to read them from stdin")
@@ -145,6 +200,27 @@ void add_geo_tools(CLI::App& app, Command& command) {
   exp->add_option("--name", export_opts->name, "Address list / set name [default: geomx]");
   exp->callback(
       [&command, export_opts] { command = [export_opts] { return run_export(*export_opts); }; });
+
+  auto ptr = std::make_shared<PtrZoneCli>();
+  auto* pz = app.add_subcommand(
+      "ptr-zone", "Write reverse DNS zones (and with --forward the A/AAAA zone) for a NAT pool");
+  pz->add_option("network", ptr->networks, "Networks of the pool (CIDR)")->required();
+  pz->add_option("--name", ptr->zone.name_template,
+                 "Host name of each address: {a} {b} {c} {d} are IPv4 octets, {ip} the address "
+                 "with '-' between its parts, IPv6 as 8 groups (e.g. "
+                 "'nat-{a}-{b}-{c}-{d}.example.net')")
+      ->required();
+  pz->add_option("--ns", ptr->zone.name_servers, "Name server of the zones, repeatable")
+      ->required()
+      ->allow_extra_args(false);
+  pz->add_flag("--forward", ptr->zone.forward, "Also write the A/AAAA zone of the names");
+  pz->add_option("--out", ptr->out, "Folder for the ORIGIN.zone files [default: .]");
+  pz->add_option("--serial", ptr->zone.serial, "SOA serial [default: YYYYMMDD01, today UTC]");
+  pz->add_option("--ttl", ptr->zone.ttl, "TTL of the records in seconds [default: 3600]")
+      ->check(CLI::Range(1u, 2147483647u));
+  pz->add_option("--hostmaster", ptr->zone.hostmaster,
+                 "SOA mailbox as a name [default: hostmaster.ZONE]");
+  pz->callback([&command, ptr] { command = [ptr] { return run_ptr_zone(*ptr); }; });
 }
 
 }  // namespace geomx::cli

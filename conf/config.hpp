@@ -140,13 +140,15 @@ struct FileRef {
 };
 
 struct Geo {
-  std::vector<FileRef> databases;  // empty: geo::default_databases()
+  std::vector<FileRef> databases;      // empty: geo::default_databases()
+  std::vector<FileRef> asn_databases;  // GeoLite2-ASN .mmdb files; the `asn` matchers read them
   bool watch = false;
 };
 
 struct List {
   std::string name;
   std::vector<geo::Country> countries;
+  std::vector<std::uint32_t> asns;  // every address of these autonomous systems
   std::vector<geo::Prefix> cidrs;
   std::vector<FileRef> files;
 };
@@ -156,6 +158,7 @@ struct Match {
   std::vector<std::string> lists;       // in every one of them
   std::vector<std::string> not_lists;   // in none of them
   std::vector<geo::Country> countries;  // any of them
+  std::vector<std::uint32_t> asns;      // any of them (needs geo.asn_databases)
   std::vector<geo::Prefix> cidrs;       // any of them
   std::vector<std::string> listeners;   // any of them
   // DNS reputation (the [dnsbl] sites' summed weights; forward-confirmed
@@ -165,8 +168,8 @@ struct Match {
   bool needs_dnsbl() const { return dnsbl_score_min || dnsbl_score_max; }
   bool needs_dns() const { return needs_dnsbl() || fcrdns; }
   bool empty() const {
-    return lists.empty() && not_lists.empty() && countries.empty() && cidrs.empty() &&
-           listeners.empty() && !needs_dns();
+    return lists.empty() && not_lists.empty() && countries.empty() && asns.empty() &&
+           cidrs.empty() && listeners.empty() && !needs_dns();
   }
 };
 

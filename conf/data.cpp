@@ -20,6 +20,14 @@ void load_databases(const Config& c, Data& data, std::vector<Diagnostic>& errors
                         named ? e.what() : fmt::format("default database: {}", e.what())});
     }
   }
+  for (std::size_t i = 0; i < c.geo.asn_databases.size(); ++i) {
+    try {
+      data.asn_databases.push_back(geo::load_asn_mmdb(c.geo.asn_databases[i].path));
+    } catch (const geo::LoadError& e) {
+      errors.push_back(
+          {c.geo.asn_databases[i].where, fmt::format("geo.asn_databases[{}]", i), e.what()});
+    }
+  }
 }
 
 geo::RangeSet load_list(const List& list, std::vector<Diagnostic>& errors) {
@@ -61,6 +69,7 @@ std::vector<std::string> data_files(const Config& config) {
   std::vector<std::string> files;
   for (const auto& d : config.geo.databases) files.push_back(d.path);
   if (config.geo.databases.empty()) files = geo::default_databases();
+  for (const auto& d : config.geo.asn_databases) files.push_back(d.path);
   for (const auto& list : config.lists)
     for (const auto& f : list.files) files.push_back(f.path);
   return files;

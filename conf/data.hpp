@@ -13,8 +13,9 @@
 namespace geomx::conf {
 
 struct Data {
-  std::vector<geo::GeoData> databases;  // priority order
-  std::vector<geo::RangeSet> lists;     // parallel to config.lists: cidrs and files
+  std::vector<geo::GeoData> databases;      // priority order
+  std::vector<geo::GeoData> asn_databases;  // priority order
+  std::vector<geo::RangeSet> lists;         // parallel to config.lists: cidrs and files
 };
 
 // Every file that fails becomes a diagnostic at the config line that names

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <charconv>
 #include <map>
 #include <set>
 
@@ -88,6 +89,37 @@ void each_country(TableReader& t, std::string_view key, Fn fn) {
   });
 }
 
+// An AS number or an array of them: 64496 or [64496, 64511] (1 to 2^32-1;
+// "AS64496" as a string too, as the registries write it).
+template <class Fn>
+void each_asn(TableReader& t, std::string_view key, Fn fn) {
+  const toml::node* n = t.node(key);
+  if (!n) return;
+  auto one = [&](const toml::node& v, const std::string& path) {
+    std::int64_t number = 0;
+    if (auto* i = v.as_integer()) {
+      number = i->get();
+    } else if (auto* s = v.as_string()) {
+      std::string_view text = s->get();
+      if (text.size() > 2 && (text.substr(0, 2) == "AS" || text.substr(0, 2) == "as"))
+        text.remove_prefix(2);
+      const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), number);
+      if (ec != std::errc() || end != text.data() + text.size() || text.empty()) number = -1;
+    } else {
+      return t.error_at(v, path, "expected an AS number (64496 or \"AS64496\")");
+    }
+    if (number < 1 || number > 0xffffffffLL)
+      return t.error_at(v, path, "is not an AS number (1 to 4294967295)");
+    fn(static_cast<std::uint32_t>(number));
+  };
+  if (auto* a = n->as_array()) {
+    if (a->empty()) return t.error(key, "empty; leave the key out instead");
+    for (std::size_t i = 0; i < a->size(); ++i) one((*a)[i], fmt::format("{}[{}]", t.sub(key), i));
+  } else {
+    one(*n, t.sub(key));
+  }
+}
+
 void parse_listener(TableReader& t, Listener& l, std::set<std::string>& names,
                     std::set<std::string>& transparent) {
   unique_name(t, l.name, names);
@@ -144,17 +176,24 @@ void parse_geo(TableReader& t, Geo& g, const std::string& base_dir) {
   t.each_string("databases", [&](const std::string& text, const toml::node& n, const std::string&) {
     g.databases.push_back(file_ref(t, text, n, base_dir));
   });
+  t.each_string("asn_databases",
+                [&](const std::string& text, const toml::node& n, const std::string&) {
+                  g.asn_databases.push_back(file_ref(t, text, n, base_dir));
+                });
   t.boolean("watch", g.watch);
 }
 
-void parse_list(TableReader& t, List& l, const std::string& base_dir) {
+void parse_list(TableReader& t, List& l, const std::string& base_dir, bool asn_data) {
   each_country(t, "countries", [&](geo::Country c) { l.countries.push_back(c); });
+  each_asn(t, "asns", [&](std::uint32_t asn) { l.asns.push_back(asn); });
+  if (t.node("asns") && !asn_data)
+    t.error("asns", "there is no AS number to match without [geo] asn_databases");
   each_prefix(t, "cidrs", [&](const geo::Prefix& p) { l.cidrs.push_back(p); });
   t.each_string("files", [&](const std::string& text, const toml::node& n, const std::string&) {
     l.files.push_back(file_ref(t, text, n, base_dir));
   });
-  if (!t.node("countries") && !t.node("cidrs") && !t.node("files"))
-    t.error("countries", "a list needs countries, cidrs or files");
+  if (!t.node("countries") && !t.node("asns") && !t.node("cidrs") && !t.node("files"))
+    t.error("countries", "a list needs countries, asns, cidrs or files");
 }
 
 void parse_health(TableReader& t, Health& h) {
@@ -295,6 +334,7 @@ void parse_pool(TableReader& t, Pool& p, const Server& server) {
 struct Names {
   std::set<std::string> pools, lists, listeners, transparent;
   bool dnsbl = false;  // [dnsbl] has sites to score
+  bool asn = false;    // [geo] has asn_databases
 };
 
 void parse_match(TableReader& t, Match& m, const Names& names) {
@@ -311,6 +351,9 @@ void parse_match(TableReader& t, Match& m, const Names& names) {
   t.each_string("not_list", known(names.lists, "list", m.not_lists));
   t.each_string("listener", known(names.listeners, "listener", m.listeners));
   each_country(t, "country", [&](geo::Country c) { m.countries.push_back(c); });
+  each_asn(t, "asn", [&](std::uint32_t asn) { m.asns.push_back(asn); });
+  if (t.node("asn") && !names.asn)
+    t.error("asn", "there is no AS number to match without [geo] asn_databases");
   each_prefix(t, "cidr", [&](const geo::Prefix& p) { m.cidrs.push_back(p); });
   for (auto [key, out] : {std::pair{"dnsbl_score_min", &m.dnsbl_score_min},
                           std::pair{"dnsbl_score_max", &m.dnsbl_score_max}}) {
@@ -362,7 +405,7 @@ void parse_greylist(TableReader& t, Greylist& g, const Names& names) {
     parse_match(st, g.skip, names);
     if (!g.skip.cidrs.empty())
       st.error("cidr",
-               "skip takes lists, listeners, countries and DNS matchers; put CIDRs in a "
+               "skip takes lists, listeners, countries, asn and DNS matchers; put CIDRs in a "
                "list");
     if (!g.skip.listeners.empty())
       st.error("listener",
@@ -504,7 +547,8 @@ void parse_limit(TableReader& t, Limit& l, std::set<std::string>& limit_names, c
     TableReader ct(t.reader(), *cond, t.sub("if"));
     parse_match(ct, l.match, names);
     if (!l.match.cidrs.empty())
-      ct.error("cidr", "a limit's scope takes lists, listeners and countries; put CIDRs in a list");
+      ct.error("cidr",
+               "a limit's scope takes lists, listeners, countries and asn; put CIDRs in a list");
     for (const auto* key : {"dnsbl_score_min", "dnsbl_score_max", "fcrdns"})
       if (ct.node(key))
         ct.error(key,
@@ -743,11 +787,12 @@ Config parse_table(const toml::table& root, const std::string& path, const Defau
     TableReader t(r, *g, "geo");
     parse_geo(t, c.geo, base_dir);
   }
+  names.asn = !c.geo.asn_databases.empty();
   top.each_table("lists", [&](const std::string& name, TableReader& t) {
     names.lists.insert(name);
     auto& l = c.lists.emplace_back();
     l.name = name;
-    parse_list(t, l, base_dir);
+    parse_list(t, l, base_dir, !c.geo.asn_databases.empty());
   });
   top.each_table("pool", [&](const std::string& name, TableReader& t) {
     names.pools.insert(name);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <optional>
 #include <unordered_map>
 #include <vector>
@@ -34,11 +35,15 @@ namespace {
 // address order, and records one span per data record.
 class TreeWalker {
  public:
-  explicit TreeWalker(MmdbFile& file)
-      : file_(file), db_(file.get()), width_(db_.metadata.ip_version == 6 ? 128 : 32) {}
+  enum class Kind { country, asn };
+  TreeWalker(MmdbFile& file, Kind kind)
+      : file_(file),
+        db_(file.get()),
+        width_(db_.metadata.ip_version == 6 ? 128 : 32),
+        kind_(kind) {}
 
   GeoData walk() {
-    GeoData out{file_.path(), {}, {}};
+    GeoData out{file_.path(), {}, {}, {}};
     if (width_ == 128) v4_node_ = find_v4_node();
     struct Item {
       std::uint8_t type;
@@ -69,7 +74,7 @@ class TreeWalker {
         const bool home = item.depth == 96 && item.bits == 0;
         if (item.depth > 96) fail("IPv4 subtree aliased below /96");
         out.v6.push_back({{item.bits, item.bits | low_mask(128 - item.depth, 128)},
-                          GeoValue{{}, 0, static_cast<std::uint8_t>(item.depth)}});
+                          GeoValue{{}, 0, 0, static_cast<std::uint8_t>(item.depth)}});
         if (!home) continue;
       }
       MMDB_search_node_s node{};
@@ -83,6 +88,15 @@ class TreeWalker {
       stack.push_back(
           {node.left_record_type, node.left_record, node.left_record_entry, depth, item.bits});
     }
+    if (known_ == 0) {
+      const std::string type(db_.metadata.database_type ? db_.metadata.database_type : "");
+      throw LoadError(fmt::format(
+          "{}: no {} in any of its records (database_type \"{}\"){}", file_.path(),
+          kind_ == Kind::country ? "country data" : "autonomous system numbers", type,
+          kind_ == Kind::country ? "; an ASN database goes in [geo] asn_databases" : ""));
+    }
+    for (auto& [asn, org] : organisations_) out.organisations.emplace_back(asn, std::move(org));
+    std::sort(out.organisations.begin(), out.organisations.end());
     return out;
   }
 
@@ -120,14 +134,57 @@ class TreeWalker {
     return country;
   }
 
-  // The record's country, decoded once per data record.
+  // GeoLite2-ASN's fields: autonomous_system_number (uint32) and
+  // autonomous_system_organization (kept once per number).
+  std::optional<GeoValue> asn_of(MMDB_entry_s entry) {
+    MMDB_entry_data_s data{};
+    int st = MMDB_get_value(&entry, &data, "autonomous_system_number", nullptr);
+    if (st == MMDB_LOOKUP_PATH_DOES_NOT_MATCH_DATA_ERROR) return std::nullopt;
+    if (st != MMDB_SUCCESS) fail(MMDB_strerror(st));
+    if (!data.has_data) return std::nullopt;
+    std::uint64_t number = 0;
+    switch (data.type) {
+      case MMDB_DATA_TYPE_UINT16:
+        number = data.uint16;
+        break;
+      case MMDB_DATA_TYPE_UINT32:
+        number = data.uint32;
+        break;
+      case MMDB_DATA_TYPE_UINT64:
+        number = data.uint64;
+        break;
+      default:
+        fail("autonomous_system_number is not an unsigned integer");
+    }
+    if (number == 0 || number > 0xffffffffu)
+      fail(fmt::format("autonomous_system_number {} is not an AS number", number));
+    const auto asn = static_cast<std::uint32_t>(number);
+    if (!organisations_.contains(asn)) {
+      MMDB_entry_data_s org{};
+      st = MMDB_get_value(&entry, &org, "autonomous_system_organization", nullptr);
+      if (st == MMDB_SUCCESS && org.has_data && org.type == MMDB_DATA_TYPE_UTF8_STRING)
+        organisations_.emplace(asn, std::string(org.utf8_string, org.data_size));
+      else if (st != MMDB_SUCCESS && st != MMDB_LOOKUP_PATH_DOES_NOT_MATCH_DATA_ERROR)
+        fail(MMDB_strerror(st));
+      else
+        organisations_.emplace(asn, std::string());
+    }
+    return GeoValue{{}, asn, 0, 0};
+  }
+
+  // The record's country (or AS), decoded once per data record.
   std::optional<GeoValue> value_of(MMDB_entry_s entry) {
     auto [it, added] = cache_.try_emplace(entry.offset);
     if (added) {
-      auto country = iso_code(entry, "country");
-      if (!country) country = iso_code(entry, "registered_country");
-      if (country) it->second = GeoValue{*country, 0, 0};
+      if (kind_ == Kind::asn) {
+        it->second = asn_of(entry);
+      } else {
+        auto country = iso_code(entry, "country");
+        if (!country) country = iso_code(entry, "registered_country");
+        if (country) it->second = GeoValue{*country, 0, 0, 0};
+      }
     }
+    known_ += it->second.has_value();
     return it->second;
   }
 
@@ -151,15 +208,26 @@ class TreeWalker {
   MmdbFile& file_;
   MMDB_s& db_;
   const unsigned width_;
+  const Kind kind_;
   std::uint64_t v4_node_ = no_node;
+  std::uint64_t known_ = 0;  // data records with a country (or AS)
   std::unordered_map<std::uint32_t, std::optional<GeoValue>> cache_;
+  std::unordered_map<std::uint32_t, std::string> organisations_;
 };
 
 }  // namespace
 
 GeoData load_mmdb(const std::string& path) {
   MmdbFile file(path);
-  return TreeWalker(file).walk();
+  return TreeWalker(file, TreeWalker::Kind::country).walk();
+}
+
+GeoData load_asn_mmdb(const std::string& path) {
+  if (std::filesystem::path(path).extension() != ".mmdb")
+    throw LoadError(
+        fmt::format("{}: an ASN database is a MaxMind DB (.mmdb, GeoLite2-ASN schema)", path));
+  MmdbFile file(path);
+  return TreeWalker(file, TreeWalker::Kind::asn).walk();
 }
 
 }  // namespace geomx::geo

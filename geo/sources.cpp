@@ -245,7 +245,7 @@ GeoData parse_range_file(const std::string& data, const std::string& path) {
   bad.throw_if_any();
   check_overlaps(path, v4);
   check_overlaps(path, v6);
-  return GeoData{path, std::move(v4.spans), std::move(v6.spans)};
+  return GeoData{path, std::move(v4.spans), std::move(v6.spans), {}};
 }
 
 RangeSet load_cidr_file(const std::string& path) {
@@ -283,9 +283,11 @@ std::vector<std::string> default_databases() {
   return {"/usr/share/tor/geoip", "/usr/share/tor/geoip6"};
 }
 
-GeoTable build_table(const std::vector<std::string>& databases) {
+GeoTable build_table(const std::vector<std::string>& databases,
+                     const std::vector<std::string>& asn_databases) {
   TableBuilder builder;
   for (const auto& path : databases) builder.add_database(load_database(path));
+  for (const auto& path : asn_databases) builder.add_asn_database(load_asn_mmdb(path));
   try {
     return std::move(builder).build();
   } catch (const std::logic_error& e) {  // overlapping data, a table beyond the index's limits

@@ -36,6 +36,10 @@ GeoData parse_range_file(const std::string& text, const std::string& name);
 // is country.iso_code, else registered_country.iso_code.
 GeoData load_mmdb(const std::string& path);
 
+// An ASN database (GeoLite2-ASN schema .mmdb): spans carry GeoValue::asn,
+// and organisations the autonomous_system_organization of each number.
+GeoData load_asn_mmdb(const std::string& path);
+
 // .mmdb files by name, everything else as a range file.
 GeoData load_database(const std::string& path);
 
@@ -48,6 +52,8 @@ RangeSet parse_cidr_list(const std::string& text, const std::string& name);
 std::vector<std::string> default_databases();
 
 // Loads `databases` (priority order) and compiles them into one table.
-GeoTable build_table(const std::vector<std::string>& databases);
+// `asn_databases` (GeoLite2-ASN .mmdb files, priority order) add the AS.
+GeoTable build_table(const std::vector<std::string>& databases,
+                     const std::vector<std::string>& asn_databases = {});
 
 }  // namespace geomx::geo

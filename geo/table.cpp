@@ -35,6 +35,12 @@ std::size_t GeoTable::memory_bytes() const {
   return v4_.memory_bytes() + v6_.memory_bytes() + values_.capacity() * sizeof(GeoValue);
 }
 
+std::string_view GeoTable::organisation(std::uint32_t asn) const {
+  auto it = std::lower_bound(organisations_.begin(), organisations_.end(), asn,
+                             [](const auto& e, std::uint32_t n) { return e.first < n; });
+  return it != organisations_.end() && it->first == asn ? std::string_view(it->second) : "";
+}
+
 namespace {
 
 template <class Key>
@@ -78,8 +84,15 @@ void TableBuilder::add_database(GeoData data) {
   databases_.push_back(std::move(data));
 }
 
+void TableBuilder::add_asn_database(GeoData data) {
+  // Aliased IPv6 networks answer with the embedded IPv4 address's AS.
+  std::erase_if(data.v6, [](const auto& s) { return s.value.v4_at != 0; });
+  asn_databases_.push_back(std::move(data));
+}
+
 std::size_t TableBuilder::add_list(std::string name, RangeSet ranges,
-                                   std::vector<Country> countries) {
+                                   std::vector<Country> countries,
+                                   std::vector<std::uint32_t> asns) {
   if (lists_.size() == max_lists)
     throw std::length_error(fmt::format("list '{}': at most {} lists", name, max_lists));
   const std::uint64_t bit = std::uint64_t{1} << lists_.size();
@@ -87,6 +100,12 @@ std::size_t TableBuilder::add_list(std::string name, RangeSet ranges,
     auto it = std::find_if(country_lists_.begin(), country_lists_.end(),
                            [&](const auto& e) { return e.first == c; });
     if (it == country_lists_.end()) it = country_lists_.insert(country_lists_.end(), {c, 0});
+    it->second |= bit;
+  }
+  for (std::uint32_t asn : asns) {
+    auto it = std::lower_bound(asn_lists_.begin(), asn_lists_.end(), asn,
+                               [](const auto& e, std::uint32_t n) { return e.first < n; });
+    if (it == asn_lists_.end() || it->first != asn) it = asn_lists_.insert(it, {asn, 0});
     it->second |= bit;
   }
   list_names_.push_back(std::move(name));
@@ -100,7 +119,8 @@ struct ValueHash {
   std::size_t operator()(const GeoValue& v) const {
     const auto code = v.country.code();
     return std::hash<std::uint64_t>{}(v.lists * 0x9e3779b97f4a7c15ull ^
-                                      (std::uint64_t(std::uint8_t(code[0])) << 16 |
+                                      (std::uint64_t(v.asn) << 32 |
+                                       std::uint64_t(std::uint8_t(code[0])) << 16 |
                                        std::uint64_t(std::uint8_t(code[1])) << 8 | v.v4_at));
   }
 };
@@ -146,7 +166,7 @@ std::vector<Event<Key>> sweep_events(const std::vector<const std::vector<Span<Ke
   std::vector<Event<Key>> events;
   for (std::uint16_t d = 0; d < databases.size(); ++d) {
     for (const auto& s : *databases[d]) {
-      GeoValue base{s.value.country, 0, s.value.v4_at};
+      GeoValue base{s.value.country, s.value.asn, 0, s.value.v4_at};
       events.push_back({s.range.first, interner.id(base), d, database_start});
       if (s.range.last != key_max<Key>)
         events.push_back({Key(s.range.last + 1), 0, d, database_end});
@@ -167,12 +187,14 @@ std::vector<Event<Key>> sweep_events(const std::vector<const std::vector<Span<Ke
 }
 
 // Sweeps the events in address order and emits the maximal intervals of
-// constant answer.
-template <class Key>
+// constant answer. `databases` holds the country databases, then (from
+// `country_dbs` on) the ASN ones; `member_bits` gives the list bits that
+// follow from a value's country and AS.
+template <class Key, class MemberBits>
 std::vector<typename IntervalIndex<Key>::Slot> sweep(
-    const std::vector<const std::vector<Span<Key>>*>& databases,
-    const std::vector<const std::vector<Range<Key>>*>& lists,
-    const std::vector<std::pair<Country, std::uint64_t>>& country_lists, ValueInterner& interner) {
+    const std::vector<const std::vector<Span<Key>>*>& databases, std::size_t country_dbs,
+    const std::vector<const std::vector<Range<Key>>*>& lists, MemberBits member_bits,
+    ValueInterner& interner) {
   using enum EventKind;
   const auto events = sweep_events(databases, lists, interner);
   constexpr std::uint32_t none = ~0u;
@@ -180,9 +202,13 @@ std::vector<typename IntervalIndex<Key>::Slot> sweep(
   std::vector<std::uint32_t> depth(lists.size(), 0);
   std::uint64_t members = 0;
   GeoValue unknown;
-  for (const auto& [country, bits] : country_lists)
-    if (country == unknown.country) unknown.lists |= bits;
+  unknown.lists = member_bits(unknown);
   std::vector<typename IntervalIndex<Key>::Slot> slots{{Key(0), interner.id(unknown)}};
+  auto first_active = [&](std::size_t from, std::size_t to) {
+    for (std::size_t d = from; d < to; ++d)
+      if (active[d] != none) return active[d];
+    return none;
+  };
   for (std::size_t i = 0; i < events.size();) {
     const Key key = events[i].key;
     for (; i < events.size() && events[i].key == key; ++i) {
@@ -202,12 +228,13 @@ std::vector<typename IntervalIndex<Key>::Slot> sweep(
           break;
       }
     }
-    auto first = std::find_if(active.begin(), active.end(), [&](auto v) { return v != none; });
     GeoValue value;  // ZZ unless a database knows
-    if (first != active.end()) value = interner.value(*first);
+    if (const auto c = first_active(0, country_dbs); c != none) value = interner.value(c);
+    // An aliased address takes its AS, like its country, from IPv4.
+    if (const auto a = first_active(country_dbs, active.size()); a != none && value.v4_at == 0)
+      value.asn = interner.value(a).asn;
     value.lists = members;
-    for (const auto& [country, bits] : country_lists)
-      if (country == value.country && value.v4_at == 0) value.lists |= bits;
+    if (value.v4_at == 0) value.lists |= member_bits(value);
     const std::uint32_t id = interner.id(value);
     if (slots.back().start == key) {
       slots.back().value = id;
@@ -239,6 +266,12 @@ std::uint64_t TableBuilder::country_lists(Country c) const {
   return 0;
 }
 
+std::uint64_t TableBuilder::asn_lists(std::uint32_t asn) const {
+  auto it = std::lower_bound(asn_lists_.begin(), asn_lists_.end(), asn,
+                             [](const auto& e, std::uint32_t n) { return e.first < n; });
+  return it != asn_lists_.end() && it->first == asn ? it->second : 0;
+}
+
 // For every aliased IPv6 value, the value for each possible IPv4 answer:
 // its country (and the lists that follow from it) with the IPv6 lists.
 void TableBuilder::link_aliases(GeoTable& table, ValueInterner& interner) const {
@@ -250,7 +283,8 @@ void TableBuilder::link_aliases(GeoTable& table, ValueInterner& interner) const 
     for (std::size_t j = 0; j < n; ++j) {
       const GeoValue v4 = table.values_[j];
       row[j] = interner.id(
-          GeoValue{v4.country, table.values_[i].lists | country_lists(v4.country), 0, 0});
+          GeoValue{v4.country, v4.asn,
+                   table.values_[i].lists | country_lists(v4.country) | asn_lists(v4.asn), 0, 0});
     }
     table.values_[i].alias = static_cast<std::uint8_t>(table.alias_map_.size());
     table.alias_map_.push_back(std::move(row));
@@ -262,22 +296,38 @@ GeoTable TableBuilder::build() && {
   ValueInterner interner(table.values_);
   std::vector<const std::vector<Span<std::uint32_t>>*> db4;
   std::vector<const std::vector<Span<u128>>*> db6;
-  for (auto& db : databases_) {
-    check_disjoint(db.source, db.v4);
-    check_disjoint(db.source, db.v6);
-    db4.push_back(&db.v4);
-    db6.push_back(&db.v6);
+  for (auto* group : {&databases_, &asn_databases_}) {
+    for (auto& db : *group) {
+      check_disjoint(db.source, db.v4);
+      check_disjoint(db.source, db.v6);
+      db4.push_back(&db.v4);
+      db6.push_back(&db.v6);
+    }
   }
+  const std::size_t country_dbs = databases_.size();
+  auto member_bits = [this](const GeoValue& v) {
+    return country_lists(v.country) | (v.asn ? asn_lists(v.asn) : 0);
+  };
   std::vector<const std::vector<Range4>*> list4;
   std::vector<const std::vector<Range6>*> list6;
   for (auto& l : lists_) {
     list4.push_back(&l.v4);
     list6.push_back(&l.v6);
   }
-  table.v4_ = IntervalIndex<std::uint32_t>(sweep(db4, list4, country_lists_, interner));
-  table.v6_ = IntervalIndex<u128>(sweep(db6, list6, country_lists_, interner));
+  table.v4_ = IntervalIndex<std::uint32_t>(sweep(db4, country_dbs, list4, member_bits, interner));
+  table.v6_ = IntervalIndex<u128>(sweep(db6, country_dbs, list6, member_bits, interner));
   link_aliases(table, interner);
   table.list_names_ = std::move(list_names_);
+  // The first ASN database that names an AS names it.
+  for (auto& db : asn_databases_)
+    for (auto& org : db.organisations) table.organisations_.push_back(std::move(org));
+  std::stable_sort(table.organisations_.begin(), table.organisations_.end(),
+                   [](const auto& a, const auto& b) { return a.first < b.first; });
+  table.organisations_.erase(
+      std::unique(table.organisations_.begin(), table.organisations_.end(),
+                  [](const auto& a, const auto& b) { return a.first == b.first; }),
+      table.organisations_.end());
+  table.has_asn_ = !asn_databases_.empty();
   return table;
 }
 

@@ -35,6 +35,7 @@ inline constexpr std::size_t max_lists = 64;
 
 struct GeoValue {
   Country country;
+  std::uint32_t asn = 0;    // autonomous system (from [geo] asn_databases); 0: unknown
   std::uint64_t lists = 0;  // bit i set: the address is in list i
   // IPv6 only, from .mmdb aliases (2002::/16, ::/96, ...): nonzero means the
   // answer is that of the IPv4 address embedded at this bit offset.
@@ -49,11 +50,14 @@ struct Span {
   GeoValue value;
 };
 
-// What one country database knows, per family, sorted and non-overlapping.
+// What one database knows, per family, sorted and non-overlapping: a
+// country database's spans carry countries, an ASN database's carry asn
+// (and its organisations, sorted by number).
 struct GeoData {
   std::string source;
   std::vector<Span<std::uint32_t>> v4;
   std::vector<Span<u128>> v6;
+  std::vector<std::pair<std::uint32_t, std::string>> organisations = {};
 };
 
 class GeoTable {
@@ -72,6 +76,9 @@ class GeoTable {
   // The largest network around `a` in which every address has a's answer.
   Prefix network(const Address& a) const;
 
+  // The organisation an ASN database names for `asn` ("" if none).
+  std::string_view organisation(std::uint32_t asn) const;
+  bool has_asn_data() const { return has_asn_; }
   const std::vector<std::string>& list_names() const { return list_names_; }
   std::optional<std::size_t> list_index(std::string_view name) const;
   std::size_t interval_count(Family f) const;
@@ -90,6 +97,8 @@ class GeoTable {
   IntervalIndex<std::uint32_t> v4_;
   IntervalIndex<u128> v6_;
   std::vector<std::string> list_names_;
+  std::vector<std::pair<std::uint32_t, std::string>> organisations_;  // sorted by asn
+  bool has_asn_ = false;
 };
 
 class ValueInterner;
@@ -99,16 +108,23 @@ class TableBuilder {
   // Country databases in priority order: for each address the first
   // database that knows it wins.
   void add_database(GeoData data);
+  // ASN databases, in priority order too: they set GeoValue::asn only.
+  void add_asn_database(GeoData data);
   // A named list: the networks in `ranges` and every address whose country
-  // is in `countries`. Its index is the bit in GeoValue::lists.
-  std::size_t add_list(std::string name, RangeSet ranges, std::vector<Country> countries = {});
+  // is in `countries` or whose AS is in `asns`. Its index is the bit in
+  // GeoValue::lists.
+  std::size_t add_list(std::string name, RangeSet ranges, std::vector<Country> countries = {},
+                       std::vector<std::uint32_t> asns = {});
   GeoTable build() &&;
 
  private:
   std::uint64_t country_lists(Country c) const;
+  std::uint64_t asn_lists(std::uint32_t asn) const;
   void link_aliases(GeoTable& table, ValueInterner& interner) const;
 
   std::vector<GeoData> databases_;
+  std::vector<GeoData> asn_databases_;
+  std::vector<std::pair<std::uint32_t, std::uint64_t>> asn_lists_;  // asn -> list bits, sorted
   std::vector<std::string> list_names_;
   std::vector<RangeSet> lists_;
   std::vector<std::pair<Country, std::uint64_t>> country_lists_;  // country -> list bits

@@ -17,6 +17,8 @@ packages=(
   postgrey
   # the DNS server of the reputation tests (local zones, a forward to a silent port)
   unbound
+  # named-checkzone, which checks the zones of `geomx ptr-zone`
+  bind9-utils
   # the transparent test: a network namespace with an nft REDIRECT
   iproute2 nftables
 )

@@ -13,6 +13,7 @@ bool matches(const CompiledRule& r, const Client& client, const geo::GeoValue& v
   if (!r.countries.empty() &&
       std::find(r.countries.begin(), r.countries.end(), v.country) == r.countries.end())
     return false;
+  if (!r.asns.empty() && !std::binary_search(r.asns.begin(), r.asns.end(), v.asn)) return false;
   if (!r.listeners.empty() &&
       std::find(r.listeners.begin(), r.listeners.end(), client.listener) == r.listeners.end())
     return false;
@@ -40,6 +41,7 @@ Decision decide(const Client& client, const Snapshot& snapshot, const MemberStat
   const geo::GeoValue& v = snapshot.table.lookup(client.address);
   Decision d;
   d.country = v.country;
+  d.asn = v.asn;
   d.lists = v.lists & snapshot.list_mask;
   for (std::size_t i = 0; i < snapshot.limit_scopes.size(); ++i)
     if (matches(snapshot.limit_scopes[i], client, v)) d.limits.push_back(i);
@@ -84,6 +86,10 @@ std::string explain_match(const Decision& d, const Snapshot& snapshot) {
   if (!m.not_lists.empty())
     why.push_back(fmt::format("not in list {}", fmt::join(m.not_lists, ", ")));
   if (!m.countries.empty()) why.push_back(fmt::format("country {}", d.country.code()));
+  if (!m.asns.empty()) {
+    const auto org = snapshot.table.organisation(d.asn);
+    why.push_back(org.empty() ? fmt::format("AS{}", d.asn) : fmt::format("AS{} ({})", d.asn, org));
+  }
   if (!m.cidrs.empty()) why.push_back("in the rule's cidr");
   if (!m.listeners.empty())
     why.push_back("on listener " + fmt::format("{}", fmt::join(m.listeners, ", ")));

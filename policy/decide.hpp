@@ -20,6 +20,7 @@ struct Decision {
   conf::Action action = conf::Action::reject;
   std::size_t rule = 0;  // index into config.rules
   geo::Country country;
+  std::uint32_t asn = 0;    // 0: unknown (or no asn_databases)
   std::uint64_t lists = 0;  // bits of config.lists the client is in
   // route only:
   std::size_t pool = 0;

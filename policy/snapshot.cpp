@@ -31,6 +31,8 @@ CompiledRule compile_rule(const Snapshot& s, const conf::Rule& rule, geo::TableB
   for (const auto& name : rule.match.not_lists)
     cr.none_of |= std::uint64_t{1} << list_index(c, name);
   cr.countries = rule.match.countries;
+  cr.asns = rule.match.asns;
+  std::sort(cr.asns.begin(), cr.asns.end());
   for (const auto& name : rule.match.listeners) cr.listeners.push_back(*s.listener_index(name));
   if (rule.action == conf::Action::route)
     cr.pool = static_cast<std::size_t>(c.find_pool(rule.pool) - c.pools.data());
@@ -51,11 +53,13 @@ std::shared_ptr<const Snapshot> build_snapshot(conf::Config config, conf::Data d
   const conf::Config& c = snap->config;
   geo::TableBuilder builder;
   for (auto& d : data.databases) builder.add_database(std::move(d));
+  for (auto& d : data.asn_databases) builder.add_asn_database(std::move(d));
   // Lists first (their bits are list_mask), then the rules' hidden lists,
   // so every matcher is a bit test on the one table. conf checked the count.
   std::size_t lists = 0;
   for (std::size_t i = 0; i < c.lists.size(); ++i) {
-    builder.add_list(c.lists[i].name, std::move(data.lists.at(i)), c.lists[i].countries);
+    builder.add_list(c.lists[i].name, std::move(data.lists.at(i)), c.lists[i].countries,
+                     c.lists[i].asns);
     snap->list_mask |= std::uint64_t{1} << lists++;
   }
   for (const auto& rule : c.rules) {

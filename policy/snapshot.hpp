@@ -17,6 +17,7 @@ struct CompiledRule {
   std::uint64_t all_of = 0;             // list bits that must all be set (lists, the rule's CIDRs)
   std::uint64_t none_of = 0;            // list bits that must all be clear (not_list)
   std::vector<geo::Country> countries;  // any of them, if any
+  std::vector<std::uint32_t> asns;      // any of them, if any (sorted)
   std::vector<std::size_t> listeners;   // any of them, if any
   std::size_t pool = 0;                 // route: index into config.pools
 };

@@ -99,6 +99,10 @@ std::string Log::session_line(const SessionRecord& r, std::string_view ts) const
   if (!(r.peer == r.client)) append(line, f, "peer", r.peer.to_string());
   append(line, f, "listener", r.listener);
   append(line, f, "country", r.country ? r.country->code() : "-");
+  if (r.asn) {
+    append(line, f, "asn", std::to_string(r.asn));
+    if (!r.as_org.empty()) append(line, f, "as_org", r.as_org);
+  }
   append(line, f, "rule", r.rule);
   append(line, f, "action", r.action);
   if (r.dnsbl) {

@@ -232,6 +232,8 @@ asio::awaitable<void> Session::run() {
   policy::Decision d = co_await decide();
   const conf::Rule& rule = snap_->config.rules[d.rule];
   rec_.country = d.country;
+  rec_.asn = d.asn;
+  if (d.asn) rec_.as_org = snap_->table.organisation(d.asn);
   rec_.rule = rule.name;
   rec_.action = conf::to_string(d.action);
   if (!d.limits.empty() && !co_await within_limits(d.limits)) co_return;

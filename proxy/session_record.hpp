@@ -47,6 +47,8 @@ struct SessionRecord {
   // Views into the session's snapshot, which outlives the record.
   std::string_view listener;
   std::optional<geo::Country> country;  // "-" until the policy decided
+  std::uint32_t asn = 0;                // 0: unknown (or no asn_databases): not logged
+  std::string_view as_org;              // the ASN database's organisation for asn
   std::string_view rule = "-";
   std::string_view action = "-";
   std::string_view pool = "-";

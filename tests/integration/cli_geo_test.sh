@@ -22,6 +22,22 @@ done
 expect lookup-default-db 0 '^8\.8\.8\.8 US ' '' -- "$geomx" lookup 8.8.8.8
 expect lookup-two-dbs 0 '^1\.0\.4\.1 AU ' '' -- "$geomx" lookup --db "$data/edge6.mmdb" --db /usr/share/tor/geoip 1.0.4.1
 
+# --asn-db: the AS number and organisation, as libmaxminddb's mmdblookup reads them
+asn=$data/test-asn.mmdb
+for ip in 127.2.0.9 8.8.8.8 193.0.6.139 2001:67c:2e8::1; do
+  want=$(mmdblookup -f "$asn" -i "$ip" autonomous_system_number 2>/dev/null | grep -o '[0-9][0-9]*' | head -1)
+  org=$(mmdblookup -f "$asn" -i "$ip" autonomous_system_organization 2>/dev/null | grep -o '"[^"]*"' | tr -d '"')
+  [[ -n $want ]] || { want=0; org=; }
+  expect "lookup --asn-db $ip" 0 "^$ip [A-Z][A-Z] [0-9a-f:.]+/[0-9]+ AS$want${org:+ $org}\$" '' -- \
+    "$geomx" lookup --db "$mmdb" --asn-db "$asn" "$ip"
+  expect "lookup --asn-db --json $ip" 0 "\"asn\":$want,\"as_org\":\"$org\"\\}\$" '' -- \
+    "$geomx" lookup --db "$mmdb" --asn-db "$asn" --json "$ip"
+done
+expect lookup-asn-cn 0 '^127\.2\.0\.9 ZZ 127\.2\.0\.0/16 AS64511 Example CN Net$' '' -- \
+  "$geomx" lookup --db "$mmdb" --asn-db "$asn" 127.2.0.9
+expect lookup-asn-as-country 1 '' 'no country data in any of its records \(database_type "GeoLite2-ASN"\); an ASN database goes in \[geo\] asn_databases' -- \
+  "$geomx" lookup --db "$asn" 8.8.8.8
+
 # stdin streaming: one line per address; a bad line is reported and the rest answered
 printf '1.1.1.1\n1.2.3\n2001:67c:2e8::1\n' | "$geomx" lookup --db "$mmdb" - >"$tmp/out" 2>"$tmp/err"
 code=$?

@@ -80,6 +80,7 @@ threads = 2
 tarpit_duration = "3s"
 [geo]
 databases = ["$testdata/edge6.mmdb"]
+asn_databases = ["$testdata/test-asn.mmdb"]
 [[listener]]
 name = "mx"
 address = "127.0.0.1:0"
@@ -110,6 +111,11 @@ balance = "first"
 proxy_protocol = "v2"
 greet_delay = "2s"
 greet_banner = "220-geomx.test ESMTP"
+[[rule]]
+name = "as-refuse"
+if = { asn = "AS64511", cidr = "127.2.99.0/24" }
+action = "reject"
+reply = "554 5.7.1 AS64511 is refused here"
 [[rule]]
 name = "refuse"
 if = { cidr = "127.5.0.0/16" }
@@ -159,7 +165,7 @@ subtest '2. source split halves and the delayed quarantine' => sub {
     wait_for( 'both sessions logged', 10,
         sub { log_lines( $main->{log}, 'client=(127\.1\.0\.7|198\.51\.100\.7):' ) == 2 } );
     my $log = slurp( $main->{log} );
-    like( $log, qr/client=127\.1\.0\.7:\d+ listener=mx country=GB rule=english .* member=127\.0\.0\.1:$pf{a}{port} /,
+    like( $log, qr/client=127\.1\.0\.7:\d+ listener=mx country=GB asn=64496 as_org="Example GB Net" rule=english .* member=127\.0\.0\.1:$pf{a}{port} /,
         'lower half on member a' );
     like( $log,
         qr/client=198\.51\.100\.7:4242 peer=127\.0\.0\.1:\d+ listener=edge country=GB rule=english .* member=127\.0\.0\.1:$pf{b}{port} /,
@@ -210,6 +216,18 @@ subtest '2b. reject, drop, tarpit; client bytes right after the PROXY header' =>
     print $p "QUIT\r\n";
     like( read_reply($p), qr/^221 /m, 'QUIT' );
     close $p;
+};
+
+subtest '2c. asn: a rule on the AS (test-asn.mmdb), and asn= as_org= in the session log' => sub {
+    my $s = client( port => $port{mx}, bind => '127.2.99.1' );
+    like( read_reply($s), qr/^554 5\.7\.1 AS64511 is refused here/, 'AS64511 from 127.2.99.1 refused by its rule' );
+    close $s;
+    wait_for( 'refusal logged', 10, sub {
+        slurp( $main->{log} ) =~ /client=127\.2\.99\.1:\d+ .*country=CN asn=64511 as_org="Example CN Net" rule=as-refuse action=reject/;
+    } );
+    pass('logged with its AS and organisation');
+    ok( slurp( $main->{log} ) =~ /client=127\.1\.\d+\.\d+:\d+ .*country=GB asn=64496 as_org="Example GB Net" rule=english/,
+        'a GB client of AS64496 is logged with it' );
 };
 
 subtest '3. pregreet: dropped, and the quarantine backend never sees it' => sub {

@@ -167,3 +167,85 @@ TEST_CASE("the range files and the .mmdb written from them compile to the same a
   CHECK(mismatches == 0);
   CHECK(from_ranges.interval_count(Family::v4) > 100000);
 }
+
+namespace {
+
+const std::string asn_mmdb = std::string(GEOMX_TESTDATA) + "/test-asn.mmdb";
+
+// The anchor: libmaxminddb's autonomous_system_number and organisation.
+std::pair<std::uint32_t, std::string> libmaxminddb_asn(MmdbFile& db, const Address& a) {
+  int gai_error = 0, mmdb_error = 0;
+  auto result = MMDB_lookup_string(&db.get(), a.to_string().c_str(), &gai_error, &mmdb_error);
+  REQUIRE(gai_error == 0);
+  REQUIRE(mmdb_error == MMDB_SUCCESS);
+  if (!result.found_entry) return {0, ""};
+  MMDB_entry_data_s number{}, org{};
+  if (MMDB_get_value(&result.entry, &number, "autonomous_system_number", nullptr) != MMDB_SUCCESS ||
+      !number.has_data)
+    return {0, ""};
+  std::string name;
+  if (MMDB_get_value(&result.entry, &org, "autonomous_system_organization", nullptr) ==
+          MMDB_SUCCESS &&
+      org.has_data)
+    name.assign(org.utf8_string, org.data_size);
+  return {number.uint32, name};
+}
+
+}  // namespace
+
+TEST_CASE("test-asn.mmdb: AS number and organisation equal libmaxminddb's on 100,000 addresses") {
+  // The country data and the AS data in one table, as [geo] builds it.
+  const GeoTable table = build_table({tor_mmdb}, {asn_mmdb});
+  MmdbFile db(asn_mmdb);
+  MmdbFile countries(tor_mmdb);
+  std::mt19937_64 rng(8);
+  const GeoData v4 = load_range_file(GEOMX_TOR_GEOIP);
+  const GeoData v6 = load_range_file(GEOMX_TOR_GEOIP6);
+  int checked = 0, known = 0, mismatches = 0, four_byte = 0, country_mismatches = 0;
+  for (int i = 0; i < 100000; ++i) {
+    Address a;
+    if (i % 2 == 0) {
+      std::uint32_t bits = static_cast<std::uint32_t>(rng());
+      if (i % 4 == 0) {
+        const auto& s = v4.v4[rng() % v4.v4.size()].range;
+        bits = rng() % 2 ? s.first : s.last + (rng() % 2);
+      }
+      a = Address::v4(bits);
+    } else {
+      const auto& s = v6.v6[rng() % v6.v6.size()].range;
+      a = Address::v6(i % 4 == 1 ? s.first : s.last + (rng() % 2));
+    }
+    const auto [want, want_org] = libmaxminddb_asn(db, a);
+    const GeoValue& v = table.lookup(a);
+    ++checked;
+    known += want != 0;
+    four_byte += want > 65535;
+    if (v.asn != want || table.organisation(v.asn) != want_org) {
+      if (++mismatches <= 10)
+        MESSAGE(a.to_string() << ": geomx AS" << v.asn << " " << table.organisation(v.asn)
+                              << ", libmaxminddb AS" << want << " " << want_org);
+    }
+    // The AS layer leaves the country as the country database says.
+    if (std::string(v.country.code()) != libmaxminddb_country(countries, a)) ++country_mismatches;
+  }
+  MESSAGE("ASN: " << checked << " checked, " << known << " known, " << four_byte << " 4-byte, "
+                  << mismatches << " mismatches");
+  CHECK(mismatches == 0);
+  CHECK(country_mismatches == 0);
+  CHECK(known > 50000);
+  CHECK(four_byte > 5000);
+  CHECK(table.lookup(parse_address("127.1.2.3")).asn == 64496);
+  CHECK(table.organisation(64511) == "Example CN Net");
+}
+
+TEST_CASE("an ASN database given as a country database is refused, and the reverse") {
+  CHECK_THROWS_WITH_AS(build_table({asn_mmdb}),
+                       doctest::Contains("no country data in any of its records (database_type "
+                                         "\"GeoLite2-ASN\"); an ASN database goes in [geo] "
+                                         "asn_databases"),
+                       LoadError);
+  CHECK_THROWS_WITH_AS(build_table({tor_mmdb}, {tor_mmdb}),
+                       doctest::Contains("no autonomous system numbers"), LoadError);
+  CHECK_THROWS_WITH_AS(build_table({tor_mmdb}, {GEOMX_TOR_GEOIP}),
+                       doctest::Contains("an ASN database is a MaxMind DB"), LoadError);
+}

@@ -358,8 +358,8 @@ table_size = 500
         std::vector<std::string>{
             "t.toml:13:9: limit[0].burst: only applies with a rate",
             "t.toml:14:11: limit[0].ban_for: only applies to action \"ban\"",
-            "t.toml:15:15: limit[0].if.cidr: a limit's scope takes lists, listeners and countries; "
-            "put CIDRs in a list"});
+            "t.toml:15:15: limit[0].if.cidr: a limit's scope takes lists, listeners, countries and "
+            "asn; put CIDRs in a list"});
 }
 
 TEST_CASE("transparent listeners and action pass") {
@@ -573,4 +573,34 @@ countries = ["GB"]
             .find("trusted_proxies") != std::string::npos);
   CHECK(first(errors_of(policy + "[policy]\nlistener = \"policy\"\n"))
             .find("names the policy listener") != std::string::npos);
+}
+
+TEST_CASE("asn matchers: numbers and AS strings, and their mistakes") {
+  const std::string geo = "[geo]\nasn_databases = [\"/x/GeoLite2-ASN.mmdb\"]\n";
+  const auto rule = [](const std::string& matcher) {
+    return "[[rule]]\nname = \"as\"\nif = { asn = " + matcher + " }\naction = \"drop\"\n" +
+           minimal.substr(minimal.find("[[rule]]"));
+  };
+  const std::string base = minimal.substr(0, minimal.find("[[rule]]"));
+  const auto c = parse_config(
+      geo + base + "[lists.l]\nasns = [64496, \"AS4200000000\"]\n" + rule("[\"as64511\", 1]"),
+      "t.toml", defaults);
+  CHECK(c.geo.asn_databases.at(0).path == "/x/GeoLite2-ASN.mmdb");
+  CHECK(c.lists.at(0).asns == std::vector<std::uint32_t>{64496, 4200000000u});
+  CHECK(c.rules.at(0).match.asns == std::vector<std::uint32_t>{64511, 1});
+  CHECK_FALSE(c.rules.at(0).match.empty());
+  CHECK(errors_of(base + rule("64496")) ==
+        std::vector<std::string>{"t.toml:9:14: rule[0].if.asn: there is no AS number to match "
+                                 "without [geo] asn_databases"});
+  CHECK(errors_of(geo + base + rule("[0, 4294967296, \"ASx\", 1.5, []]")) ==
+        std::vector<std::string>{
+            "t.toml:11:15: rule[0].if.asn[0]: is not an AS number (1 to 4294967295)",
+            "t.toml:11:18: rule[0].if.asn[1]: is not an AS number (1 to 4294967295)",
+            "t.toml:11:30: rule[0].if.asn[2]: is not an AS number (1 to 4294967295)",
+            "t.toml:11:37: rule[0].if.asn[3]: expected an AS number (64496 or \"AS64496\")",
+            "t.toml:11:42: rule[0].if.asn[4]: expected an AS number (64496 or \"AS64496\")"});
+  CHECK(errors_of(base + "[lists.l]\nasns = 64496\n" + rule("1").substr(0, 0) +
+                  minimal.substr(minimal.find("[[rule]]"))) ==
+        std::vector<std::string>{"t.toml:8:8: lists.l.asns: there is no AS number to match "
+                                 "without [geo] asn_databases"});
 }

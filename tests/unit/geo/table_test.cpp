@@ -278,3 +278,69 @@ TEST_CASE("the index equals a binary search where boundaries fall on bucket edge
     check(u128{}, 124, round % 2 == 0 ? 50 : 5000);
   }
 }
+
+namespace {
+
+Span<std::uint32_t> asn4(const char* prefix, std::uint32_t asn) {
+  const auto p = parse_prefix(prefix);
+  return {{p.network().v4_bits(), p.last().v4_bits()}, {{}, asn, 0, 0}};
+}
+Span<u128> asn6(const char* prefix, std::uint32_t asn) {
+  const auto p = parse_prefix(prefix);
+  return {{p.network().v6_bits(), p.last().v6_bits()}, {{}, asn, 0, 0}};
+}
+
+}  // namespace
+
+TEST_CASE("ASN databases: a layer of their own, across country boundaries, in lists") {
+  TableBuilder b;
+  b.add_database({"countries",
+                  {span4("10.0.0.0/8", "US"), span4("11.0.0.0/8", "DE")},
+                  {span6("2001:db8::/32", "NL")}});
+  // AS 64496 spans the US/DE edge; a second ASN database fills only gaps.
+  b.add_asn_database(
+      {"asn-a",
+       {asn4("10.128.0.0/9", 64496), asn4("11.0.0.0/9", 64496), asn4("12.0.0.0/8", 4200000001u)},
+       {asn6("2001:db8:1::/48", 64511)},
+       {{64496, "Example Net"}, {64511, "Example Six"}}});
+  b.add_asn_database({"asn-b",
+                      {asn4("10.0.0.0/8", 65000), asn4("11.0.0.0/8", 65001)},
+                      {},
+                      {{64496, "Shadowed Name"}, {65000, "Second"}}});
+  const auto bit = b.add_list("by-as", {}, {}, {64496, 64511});
+  const auto bit_de = b.add_list("de-or-as", {}, {cc("DE")}, {65000});
+  const GeoTable t = std::move(b).build();
+  auto at = [&](const char* ip) { return t.lookup(parse_address(ip)); };
+  CHECK(t.has_asn_data());
+  CHECK(at("10.200.0.1").asn == 64496);
+  CHECK(at("10.200.0.1").country == cc("US"));
+  CHECK(at("11.1.0.1").asn == 64496);
+  CHECK(at("11.1.0.1").country == cc("DE"));
+  CHECK(at("10.1.0.1").asn == 65000);  // only the second database knows it
+  CHECK(at("11.200.0.1").asn == 65001);
+  CHECK(at("12.0.0.1").asn == 4200000001u);
+  CHECK(at("12.0.0.1").country == Country{});  // an AS alone gives no country
+  CHECK(at("13.0.0.1").asn == 0);
+  CHECK(at("2001:db8:1::5").asn == 64511);
+  CHECK(at("2001:db8:2::5").asn == 0);
+  CHECK(t.organisation(64496) == "Example Net");  // the first database names it
+  CHECK(t.organisation(65000) == "Second");
+  CHECK(t.organisation(1) == "");
+  // Lists by AS, and by country or AS.
+  CHECK((at("10.200.0.1").lists >> bit & 1) == 1);
+  CHECK((at("2001:db8:1::5").lists >> bit & 1) == 1);
+  CHECK((at("10.1.0.1").lists >> bit & 1) == 0);
+  CHECK((at("10.1.0.1").lists >> bit_de & 1) == 1);    // AS 65000
+  CHECK((at("11.200.0.1").lists >> bit_de & 1) == 1);  // DE
+  CHECK((at("10.200.0.1").lists >> bit_de & 1) == 0);
+  // network() is the run of equal answers: the AS cuts 10/8 in two.
+  CHECK(t.network(parse_address("10.1.0.1")).to_string() == "10.0.0.0/9");
+}
+
+TEST_CASE("no ASN database: every address is AS 0 and has_asn_data is false") {
+  TableBuilder b;
+  b.add_database({"countries", {span4("10.0.0.0/8", "US")}, {}});
+  const GeoTable t = std::move(b).build();
+  CHECK_FALSE(t.has_asn_data());
+  CHECK(t.lookup(parse_address("10.0.0.1")).asn == 0);
+}

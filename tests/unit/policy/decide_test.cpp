@@ -4,6 +4,8 @@
 #include <random>
 #include <set>
 
+#include <fmt/format.h>
+
 #include "policy/decide.hpp"
 #include "support/temp_dir.hpp"
 
@@ -262,4 +264,55 @@ TEST_CASE("round-robin, least-conn and first") {
   first.members[0].backup = true;
   CHECK(fallback_order(first, 0, geo::parse_address("192.0.2.1"), AllUp{}, 7) ==
         std::vector<std::size_t>{1, 2, 0});
+}
+
+TEST_CASE("asn matchers: rules, lists and limit scopes read the AS from the same lookup") {
+  test::TempDir dir;
+  const auto ranges = dir.write("ranges",
+                                "127.1.0.0,127.1.255.255,GB\n"
+                                "127.2.0.0,127.2.255.255,CN\n");
+  const std::string text = fmt::format(R"(
+[geo]
+databases = ["ranges"]
+asn_databases = ["{}/test-asn.mmdb"]
+[[listener]]
+name = "mx"
+address = "127.0.0.1:0"
+[lists.cn-net]
+asns = ["AS64511"]
+[pool.primary]
+members = ["127.0.0.1:2501"]
+[[limit]]
+name = "gb-net"
+if = {{ asn = 64496 }}
+rate = "10/min"
+[[rule]]
+name = "by-as"
+if = {{ asn = [64496, 4200000000] }}
+action = "reject"
+[[rule]]
+name = "by-list"
+if = {{ list = "cn-net" }}
+pool = "primary"
+[[rule]]
+name = "rest"
+action = "drop"
+)",
+                                       GEOMX_TESTDATA);
+  auto config = conf::parse_config(text, dir.path("geomx.toml"), {"mx.test"});
+  auto data = conf::load_data(config);
+  const auto s = build_snapshot(std::move(config), std::move(data));
+  const Decision gb = decide({geo::parse_address("127.1.0.9"), 0}, *s, AllUp{}, 0);
+  CHECK(s->config.rules[gb.rule].name == "by-as");
+  CHECK(gb.asn == 64496);
+  CHECK(gb.country.code() == "GB");
+  CHECK(gb.limits == std::vector<std::size_t>{0});
+  CHECK(explain_match(gb, *s) == "AS64496 (Example GB Net)");
+  const Decision cn = decide({geo::parse_address("127.2.3.4"), 0}, *s, AllUp{}, 0);
+  CHECK(s->config.rules[cn.rule].name == "by-list");
+  CHECK(cn.asn == 64511);
+  CHECK(cn.limits.empty());
+  const Decision other = decide({geo::parse_address("127.3.0.1"), 0}, *s, AllUp{}, 0);
+  CHECK(s->config.rules[other.rule].name == "rest");
+  CHECK(other.asn == 0);
 }
