@@ -33,10 +33,16 @@ void write_address_list(std::ostream& out, ExportFormat format, const std::strin
       for (const auto& p : prefixes) out << p.to_string() << '\n';
       break;
     case ExportFormat::mikrotik:
-      out << "/ip firewall address-list\n";
-      for (const auto& p : v4) fmt::print(out, "add list={} address={}\n", name, p.to_string());
-      out << "/ipv6 firewall address-list\n";
-      for (const auto& p : v6) fmt::print(out, "add list={} address={}\n", name, p.to_string());
+      // Idempotent: the entries go to NAME-new (emptied first, in case an
+      // import stopped half-way), then replace NAME's in two commands, so a
+      // second import leaves the same list, not each entry twice.
+      for (const auto& [menu, list] : {std::pair{"/ip firewall address-list", &v4},
+                                       std::pair{"/ipv6 firewall address-list", &v6}}) {
+        fmt::print(out, "{}\nremove [find list={}-new]\n", menu, name);
+        for (const auto& p : *list)
+          fmt::print(out, "add list={}-new address={}\n", name, p.to_string());
+        fmt::print(out, "remove [find list={0}]\nset [find list={0}-new] list={0}\n", name);
+      }
       break;
     case ExportFormat::nft:
       out << "add table inet geomx\n";
@@ -46,10 +52,14 @@ void write_address_list(std::ostream& out, ExportFormat format, const std::strin
     case ExportFormat::ipset:
       for (const auto& [set, family, list] :
            {std::tuple{name + "_v4", "inet", &v4}, std::tuple{name + "_v6", "inet6", &v6}}) {
-        fmt::print(out, "create {} hash:net family {} maxelem {}\n", set, family,
-                   std::max<std::size_t>(65536, list->size()));
-        fmt::print(out, "flush {}\n", set);
-        for (const auto& p : *list) fmt::print(out, "add {} {}\n", set, p.to_string());
+        // Filled as SET-new and swapped in: the live set is never empty
+        // or half-filled (load with `ipset -exist restore`).
+        const auto maxelem = std::max<std::size_t>(65536, list->size());
+        fmt::print(out, "create {} hash:net family {} maxelem {}\n", set, family, maxelem);
+        fmt::print(out, "create {}-new hash:net family {} maxelem {}\nflush {}-new\n", set, family,
+                   maxelem, set);
+        for (const auto& p : *list) fmt::print(out, "add {}-new {}\n", set, p.to_string());
+        fmt::print(out, "swap {0}-new {0}\ndestroy {0}-new\n", set);
       }
       break;
   }

@@ -21,6 +21,8 @@ packages=(
   bind9-utils
   # the transparent test: a network namespace with an nft REDIRECT
   iproute2 nftables
+  # the export test loads the ipset file into the kernel, twice
+  ipset
 )
 
 missing=()

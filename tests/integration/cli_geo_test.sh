@@ -60,11 +60,18 @@ expect aggregate-bad 1 '' "^geomx: $tmp/bad:2: 10\.0\.0\.1/8 has host bits set; 
 
 # export formats
 expect export-cidr 0 '^[0-9.]+/[0-9]+$' '' -- "$geomx" export --db /usr/share/tor/geoip --countries NZ
-expect export-mikrotik 0 '^add list=english address=[0-9.]+/[0-9]+$' '' -- \
+expect export-mikrotik 0 '^add list=english-new address=[0-9.]+/[0-9]+$' '' -- \
   "$geomx" export --countries NZ,ie --format mikrotik --name english
 expect export-nft 0 '^add element inet geomx nz_v6 \{ [0-9a-f:]+/' '' -- \
   "$geomx" export --countries NZ --format nft --name nz
-expect export-ipset 0 '^add nz_v4 [0-9.]+/[0-9]+$' '' -- "$geomx" export --countries NZ --format ipset --name nz
+expect export-ipset 0 '^add nz_v4-new [0-9.]+/[0-9]+$' '' -- "$geomx" export --countries NZ --format ipset --name nz
+# The ipset file loads into the kernel (a network namespace of its own) twice
+# in a row: the second load leaves the same members, and no -new set behind.
+"$geomx" export --countries NZ --format ipset --name nz >"$tmp/nz.ipset"
+adds=$(grep -c '^add nz_v4-new ' "$tmp/nz.ipset")
+members=$(unshare -n sh -c "ipset -exist restore <'$tmp/nz.ipset' && ipset -exist restore <'$tmp/nz.ipset' &&
+  ipset list nz_v4 | sed '1,/^Members:/d' | grep -c . && ipset list -n | tr '\n' ' '" 2>&1 | tr '\n' ' ')
+if [[ $members == "$adds nz_v4 nz_v6 " ]]; then ok; else fail "ipset restore twice: want '$adds nz_v4 nz_v6', got '$members'"; fi
 expect export-bad-country 1 '' "'NZL' is not a country code" -- "$geomx" export --countries NZL
 expect export-bad-format 2 '' 'format' -- "$geomx" export --countries NZ --format csv
 # an inverted export is exactly the complement: together they cover
