@@ -44,7 +44,7 @@ std::string describe_match(const conf::Match& m) {
   for (const auto& l : m.not_lists) parts.push_back("not_list " + l);
   if (!m.countries.empty()) {
     std::vector<std::string_view> codes;
-    for (auto c : m.countries) codes.push_back(c.code());
+    for (const auto& c : m.countries) codes.push_back(c.code());
     parts.push_back(fmt::format("country {}", fmt::join(codes, "|")));
   }
   if (!m.asns.empty()) parts.push_back(fmt::format("asn {}", fmt::join(m.asns, "|")));

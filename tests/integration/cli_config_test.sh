@@ -17,6 +17,28 @@ expect check-example 0 '^rule 3 +quarantine: catch-all -> route to pool quaranti
   "$geomx" check -c "$tmp/example.toml"
 grep -Eq '^list +english: 6 countries, 2 cidrs, 0 files -> [0-9]{5,} IPv4 prefixes' "$tmp/out" && ok || fail "check: english list size"
 grep -Eq '^pool +quarantine: first, proxy_protocol v2, greet_delay 20s with teaser, screen smtp \(pipelining reject, non_smtp drop, bare_newline log, no_helo log, long_line reject, too_many_commands reject; a pass kept 30d\): ' "$tmp/out" && ok || fail "check: the quarantine pool's screen: $(grep quarantine "$tmp/out")"
+# Each matcher kind is described (a country rule once read a dead copy's code).
+cat >"$tmp/matchers.toml" <<EOF
+[[listener]]
+name = "mx"
+address = "127.0.0.1:2525"
+[pool.p]
+members = ["127.0.0.1:25"]
+[[rule]]
+name = "countries"
+if = { country = ["US", "GB"], listener = "mx" }
+pool = "p"
+[[rule]]
+name = "confirmed"
+if = { fcrdns = true }
+pool = "p"
+[[rule]]
+name = "all"
+pool = "p"
+EOF
+expect check-matchers 0 '^rule 1 +countries: if country US\|GB and listener mx -> route to pool p$' '' -- \
+  "$geomx" check -c "$tmp/matchers.toml"
+grep -Eq '^rule 2 +confirmed: if fcrdns true -> route to pool p$' "$tmp/out" && ok || fail "check: the fcrdns rule: $(grep confirmed "$tmp/out")"
 expect check-bad 1 '' '^geomx: .*/bad\.toml: 19 errors$' -- "$geomx" check -c "$src/tests/data/bad.toml"
 if [[ $(grep -c "^$src/tests/data/bad.toml:[0-9]*:[0-9]*: " "$tmp/err") == 19 && ! -s $tmp/out ]]; then ok; else fail "check-bad: $(cat "$tmp/err")"; fi
 expect check-missing 1 '' 'No such file or directory' -- "$geomx" check -c "$tmp/nope.toml"
