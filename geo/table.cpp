@@ -32,7 +32,11 @@ std::size_t GeoTable::interval_count(Family f) const {
 }
 
 std::size_t GeoTable::memory_bytes() const {
-  return v4_.memory_bytes() + v6_.memory_bytes() + values_.capacity() * sizeof(GeoValue);
+  std::size_t bytes =
+      v4_.memory_bytes() + v6_.memory_bytes() + values_.capacity() * sizeof(GeoValue);
+  for (const auto& row : alias_map_) bytes += row.capacity() * sizeof(std::uint32_t);
+  for (const auto& [asn, org] : organisations_) bytes += sizeof(asn) + sizeof(org) + org.capacity();
+  return bytes;
 }
 
 std::string_view GeoTable::organisation(std::uint32_t asn) const {
